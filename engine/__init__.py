@@ -1,0 +1,37 @@
+"""Loupe's engine: photos in, captions and labels out. No UI; nothing heavy at import.
+
+Public entry points (all lazy: torch/transformers are imported on first use):
+
+    from engine import caption_paths, classify_paths, get_engine
+    get_engine().caption([pil_image, ...], prefix=None, max_new_tokens=30, num_beams=3)
+    get_engine().classify([pil_image, ...], top=3)
+
+Weights: `engine.weights` (status, install, import_folder, remove, model_dir).
+Images: `engine.images.load_image(path)` is the one loader.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["caption_paths", "classify_paths", "get_engine"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .inference import Engine
+
+
+def get_engine() -> "Engine":
+    from .inference import get_engine as _get
+
+    return _get()
+
+
+def caption_paths(paths: list[str], **options: Any):
+    from .inference import caption_paths as _f
+
+    return _f(paths, **options)
+
+
+def classify_paths(paths: list[str], **options: Any):
+    from .inference import classify_paths as _f
+
+    return _f(paths, **options)

@@ -1,0 +1,1 @@
+"""The models Loupe runs, each behind the small protocol in `base`."""

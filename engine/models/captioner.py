@@ -1,0 +1,80 @@
+"""BLIP captioning (Salesforce/blip-image-captioning-base) through transformers."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+from PIL.Image import Image
+
+from ..device import Placement
+from ..errors import UsageError
+from ..results import Caption
+
+MAX_NEW_TOKENS = 30
+MAX_BEAMS = 8
+
+
+class Captioner:
+    input_size = 384
+
+    def __init__(self, model: Any, processor: Any, placement: Placement) -> None:
+        self.model = model
+        self.processor = processor
+        self.placement = placement
+        size = getattr(processor.image_processor, "size", None) or {}
+        self.input_size = int(size.get("height") or size.get("shortest_edge") or 384)
+
+    @classmethod
+    def load(cls, folder: Path, placement: Placement) -> "Captioner":
+        from transformers import BlipForConditionalGeneration, BlipProcessor
+
+        # local_files_only: once installed, loading never touches the network.
+        processor = BlipProcessor.from_pretrained(folder, local_files_only=True)
+        model = BlipForConditionalGeneration.from_pretrained(
+            folder, local_files_only=True, dtype=placement.dtype
+        )
+        model.eval().to(placement.device)
+        return cls(model, processor, placement)
+
+    def preprocess(self, images: Sequence[Image], prefix: str | None = None, **_: Any) -> dict:
+        text = [prefix] * len(images) if prefix else None
+        inputs = self.processor(images=list(images), text=text, return_tensors="pt")
+        out = {}
+        for key, value in inputs.items():
+            value = value.to(self.placement.device)
+            if key == "pixel_values":
+                value = value.to(self.placement.dtype)
+            out[key] = value
+        return out
+
+    def forward(self, inputs: dict, max_new_tokens: int = MAX_NEW_TOKENS, num_beams: int = 3, **_: Any) -> Any:
+        import torch
+
+        with torch.inference_mode():
+            return self.model.generate(**inputs, max_new_tokens=max_new_tokens, num_beams=num_beams)
+
+    def postprocess(self, outputs: Any, **_: Any) -> list[Caption]:
+        texts = self.processor.batch_decode(outputs, skip_special_tokens=True)
+        return [Caption(_tidy(t)) for t in texts]
+
+    def predict(self, images: Sequence[Image], **options: Any) -> list[Caption]:
+        check_options(options)
+        return self.postprocess(self.forward(self.preprocess(images, **options), **options), **options)
+
+
+def check_options(options: dict) -> None:
+    tokens = options.get("max_new_tokens", MAX_NEW_TOKENS)
+    beams = options.get("num_beams", 3)
+    if not isinstance(tokens, int) or not 1 <= tokens <= 100:
+        raise UsageError("caption length must be between 1 and 100 tokens")
+    if not isinstance(beams, int) or not 1 <= beams <= MAX_BEAMS:
+        raise UsageError(f"beams must be between 1 and {MAX_BEAMS}")
+    prefix = options.get("prefix")
+    if prefix is not None and len(prefix) > 200:
+        raise UsageError("the caption prefix is limited to 200 characters")
+
+
+def _tidy(text: str) -> str:
+    # BLIP's word pieces leave " ' s" style gaps; collapse runs of spaces.
+    return re.sub(r"\s+", " ", text).strip()

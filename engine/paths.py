@@ -1,0 +1,84 @@
+"""Where Loupe keeps its things: data (weights, index), config (settings) and logs.
+
+`LOUPE_HOME` puts everything under one folder (tests, portable installs); otherwise the
+platform's user folders are used. The weights folder can also be moved by a setting.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+APP = "Loupe"
+
+
+def _home() -> Path | None:
+    value = os.environ.get("LOUPE_HOME")
+    return Path(value).expanduser() if value else None
+
+
+def data_dir() -> Path:
+    home = _home()
+    return home / "data" if home else Path(platformdirs.user_data_dir(APP, appauthor=False))
+
+
+def config_dir() -> Path:
+    home = _home()
+    return home / "config" if home else Path(platformdirs.user_config_dir(APP, appauthor=False))
+
+
+def log_dir() -> Path:
+    home = _home()
+    return home / "logs" if home else Path(platformdirs.user_log_dir(APP, appauthor=False))
+
+
+def settings_file() -> Path:
+    return config_dir() / "settings.json"
+
+
+def load_settings() -> dict[str, Any]:
+    try:
+        return json.loads(settings_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def save_setting(key: str, value: Any) -> None:
+    """Set one setting (None removes it); written atomically so a crash never empties it."""
+    settings = load_settings()
+    if value is None:
+        settings.pop(key, None)
+    else:
+        settings[key] = value
+    atomic_write_text(settings_file(), json.dumps(settings, indent=2, sort_keys=True))
+
+
+def weights_dir() -> Path:
+    custom = load_settings().get("weights_dir")
+    return Path(custom).expanduser() if custom else data_dir() / "models"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temp file in the same folder, fsync, rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise

@@ -1,0 +1,105 @@
+"""Shared fixtures. Every test gets its own Loupe home (data, config, logs) under tmp_path, and
+the weights table points at a local server that serves tiny models the suite builds itself."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+
+# Read once at import by huggingface_hub and gradio: set before anything imports them.
+os.environ["HF_HUB_DISABLE_XET"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ.pop("HF_HUB_OFFLINE", None)
+for _var in ("NO_PROXY", "no_proxy"):
+    os.environ[_var] = ",".join(filter(None, [os.environ.get(_var), "127.0.0.1,localhost"]))
+
+ARTIFACTS = ROOT / "artifacts"
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    """The tiny BLIP folder and tiny ResNet file, built once per session."""
+    from tiny_models import build_tiny_blip, build_tiny_resnet
+
+    root = tmp_path_factory.mktemp("tiny")
+    build_tiny_blip(root / "blip")
+    (root / "resnet").mkdir()
+    build_tiny_resnet(root / "resnet" / "resnet18-f37072fd.pth")
+    return root
+
+
+@pytest.fixture(scope="session")
+def hub(tiny_dir):
+    """A local server laid out like the real sources, serving the tiny models."""
+    from fakehub import FakeHub
+    from tiny_models import REVISION
+
+    server = FakeHub()
+    server.start()
+    server.add_repo("Salesforce/blip-image-captioning-base", REVISION, tiny_dir / "blip")
+    server.add_files("/models", tiny_dir / "resnet")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sources_file(tmp_path_factory, hub, tiny_dir) -> Path:
+    from tiny_models import write_sources_json
+
+    return write_sources_json(tmp_path_factory.mktemp("sources") / "sources.json", hub.url,
+                              tiny_dir / "blip", tiny_dir / "resnet")
+
+
+@pytest.fixture(autouse=True)
+def loupe_home(tmp_path, monkeypatch) -> Path:
+    """No test touches the real home: data, config, logs and gradio's uploads go to tmp_path."""
+    home = tmp_path / "loupe-home"
+    monkeypatch.setenv("LOUPE_HOME", str(home))
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio-tmp"))
+    monkeypatch.delenv("LOUPE_SOURCES", raising=False)
+    monkeypatch.delenv("LOUPE_PRECISION", raising=False)
+    from engine.inference import reset_engine
+
+    reset_engine()
+    yield home
+    reset_engine()
+
+
+@pytest.fixture
+def tiny_sources(sources_file, monkeypatch) -> Path:
+    """Point the weights table at the local server (nothing installed yet)."""
+    monkeypatch.setenv("LOUPE_SOURCES", str(sources_file))
+    return sources_file
+
+
+@pytest.fixture(scope="session")
+def _installed_weights(tmp_path_factory, sources_file) -> Path:
+    """Weights installed once per session through the real download path."""
+    import subprocess
+
+    home = tmp_path_factory.mktemp("weights-home")
+    env = dict(os.environ, LOUPE_HOME=str(home), LOUPE_SOURCES=str(sources_file))
+    subprocess.run([sys.executable, "-m", "engine.cli", "models", "download"], env=env, check=True,
+                   capture_output=True, timeout=300)
+    return home / "data" / "models"
+
+
+@pytest.fixture
+def installed(tiny_sources, _installed_weights, loupe_home) -> Path:
+    """Tiny models installed (shared, read-only by convention) for this test's Loupe home."""
+    from engine import paths
+
+    paths.save_setting("weights_dir", str(_installed_weights))
+    return _installed_weights
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
