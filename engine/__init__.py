@@ -11,7 +11,12 @@ Images: `engine.images.load_image(path)` is the one loader.
 """
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
+
+# huggingface_hub reads this once, at import: without it every download also pings the hub's
+# telemetry endpoint. Loupe sends nothing but the file requests themselves.
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 __all__ = ["caption_paths", "classify_paths", "get_engine"]
 

@@ -28,6 +28,9 @@ class Captioner:
     @classmethod
     def load(cls, folder: Path, placement: Placement) -> "Captioner":
         from transformers import BlipForConditionalGeneration, BlipProcessor
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # its "Loading weights" bar would clutter the CLI's stderr
 
         # local_files_only: once installed, loading never touches the network.
         processor = BlipProcessor.from_pretrained(folder, local_files_only=True)

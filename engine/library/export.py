@@ -1,0 +1,57 @@
+"""CSV and JSON export of the index (or of one scan), written atomically."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import LoupeError, UsageError
+from .files import atomic_write
+from .index import Index
+
+FORMATS = ("csv", "json")
+_CSV_COLUMNS = ("path", "name", "caption", "labels", "hash", "size", "mtime", "settings_key", "done_at")
+_SCAN_COLUMNS = ("status", "written", "reason")
+
+
+def format_for(path: Path, fmt: str | None) -> str:
+    fmt = (fmt or path.suffix.lstrip(".")).lower()
+    if fmt not in FORMATS:
+        raise UsageError(f"Cannot tell the export format from {path.name!r}: use a .csv or .json name, or fmt='csv'/'json'.")
+    return fmt
+
+
+def _cell(value: Any) -> Any:
+    # Spreadsheets run cells starting with = + - @ as formulas (CSV injection); a file name
+    # like "=HYPERLINK(...).jpg" must stay text.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def render(rows: list[dict[str, Any]], fmt: str, *, scan: bool) -> bytes:
+    if fmt == "json":
+        return (json.dumps(rows, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    buf = io.StringIO()
+    columns = _CSV_COLUMNS + (_SCAN_COLUMNS if scan else ())
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        flat = dict(row)
+        flat["labels"] = "; ".join(f"{l['name']} ({l['score']:.3f})" for l in row["labels"])
+        writer.writerow([_cell("" if flat.get(c) is None else flat.get(c)) for c in columns])
+    # utf-8-sig: Excel opens UTF-8 captions correctly only with the BOM.
+    return buf.getvalue().encode("utf-8-sig")
+
+
+def export_index(index: Index, path: Path, fmt: str | None = None, scan_id: int | None = None) -> int:
+    fmt = format_for(path, fmt)
+    rows = index.export_rows(scan_id)
+    data = render(rows, fmt, scan=scan_id is not None)
+    try:
+        atomic_write(path, data)
+    except OSError as exc:
+        raise LoupeError(f"Cannot write {path}: {exc.strerror or exc}") from None
+    return len(rows)

@@ -1,0 +1,162 @@
+"""Files on disk: finding photos, hashing them, and Loupe's atomic writes and temp files.
+
+Every file Loupe writes next to a photo goes through `atomic_write`: a temp file named
+`.loupe-tmp-<pid>-<random><ext>` in the same folder, fsync, rename over the target, fsync
+the folder. A kill at any point leaves either the old file or the new one, plus at worst a
+temp file that `cleanup_stale` removes at the next scan.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import stat
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ..images import is_photo_name
+
+TEMP_PREFIX = ".loupe-tmp-"
+_CHUNK = 1 << 20
+
+
+def walk_photos(folder: Path) -> list[Path]:
+    """Every photo under `folder`, sorted, skipping hidden files and folders and symlinks.
+
+    Hidden names cover Loupe's own temp files, `.git`, `.thumbnails` and macOS `._x.jpg`
+    resource forks (which carry a photo extension but are not images). Symlinks are skipped
+    because writing through them (rename over) would replace the link with a file, and
+    symlinked folders can loop.
+    """
+    found: list[Path] = []
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in files:
+            if name.startswith(".") or not is_photo_name(name):
+                continue
+            path = Path(root, name)
+            if path.is_symlink():
+                continue
+            found.append(path)
+    found.sort()
+    return found
+
+
+def hash_file(path: Path) -> str:
+    """sha256 of the bytes (with SHA-NI it is ~2x faster than blake2b on this kind of CPU)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def hash_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def is_read_only(path: Path, st: os.stat_result | None = None) -> bool:
+    """True when the owner write bit is off (checked by mode, as root `os.access` says yes)."""
+    st = st or os.stat(path)
+    return not (st.st_mode & stat.S_IWUSR) or not os.access(path, os.W_OK)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename durable. Not possible (nor needed) on Windows."""
+    if sys.platform == "win32":  # pragma: no cover
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # some file systems (network, FUSE) refuse fsync on a folder
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _default_mode() -> int:
+    # mkstemp makes 0600 files; a new sidecar should get the usual 0666 & ~umask so other
+    # users and photo servers can read it like the photo next to it.
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def atomic_write(target: Path, data: bytes, *, like: Path | None = None) -> None:
+    """Write `data` to `target` atomically. Permission bits (and xattrs) come from `like`
+    (the file being replaced) when given, else from the existing target, else the umask."""
+    folder = target.parent
+    fd, tmp_name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=target.suffix, dir=folder)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        source = like if like is not None else (target if target.exists() else None)
+        if source is not None:
+            shutil.copystat(source, tmp)  # mode bits, xattrs (and times, reset just below)
+            os.utime(tmp)  # the content changed: a fresh mtime tells photo tools to re-read
+        else:
+            os.chmod(tmp, _default_mode())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+    fsync_dir(folder)
+
+
+def cleanup_stale(folder: str | os.PathLike[str], *, older_than: float | None = None) -> int:
+    """Remove Loupe's own temp files under `folder` left by a run that died.
+
+    Only names starting with `.loupe-tmp-` are touched; one is removed when it is older
+    than `older_than` (default: now) and the process that made it is not running.
+    Returns how many were removed.
+    """
+    cutoff = time.time() if older_than is None else older_than
+    removed = 0
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]  # the scan never writes there
+        for name in files:
+            if not name.startswith(TEMP_PREFIX):
+                continue
+            path = Path(root, name)
+            try:
+                if path.is_symlink() or path.lstat().st_mtime >= cutoff:
+                    continue
+                if _owner_alive(name):
+                    continue
+                path.unlink()
+                removed += 1
+            except FileNotFoundError:
+                continue
+            except OSError:
+                continue  # cannot remove (read-only folder): harmless, try next time
+    return removed
+
+
+def _owner_alive(name: str) -> bool:
+    """Whether the process id in a temp name is another live process (a concurrent scan)."""
+    rest = name[len(TEMP_PREFIX):]
+    pid_text = rest.split("-", 1)[0]
+    if not pid_text.isdigit() or sys.platform == "win32":
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False  # our own leftovers from an earlier scan in this process
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True

@@ -1,0 +1,456 @@
+"""The library index: one SQLite file (WAL) with photos, their captions/labels, and FTS5 search.
+
+A photo is identified by the sha256 of the bytes it was captioned from (`photos.hash`).
+`hashes` maps every content a photo's file has been seen with (the original, and the bytes
+after Loupe embedded metadata) to the photo, so moved, renamed and embedded-into photos are
+recognised without running the models again.
+
+Every sqlite3 error is turned into an `IndexUnavailable` (a LoupeError) with one clear line.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..errors import LoupeError, UsageError
+from ..results import Label
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS photos(
+    id INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL UNIQUE,          -- sha256 of the bytes the models saw (identity)
+    path TEXT UNIQUE,                   -- where it is now; NULL once another file took the path
+    name TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    file_hash TEXT NOT NULL,            -- sha256 of the file at `path` as last seen
+    caption TEXT NOT NULL,
+    labels TEXT NOT NULL,               -- JSON [{"name", "score", "index"}]
+    label_text TEXT NOT NULL,           -- label names, for full-text search
+    settings_key TEXT NOT NULL,         -- models + options that made caption/labels
+    model_ids TEXT NOT NULL,            -- JSON, as the engine reported them
+    written_key TEXT,                   -- what Loupe last wrote for it (writer:style:settings)
+    scan_id INTEGER,
+    done_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hashes(
+    hash TEXT PRIMARY KEY,
+    photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+    written_key TEXT                    -- set for bytes Loupe itself produced by embedding
+);
+CREATE TABLE IF NOT EXISTS scans(
+    id INTEGER PRIMARY KEY,
+    folder TEXT NOT NULL,
+    started REAL NOT NULL,
+    finished REAL,
+    status TEXT NOT NULL,               -- running, done, cancelled, failed
+    settings_key TEXT NOT NULL,
+    options TEXT NOT NULL,
+    total INTEGER DEFAULT 0, done INTEGER DEFAULT 0, skipped INTEGER DEFAULT 0,
+    failed INTEGER DEFAULT 0, written INTEGER DEFAULT 0, renamed INTEGER DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS scan_items(
+    scan_id INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    photo_id INTEGER,
+    status TEXT NOT NULL,               -- done, skipped, failed
+    written INTEGER NOT NULL DEFAULT 0,
+    reason TEXT,
+    PRIMARY KEY(scan_id, path)
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS photos_fts USING fts5(
+    caption, label_text, name,
+    content='photos', content_rowid='id',
+    tokenize='porter unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER IF NOT EXISTS photos_ai AFTER INSERT ON photos BEGIN
+    INSERT INTO photos_fts(rowid, caption, label_text, name)
+    VALUES (new.id, new.caption, new.label_text, new.name);
+END;
+CREATE TRIGGER IF NOT EXISTS photos_ad AFTER DELETE ON photos BEGIN
+    INSERT INTO photos_fts(photos_fts, rowid, caption, label_text, name)
+    VALUES ('delete', old.id, old.caption, old.label_text, old.name);
+END;
+CREATE TRIGGER IF NOT EXISTS photos_au AFTER UPDATE OF caption, label_text, name ON photos BEGIN
+    INSERT INTO photos_fts(photos_fts, rowid, caption, label_text, name)
+    VALUES ('delete', old.id, old.caption, old.label_text, old.name);
+    INSERT INTO photos_fts(rowid, caption, label_text, name)
+    VALUES (new.id, new.caption, new.label_text, new.name);
+END;
+"""
+
+
+class IndexUnavailable(LoupeError):
+    """The index file cannot be used (damaged, locked, unwritable); the message says which."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result. `score` is bm25 relevance made positive: higher is better."""
+
+    path: str
+    name: str
+    caption: str
+    labels: tuple[Label, ...]
+    score: float
+    hash: str
+
+
+@dataclass(frozen=True)
+class PhotoRow:
+    id: int
+    hash: str
+    path: str | None
+    size: int
+    mtime_ns: int
+    file_hash: str
+    caption: str
+    labels: tuple[Label, ...]
+    settings_key: str
+    written_key: str | None
+
+
+def _translate(exc: sqlite3.Error, path: Path) -> IndexUnavailable:
+    msg = str(exc)
+    low = msg.lower()
+    if "locked" in low or "busy" in low:
+        text = (
+            f"The library index {path} is in use by another Loupe (database is locked). "
+            "Wait for that scan to finish, then try again."
+        )
+    elif "not a database" in low or "malformed" in low or "corrupt" in low:
+        text = (
+            f"The library index {path} is damaged ({msg}). Move it aside or delete it and scan "
+            "again to rebuild it; your photos and sidecars are not affected."
+        )
+    elif "full" in low:
+        text = f"Cannot write the library index {path}: the disk is full."
+    elif "readonly" in low or "read-only" in low:
+        text = f"Cannot write the library index {path}: it or its folder is read-only."
+    elif "unable to open" in low:
+        text = f"Cannot open the library index {path} (check that its folder exists and is writable)."
+    elif "no such module: fts5" in low:
+        text = "This Python's SQLite has no FTS5 full-text search; the library needs it."
+    else:
+        text = f"The library index {path} cannot be used: {msg}"
+    err = IndexUnavailable(text)
+    err.__cause__ = exc
+    return err
+
+
+class Index:
+    """An open index. Use from one thread (the scan's); `with Index(path) as idx: ...`."""
+
+    def __init__(self, path: Path, *, timeout: float = 10.0) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise IndexUnavailable(f"Cannot create the folder for the library index {self.path}: {exc}") from None
+        try:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves (no implicit transactions).
+            self.db = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from None
+        try:
+            with self._errors():
+                self.db.execute("PRAGMA journal_mode=WAL")
+                # FULL: a commit is on disk before Loupe renames a photo over its original
+                # (the embed protocol relies on that ordering; commits are per batch, so cheap).
+                self.db.execute("PRAGMA synchronous=FULL")
+                self.db.execute("PRAGMA foreign_keys=ON")
+                version = self.db.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise IndexUnavailable(
+                        f"The library index {self.path} was made by a newer Loupe (schema {version})."
+                    )
+                if version < SCHEMA_VERSION:
+                    with self.transaction():
+                        for statement in _statements(_SCHEMA):
+                            self.db.execute(statement)
+                        self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except BaseException:
+            self.db.close()
+            raise
+
+    # -- plumbing
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE (take the write lock up front, so WAL never fails a lock upgrade)."""
+        with self._errors():
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    def query(self, sql: str, params: tuple | list = ()) -> list[sqlite3.Row]:
+        with self._errors():
+            cur = self.db.execute(sql, params)
+            return cur.fetchall()
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.db.close()
+
+    def __enter__(self) -> "Index":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- scans
+
+    def begin_scan(self, folder: str, settings_key: str, options: dict[str, Any]) -> int:
+        with self.transaction() as db:
+            # A scan still "running" in the index died (crash, kill): say so.
+            db.execute("UPDATE scans SET status='interrupted' WHERE status='running'")
+            cur = db.execute(
+                "INSERT INTO scans(folder, started, status, settings_key, options) VALUES (?,?,?,?,?)",
+                (folder, time.time(), "running", settings_key, json.dumps(options, sort_keys=True)),
+            )
+            return int(cur.lastrowid)
+
+    def finish_scan(self, scan_id: int, status: str, counts: dict[str, int]) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE scans SET finished=?, status=?, total=?, done=?, skipped=?, failed=?, written=?, renamed=?"
+                " WHERE id=?",
+                (
+                    time.time(), status, counts["total"], counts["done"], counts["skipped"],
+                    counts["failed"], counts["written"], counts["renamed"], scan_id,
+                ),
+            )
+
+    def scans(self) -> list[dict[str, Any]]:
+        rows = self.query(
+            "SELECT id, folder, started, finished, status, total, done, skipped, failed, written, renamed"
+            " FROM scans ORDER BY id"
+        )
+        keys = ("id", "folder", "started", "finished", "status", "total", "done", "skipped", "failed", "written", "renamed")
+        return [dict(zip(keys, r)) for r in rows]
+
+    def record_item(
+        self, db: sqlite3.Connection, scan_id: int, path: str, photo_id: int | None, status: str,
+        reason: str | None = None,
+    ) -> None:
+        db.execute(
+            "INSERT INTO scan_items(scan_id, path, photo_id, status, reason) VALUES (?,?,?,?,?)"
+            " ON CONFLICT(scan_id, path) DO UPDATE SET photo_id=excluded.photo_id, status=excluded.status,"
+            " reason=excluded.reason",
+            (scan_id, path, photo_id, status, reason),
+        )
+
+    def mark_item_written(self, db: sqlite3.Connection, scan_id: int, path: str) -> None:
+        db.execute("UPDATE scan_items SET written=1 WHERE scan_id=? AND path=?", (scan_id, path))
+
+    def move_item(self, db: sqlite3.Connection, scan_id: int, old: str, new: str) -> None:
+        db.execute("UPDATE OR REPLACE scan_items SET path=? WHERE scan_id=? AND path=?", (new, scan_id, old))
+
+    # -- photos
+
+    _ROW = "p.id, p.hash, p.path, p.size, p.mtime_ns, p.file_hash, p.caption, p.labels, p.settings_key, p.written_key"
+
+    @staticmethod
+    def _row(r: tuple) -> PhotoRow:
+        return PhotoRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], _labels(r[7]), r[8], r[9])
+
+    def snapshot(self) -> tuple[dict[str, PhotoRow], dict[str, tuple[int, str, str | None]]]:
+        """(path -> row, any known content hash -> (photo id, settings key, written key)).
+
+        Read once at scan start so loader threads can skip finished photos without the
+        database (sqlite3 connections stay on one thread)."""
+        by_path = {r[2]: self._row(r) for r in self.query(f"SELECT {self._ROW} FROM photos p WHERE p.path IS NOT NULL")}
+        by_hash = {
+            h: (pid, key, wkey)
+            for h, pid, key, wkey in self.query(
+                "SELECT h.hash, h.photo_id, p.settings_key, h.written_key FROM hashes h JOIN photos p ON p.id=h.photo_id"
+            )
+        }
+        return by_path, by_hash
+
+    def lookup(self, content_hash: str) -> tuple[PhotoRow, str | None] | None:
+        """The photo whose file had these bytes, and the written key of those bytes."""
+        rows = self.query(
+            f"SELECT {self._ROW}, h.written_key FROM hashes h JOIN photos p ON p.id=h.photo_id WHERE h.hash=?",
+            (content_hash,),
+        )
+        if not rows:
+            return None
+        return self._row(rows[0][:10]), rows[0][10]
+
+    def get(self, photo_id: int) -> PhotoRow:
+        return self._row(self.query(f"SELECT {self._ROW} FROM photos p WHERE p.id=?", (photo_id,))[0])
+
+    def save_result(
+        self, db: sqlite3.Connection, *, content_hash: str, path: str, size: int, mtime_ns: int,
+        caption: str, labels: tuple[Label, ...], settings_key: str, model_ids: dict[str, str], scan_id: int,
+    ) -> int:
+        """Insert or refresh a photo's caption and labels (inside the caller's transaction)."""
+        db.execute("UPDATE photos SET path=NULL WHERE path=? AND hash<>?", (path, content_hash))
+        labels_json = json.dumps([{"name": l.name, "score": round(float(l.score), 6), "index": int(l.index)} for l in labels])
+        label_text = " ; ".join(l.name for l in labels)
+        name = Path(path).name
+        db.execute(
+            "INSERT INTO photos(hash, path, name, size, mtime_ns, file_hash, caption, labels, label_text,"
+            " settings_key, model_ids, written_key, scan_id, done_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,NULL,?,?)"
+            " ON CONFLICT(hash) DO UPDATE SET path=excluded.path, name=excluded.name, size=excluded.size,"
+            " mtime_ns=excluded.mtime_ns, file_hash=excluded.file_hash, caption=excluded.caption,"
+            " labels=excluded.labels, label_text=excluded.label_text, settings_key=excluded.settings_key,"
+            " model_ids=excluded.model_ids, written_key=NULL, scan_id=excluded.scan_id, done_at=excluded.done_at",
+            (
+                content_hash, path, name, size, mtime_ns, content_hash, caption, labels_json, label_text,
+                settings_key, json.dumps(model_ids, sort_keys=True), scan_id, time.time(),
+            ),
+        )
+        photo_id = db.execute("SELECT id FROM photos WHERE hash=?", (content_hash,)).fetchone()[0]
+        db.execute(
+            "INSERT INTO hashes(hash, photo_id, written_key) VALUES (?,?,NULL)"
+            " ON CONFLICT(hash) DO UPDATE SET photo_id=excluded.photo_id, written_key=NULL",
+            (content_hash, photo_id),
+        )
+        return int(photo_id)
+
+    def set_location(
+        self, db: sqlite3.Connection, photo_id: int, path: str, size: int, mtime_ns: int, file_hash: str
+    ) -> None:
+        """The photo is now at `path` with these bytes (moved, renamed, or rewritten by Loupe)."""
+        db.execute("UPDATE photos SET path=NULL WHERE path=? AND id<>?", (path, photo_id))
+        db.execute(
+            "UPDATE photos SET path=?, name=?, size=?, mtime_ns=?, file_hash=? WHERE id=?",
+            (path, Path(path).name, size, mtime_ns, file_hash, photo_id),
+        )
+
+    def add_alias(self, db: sqlite3.Connection, content_hash: str, photo_id: int, written_key: str | None) -> None:
+        db.execute(
+            "INSERT INTO hashes(hash, photo_id, written_key) VALUES (?,?,?)"
+            " ON CONFLICT(hash) DO UPDATE SET photo_id=excluded.photo_id, written_key=excluded.written_key",
+            (content_hash, photo_id, written_key),
+        )
+
+    def set_written(self, db: sqlite3.Connection, photo_id: int, written_key: str | None) -> None:
+        db.execute("UPDATE photos SET written_key=? WHERE id=?", (written_key, photo_id))
+
+    def set_path_only(self, db: sqlite3.Connection, old: str, new: str) -> None:
+        """After a rename or its undo: the record at `old` now lives at `new`."""
+        db.execute("UPDATE photos SET path=NULL WHERE path=?", (new,))
+        db.execute("UPDATE photos SET path=?, name=? WHERE path=?", (new, Path(new).name, old))
+
+    # -- search and export
+
+    def search(self, words: str, limit: int = 50) -> list[Hit]:
+        match = fts_query(words)
+        if match is None:
+            return []
+        rows = self.query(
+            "SELECT p.path, p.name, p.caption, p.labels, bm25(photos_fts, 2.0, 1.0, 0.5) AS rank, p.hash"
+            " FROM photos_fts JOIN photos p ON p.id = photos_fts.rowid"
+            " WHERE photos_fts MATCH ? AND p.path IS NOT NULL ORDER BY rank LIMIT ?",
+            (match, limit),
+        )
+        return [Hit(r[0], r[1], r[2], _labels(r[3]), -float(r[4]), r[5]) for r in rows]
+
+    def export_rows(self, scan_id: int | None) -> list[dict[str, Any]]:
+        cols = "p.path, p.name, p.caption, p.labels, p.hash, p.size, p.mtime_ns, p.settings_key, p.model_ids, p.done_at"
+        if scan_id is None:
+            rows = self.query(f"SELECT {cols} FROM photos p WHERE p.path IS NOT NULL ORDER BY p.path")
+            return [_export_dict(r) for r in rows]
+        if not self.query("SELECT 1 FROM scans WHERE id=?", (scan_id,)):
+            raise UsageError(f"There is no scan {scan_id} in the library index.")
+        rows = self.query(
+            f"SELECT {cols}, i.status, i.reason, i.written, i.path FROM scan_items i"
+            " LEFT JOIN photos p ON p.id = i.photo_id WHERE i.scan_id=? ORDER BY i.path",
+            (scan_id,),
+        )
+        out = []
+        for r in rows:
+            item = _export_dict(r[:10]) if r[0] is not None or r[2] is not None else _export_dict((None,) * 10)
+            item["path"] = item["path"] or r[13]
+            item["name"] = item["name"] or Path(r[13]).name
+            item.update(status=r[10], reason=r[11] or "", written=bool(r[12]))
+            out.append(item)
+        return out
+
+    def integrity(self) -> str:
+        """'ok' when both SQLite's and FTS5's own checks pass, else the first complaint."""
+        first = self.query("PRAGMA integrity_check")[0][0]
+        if first != "ok":
+            return first
+        try:
+            with self._errors():
+                self.db.execute("INSERT INTO photos_fts(photos_fts, rank) VALUES ('integrity-check', 1)")
+        except IndexUnavailable as exc:
+            return str(exc)
+        return "ok"
+
+
+def _statements(script: str) -> list[str]:
+    """Split the schema into statements (triggers hold ';' inside BEGIN ... END)."""
+    out, buf = [], []
+    for line in script.strip().splitlines():
+        buf.append(line)
+        text = "\n".join(buf).strip()
+        if text.endswith(";") and (not text.upper().startswith("CREATE TRIGGER") or text.upper().endswith("END;")):
+            out.append(text)
+            buf = []
+    return out
+
+
+def _labels(text: str | None) -> tuple[Label, ...]:
+    if not text:
+        return ()
+    return tuple(Label(d["name"], float(d["score"]), int(d["index"])) for d in json.loads(text))
+
+
+def _export_dict(r: tuple) -> dict[str, Any]:
+    labels = _labels(r[3]) if r[3] else ()
+    return {
+        "path": r[0],
+        "name": r[1],
+        "caption": r[2] or "",
+        "labels": [l.to_dict() for l in labels],
+        "hash": r[4],
+        "size": r[5],
+        "mtime": (time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(r[6] / 1e9)) if r[6] else None),
+        "settings_key": r[7],
+        "models": json.loads(r[8]) if r[8] else {},
+        "done_at": (time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(r[9])) if r[9] else None),
+    }
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+# Words too common in captions to narrow anything ("a dog on the beach"); dropped from a
+# query unless the query has nothing else.
+_STOPWORDS = frozenset("a an the and or of on in at with to by for is are from".split())
+
+
+def fts_query(words: str) -> str | None:
+    """User words -> an FTS5 query where every word is a quoted string (AND of all words).
+
+    Quoting makes FTS5 operators (AND, OR, NOT, NEAR, *, ^, :, -, parentheses, quotes) plain
+    words, so no input can raise an FTS5 syntax error. None when there is no word at all.
+    """
+    tokens = _WORD.findall(words or "")
+    if not tokens:
+        return None
+    tokens = [t for t in tokens if t.lower() not in _STOPWORDS] or tokens
+    return " ".join('"' + t.replace('"', '""') + '"' for t in tokens)

@@ -1,0 +1,106 @@
+"""`loupe` as a person runs it: real subprocesses, real files, tiny models installed."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from image_corpus import gradient
+
+
+def loupe(*args, timeout=180):
+    return subprocess.run([sys.executable, "-m", "engine.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def photo(tmp_path):
+    p = tmp_path / "photo one.jpg"
+    gradient(120, 90, 3).save(p)
+    return p
+
+
+@pytest.mark.parametrize("args", [[], ["caption"], ["classify"], ["models"], ["models", "download"],
+                                  ["models", "import"], ["models", "status"]])
+def test_every_command_has_help(args):
+    proc = loupe(*args, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "usage: loupe" in proc.stdout
+
+
+def test_caption_and_classify_text_and_json(installed, photo):
+    proc = loupe("caption", photo, "--beams", "1", "--max-tokens", "8")
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout.strip()
+    assert text and "\n" not in text
+
+    proc = loupe("caption", photo, photo, "--json", "--beams", "1", "--max-tokens", "8")
+    data = json.loads(proc.stdout)
+    assert [d["path"] for d in data] == [str(photo)] * 2 and data[0]["text"] == text
+
+    proc = loupe("classify", photo, "--top", "2", "--json")
+    assert proc.returncode == 0, proc.stderr
+    labels = json.loads(proc.stdout)[0]["labels"]
+    assert len(labels) == 2 and labels[0]["score"] >= labels[1]["score"]
+    proc = loupe("classify", photo)
+    assert len(proc.stdout.strip().splitlines()) == 3 and "%" in proc.stdout
+
+
+def test_missing_weights_is_one_line_with_what_to_do(tiny_sources, photo):
+    proc = loupe("caption", photo)
+    assert proc.returncode == 4
+    assert proc.stderr.count("\n") == 1 and "loupe models download" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_some_bad_photos_do_not_stop_the_rest(installed, photo, tmp_path):
+    missing = tmp_path / "gone.jpg"
+    proc = loupe("classify", photo, missing, "--json")
+    assert proc.returncode == 3
+    data = json.loads(proc.stdout)
+    assert "labels" in data[0] and data[1]["error"] == "no such file"
+    assert proc.stderr.strip() == f"loupe: {missing}: no such file"
+
+
+@pytest.mark.parametrize("args, code", [(["classify", "x.jpg", "--top", "0"], 2),
+                                        (["caption", "x.jpg", "--beams", "50"], 2),
+                                        (["models", "remove", "nonsense"], 2),
+                                        (["models", "import", "/no/such/folder"], 2)])
+def test_usage_errors(installed, args, code, tmp_path):
+    if args[0] in ("caption", "classify"):
+        gradient().save(tmp_path / "x.jpg")
+        args = [args[0], tmp_path / "x.jpg", *args[2:]]
+    proc = loupe(*args)
+    assert proc.returncode == code, proc.stderr
+    assert proc.stderr.startswith("loupe: ") and "Traceback" not in proc.stderr
+
+
+def test_models_status(installed):
+    proc = loupe("models", "status", "--json")
+    rows = {r["name"]: r for r in json.loads(proc.stdout)}
+    assert rows["blip-base"]["installed"] and rows["resnet18"]["installed"]
+    assert loupe("models", "verify").stdout.count(": ok") == 2
+    assert "installed" in loupe("models", "status").stdout
+
+
+AUDIT = r"""
+import socket, sys
+connects = []
+def hook(event, args):
+    if event == "socket.connect":
+        connects.append(repr(args[1]))
+sys.addaudithook(hook)
+from engine.cli import main
+rc = main(sys.argv[1:])
+heavy = [m for m in ("gradio", "PySide6", "webview", "fastapi") if m in sys.modules]
+print("RESULT", rc, connects, heavy, file=sys.stderr)
+"""
+
+
+def test_caption_makes_no_connection_and_imports_no_gui(installed, photo):
+    proc = subprocess.run([sys.executable, "-c", AUDIT, "caption", str(photo), "--max-tokens", "5"],
+                          capture_output=True, text=True, timeout=180)
+    result = proc.stderr.strip().splitlines()[-1]
+    assert result == "RESULT 0 [] []", proc.stderr
