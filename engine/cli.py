@@ -76,7 +76,6 @@ def _add_library(sub: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     try:
         if args.command is None:
             return _open_app(args)
@@ -105,14 +104,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _open_app(args: argparse.Namespace) -> int:
-    from desktop.__main__ import main as desktop_main
+    from desktop.__main__ import run
 
     argv = []
     if args.browser:
         argv.append("--browser")
     if args.port:
         argv += ["--port", str(args.port)]
-    return desktop_main(argv)
+    run(argv)  # exits the process once the window (or the browser server) is closed
+    return 0
 
 
 def _print_results(results: list[tuple[str, Any]], as_json: bool, render) -> int:

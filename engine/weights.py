@@ -290,7 +290,6 @@ def _reporter(model, wf, before, overall_total, progress, cancel):
 def _fetch(src: Source, wf: WeightFile, staging: Path, report: Callable[[int], None]) -> None:
     """Fetch one file into `staging/name` (resuming a partial one) through huggingface_hub."""
     tqdm_class = _tqdm_for(report)
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     try:
         if src.kind == "hf":
             from huggingface_hub import hf_hub_download

@@ -1,0 +1,4 @@
+"""Loupe's desktop shell: the Gradio UI, the guarded local server and the native window.
+
+Nothing heavy is imported here: `loupe caption` (the CLI) must not pay for gradio or Qt.
+"""

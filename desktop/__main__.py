@@ -1,0 +1,142 @@
+"""`python -m desktop` and the frozen app's entry: the window, or `--browser`.
+
+    python -m desktop              open the Loupe window
+    python -m desktop --browser    serve only; print the URL (with its one-time token); Ctrl-C stops
+    python -m desktop --greet      the tiny greet app instead of Loupe's UI (tests)
+    python -m desktop --port N     serve on port N instead of a free one
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+from desktop.logs import Timings, process_start
+
+_START = process_start()
+log = logging.getLogger("loupe.desktop")
+
+
+def _factory(greet: bool) -> Callable[[], Any]:
+    """The Blocks builder; its module is imported only when called (in the start-up thread,
+    after the window is up), so a UI module importing gradio at its top costs no window time."""
+    if greet:
+        def build() -> Any:
+            from desktop.greet import build_greet
+
+            return build_greet()
+    else:
+        def build() -> Any:
+            from desktop.ui import build_ui
+
+            return build_ui()
+    return build
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="loupe", description="Loupe: offline photo captions and labels.")
+    p.add_argument("--browser", action="store_true",
+                   help="do not open a window: serve and print the URL to open in a browser")
+    p.add_argument("--greet", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, default=None, help="serve on this port (default: a free one)")
+    return p
+
+
+def serve_in_browser(factory: Callable[[], Any], port: int | None, timings: Timings) -> int:
+    """Serve until Ctrl-C/SIGTERM; print the URL with the token once (never logged)."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        from desktop.server import serve
+
+        server = serve(factory, port=port)
+        timings.mark("server_up")
+        try:
+            out = sys.__stdout__ or sys.stdout
+            if out is not None:
+                print(f"Loupe is running. Open this address in your browser:\n\n  {server.url}\n\n"
+                      "Press Ctrl-C to stop.", file=out, flush=True)
+            while not stop.wait(0.2):
+                pass
+        finally:
+            server.close()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from desktop.logs import setup_logging
+
+    from desktop.server import gradio_env
+
+    gradio_env()  # before anything can import gradio
+    path = setup_logging()
+    timings = Timings(_START)
+    log.info("Loupe desktop starting (pid %d, %s mode); log: %s", os.getpid(),
+             "browser" if args.browser else "window", path)
+    factory = _factory(args.greet)
+    if args.browser:
+        return serve_in_browser(factory, args.port, timings)
+    from desktop.window import NoDisplay, run_window
+
+    try:
+        return run_window(factory, port=args.port, timings=timings)
+    except NoDisplay as exc:
+        log.error("%s", exc)
+        print(exc, file=sys.stderr if sys.stderr is not None else sys.stdout)
+        return 2
+
+
+def run(argv: list[str] | None = None) -> None:
+    """The process entry (python -m desktop, the frozen app): main(), then a prompt exit."""
+    _exit(main(argv))
+
+
+def _exit(code: int) -> None:
+    """Exit promptly once everything of ours is closed.
+
+    Interpreter teardown with gradio and Qt WebEngine loaded takes ~1 s or more (module and Qt
+    object finalisation); the server, temp folder and window are already closed by now, so run
+    the atexit handlers, flush the log and leave. QtWebEngine's helper processes exit on their own
+    when the browser process is gone. A start-up thread still importing gradio (window closed
+    during start-up) does not hold the process either.
+    """
+    import atexit
+
+    t0 = time.perf_counter()
+    stragglers = [t for t in threading.enumerate()
+                  if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    for t in stragglers:
+        t.join(timeout=max(0.0, 1.0 - (time.perf_counter() - t0)))
+    if any(t.is_alive() for t in stragglers):
+        log.warning("exiting with start-up work still running: %s",
+                    [t.name for t in stragglers if t.is_alive()])
+    try:
+        atexit._run_exitfuncs()
+    except Exception:  # pragma: no cover
+        log.exception("atexit")
+    log.info("exit %d", code)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:
+            pass
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    run()

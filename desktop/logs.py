@@ -1,0 +1,109 @@
+"""The desktop app's log file and start-up timings.
+
+A windowed build has no console: `sys.stdout`/`sys.stderr` may be None, so they are pointed at
+the log file. Every handler carries the server's `TokenFilter`, so a per-launch token never
+reaches the log even if some library logs a URL.
+"""
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import sys
+import time
+from pathlib import Path
+
+_IMPORTED_AT = time.time()
+LOG_NAME = "loupe.log"
+
+
+def process_start() -> float:
+    """Wall-clock time the process started (Linux: from /proc; else when this module loaded)."""
+    try:
+        with open("/proc/self/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        start_ticks = int(fields[19])  # field 22 overall: starttime, in clock ticks since boot
+        with open("/proc/uptime", "rb") as fh:
+            uptime = float(fh.read().split()[0])
+        ticks = os.sysconf("SC_CLK_TCK")
+        started = time.time() - (uptime - start_ticks / ticks)
+        return min(started, _IMPORTED_AT)
+    except (OSError, ValueError, IndexError):
+        return _IMPORTED_AT
+
+
+class Timings:
+    """Seconds since process start for named start-up steps; logged as they happen."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self.start = process_start() if start is None else start
+        self.marks: dict[str, float] = {}
+
+    def mark(self, name: str) -> float:
+        value = round(time.time() - self.start, 3)
+        self.marks.setdefault(name, value)
+        logging.getLogger("loupe.timing").info("%s: %.3f s after process start", name, value)
+        return value
+
+
+def log_file() -> Path:
+    from engine.paths import log_dir
+
+    return log_dir() / LOG_NAME
+
+
+def setup_logging(level: int = logging.INFO) -> Path:
+    """Log to <log_dir>/loupe.log (rotated); give a windowed build a stdout/stderr."""
+    from desktop.server import token_filter
+
+    path = log_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if getattr(handler, "_loupe", False):
+            return path
+    handler = logging.handlers.RotatingFileHandler(path, maxBytes=2_000_000, backupCount=3,
+                                                   encoding="utf-8")
+    handler._loupe = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(token_filter())
+    root.addHandler(handler)
+    root.setLevel(level)
+    # Libraries that log full request URLs at INFO: keep them quiet (the token rides in one).
+    for name in ("httpx", "httpcore", "urllib3", "uvicorn.access"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    if sys.stdout is None:
+        sys.stdout = _LogStream(logging.getLogger("loupe.stdout"), logging.INFO)
+    if sys.stderr is None:
+        sys.stderr = _LogStream(logging.getLogger("loupe.stderr"), logging.WARNING)
+    return path
+
+
+class _LogStream:
+    """A text stream for a windowed build's missing stdout/stderr: lines go to the log
+    (through the token filter) instead of nowhere."""
+
+    encoding = "utf-8"
+    errors = "replace"
+
+    def __init__(self, logger: logging.Logger, level: int) -> None:
+        self.logger, self.level, self._buf = logger, level, ""
+
+    def write(self, text: str) -> int:
+        self._buf += text
+        *lines, self._buf = self._buf.split("\n")
+        for line in lines:
+            if line.strip():
+                self.logger.log(self.level, "%s", line)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._buf.strip():
+            self.logger.log(self.level, "%s", self._buf)
+        self._buf = ""
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        raise OSError("no file descriptor: a windowed build has no console")

@@ -1,0 +1,427 @@
+"""Loupe's Gradio Blocks UI: Caption, Classify, Library and Models tabs. No launch, no window.
+
+Every handler turns Loupe's own errors into a `gr.Error` with the one-line message; anything
+unexpected is logged with its traceback and shown as a short message, never a stack trace.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+import gradio as gr
+
+from engine import weights
+from engine.errors import Cancelled, LoupeError
+from engine.images import load_image
+from engine.inference import CAPTION_MODEL, CLASSIFY_MODEL, get_engine
+
+log = logging.getLogger("loupe.ui")
+
+EXAMPLES = Path(__file__).parent / "examples"
+CSS = """
+#loupe-header h1 {margin-bottom: 0}
+#loupe-header p {margin-top: 0.2em; opacity: 0.75}
+.loupe-banner {border-left: 4px solid var(--color-accent); padding-left: 0.8em}
+.loupe-progress {min-height: 3.5em}
+"""
+
+# One person, one app: a cancel button stops whichever download or scan is running.
+_cancel = {"download": threading.Event(), "scan": threading.Event()}
+# Set by the window shell when a native window exists (folder dialog); None in --browser mode.
+folder_picker: Callable[[], str | None] | None = None
+
+
+def friendly(fn: Callable) -> Callable:
+    """Loupe errors -> gr.Error with their one line; other exceptions -> logged + short line."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Cancelled as exc:
+            raise gr.Error(str(exc).capitalize(), title="Cancelled") from None
+        except LoupeError as exc:
+            raise gr.Error(str(exc), title="Loupe") from None
+        except Exception as exc:  # a bug: keep the app alive, put the details in the log
+            log.exception("unexpected error in %s", fn.__name__)
+            raise gr.Error(f"Something went wrong ({type(exc).__name__}); details are in the log file.",
+                           title="Loupe") from None
+
+    return wrapper
+
+
+def _example_files() -> list[str]:
+    return sorted(str(p) for p in EXAMPLES.glob("*.jpg"))
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:,.2f} GB" if n >= 1e9 else f"{n / 1e6:,.0f} MB" if n >= 1e6 else f"{n / 1e3:,.0f} KB"
+
+
+def _missing_text(name: str) -> str:
+    src = weights.source(name)
+    return (f"**{src.title}** is not installed yet ({_size(src.size)}, downloaded once and "
+            f"verified; after that Loupe works offline). Download it here, or use *Models → Import* "
+            f"if this computer never goes online.")
+
+
+class PhotoDrop(gr.Image):
+    """An image drop zone that hands the handler the uploaded file as it is.
+
+    gr.Image decodes and re-saves every upload with Pillow before the handler runs: a second,
+    unguarded decoder, a raw traceback-like message for a file that is not a photo, and a copy
+    that has lost its EXIF. Loupe's own loader reads the original instead.
+    """
+
+    is_template = True  # the frontend draws it as a plain Image
+
+    def preprocess(self, payload):  # type: ignore[override]
+        return None if payload is None else str(payload.path)
+
+
+# ------------------------------------------------------------------------- handlers
+
+
+@friendly
+def caption_photo(path: str | None, prefix: str, length: int, beams: int) -> str:
+    if not path:
+        raise gr.Error("Drop a photo first.", title="Loupe")
+    engine = get_engine()
+    image = load_image(path, draft_size=(engine.caption_size, engine.caption_size))
+    return engine.caption([image], prefix=(prefix or "").strip() or None,
+                          max_new_tokens=int(length), num_beams=int(beams))[0].text
+
+
+def caption_changed(path: str | None, prefix: str, length: int, beams: int) -> str:
+    """A new photo (dropped, pasted or an example) is captioned at once; a cleared one clears."""
+    return caption_photo(path, prefix, length, beams) if path else ""
+
+
+def classify_changed(path: str | None):
+    return classify_photo(path) if path else None
+
+
+@friendly
+def classify_photo(path: str | None) -> dict[str, float]:
+    if not path:
+        raise gr.Error("Drop a photo first.", title="Loupe")
+    engine = get_engine()
+    image = load_image(path, draft_size=(engine.classify_size, engine.classify_size))
+    return engine.classify([image], top=3)[0].as_confidences()
+
+
+def _download(names: list[str], progress: gr.Progress) -> None:
+    cancel = _cancel["download"]
+    cancel.clear()
+    for name in names:
+        if weights.is_installed(name):
+            continue
+        title = weights.source(name).title
+
+        def report(p: weights.Progress, title: str = title) -> None:
+            progress(p.fraction, desc=f"{title}: {p.overall_done / 1e6:,.1f} of {p.overall_total / 1e6:,.1f} MB")
+
+        report(weights.Progress(name, "", 0, 0, 0, weights.source(name).size))
+        weights.install(name, progress=report, cancel=cancel)
+
+
+def download_for(name: str):
+    @friendly
+    def handler(progress: gr.Progress = gr.Progress()):
+        _download([name], progress)
+        return f"{weights.source(name).title}: installed and verified."
+
+    return handler
+
+
+@friendly
+def download_all(progress: gr.Progress = gr.Progress()):
+    _download(list(weights.sources()), progress)
+    return models_table()
+
+
+def cancel_download() -> None:
+    _cancel["download"].set()
+    gr.Info("Cancelling the download; what was fetched is kept and the next download resumes.")
+
+
+@friendly
+def import_weights(folder: str):
+    if not folder or not folder.strip():
+        raise gr.Error("Type the folder that holds the weight files.", title="Loupe")
+    names = weights.import_folder(folder.strip())
+    gr.Info("Imported and verified: " + ", ".join(names))
+    return models_table()
+
+
+@friendly
+def remove_weights(name: str):
+    if not name:
+        raise gr.Error("Choose a model to remove.", title="Loupe")
+    weights.remove(name)
+    get_engine().unload()
+    return models_table()
+
+
+@friendly
+def set_weights_dir(folder: str):
+    from engine import paths
+    from engine.inference import reset_engine
+
+    folder = (folder or "").strip()
+    if folder:
+        target = Path(folder).expanduser()
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            probe = target / ".loupe-write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise gr.Error(f"{target}: cannot write there ({exc.strerror or exc}).", title="Loupe") from None
+        paths.save_setting("weights_dir", str(target))
+    else:
+        paths.save_setting("weights_dir", None)
+    reset_engine()
+    gr.Info(f"Weights folder: {paths.weights_dir()}. Models found there are used; download or import the others.")
+    return models_table(), str(paths.weights_dir())
+
+
+def model_state():
+    """Banners, download buttons and action buttons of the Caption and Classify tabs."""
+    out = []
+    for name in (CAPTION_MODEL, CLASSIFY_MODEL):
+        missing = not weights.is_installed(name)
+        out += [gr.update(visible=missing, value=_missing_text(name)), gr.update(visible=missing),
+                gr.update(visible=missing), gr.update(interactive=not missing)]
+    return out
+
+
+def models_table() -> str:
+    from engine import paths
+
+    rows = ["| Model | State | Size | Source |", "|---|---|---|---|"]
+    for s in weights.status():
+        state = "**installed**" if s.installed else "not installed"
+        src = weights.source(s.name)
+        origin = f"{src.repo}@{src.revision[:7]}" if src.kind == "hf" else src.url_for(src.files[0].name)
+        rows.append(f"| **{s.name}** — {s.title} | {state} | {_size(s.size)} | `{origin}` |")
+    rows.append("")
+    rows.append(f"Weights folder: `{paths.weights_dir()}` — {_size(weights.disk_usage())} on disk.")
+    return "\n".join(rows)
+
+
+# ------------------------------------------------------------------------- library
+
+
+def _scan_progress(progress: gr.Progress):
+    def report(p: Any) -> None:
+        done, total = getattr(p, "done", 0), getattr(p, "total", 0) or 1
+        rate = getattr(p, "rate", None) or getattr(p, "photos_per_second", None)
+        left = getattr(p, "seconds_left", None) or getattr(p, "eta", None)
+        desc = f"{done} of {total} photos"
+        if rate:
+            desc += f" · {rate:.1f} photos/s"
+        if left is not None and left > 0:
+            desc += f" · {int(left) // 60}:{int(left) % 60:02d} left"
+        progress(done / total, desc=desc)
+
+    return report
+
+
+@friendly
+def scan_folder(folder: str, write: str, style: str, rename: bool, progress: gr.Progress = gr.Progress()):
+    from engine import library
+
+    folder = (folder or "").strip()
+    if not folder:
+        raise gr.Error("Choose or type a folder of photos.", title="Loupe")
+    cancel = _cancel["scan"]
+    cancel.clear()
+    summary = library.scan(folder, write=write, sidecar_style=style, rename=bool(rename),
+                           progress=_scan_progress(progress), cancel=cancel)
+    return _summary_markdown(summary)
+
+
+def _summary_markdown(summary: Any) -> str:
+    if hasattr(summary, "to_markdown"):
+        return summary.to_markdown()
+    fields = {k: v for k, v in vars(summary).items() if not k.startswith("_")}
+    failures = fields.pop("failures", None) or fields.pop("failed_items", None) or []
+    lines = [" · ".join(f"**{k.replace('_', ' ')}**: {v}" for k, v in fields.items()
+                       if isinstance(v, (int, float, str)))]
+    if failures:
+        lines.append("")
+        lines.append("Could not process:")
+        lines += [f"- {f}" for f in list(failures)[:200]]
+    return "\n".join(lines)
+
+
+def cancel_scan() -> None:
+    _cancel["scan"].set()
+    gr.Info("Stopping after the current batch; scan again to resume.")
+
+
+@friendly
+def search_library(words: str):
+    from engine import library
+
+    words = (words or "").strip()
+    if not words:
+        return [], "Type words to search captions, labels and file names."
+    hits = library.search(words, limit=60)
+    gallery = []
+    for hit in hits:
+        try:
+            thumb = load_image(hit.path, draft_size=(256, 256))
+            thumb.thumbnail((256, 256))
+        except LoupeError:
+            continue
+        gallery.append((thumb, f"{Path(hit.path).name}: {hit.caption}"))
+    return gallery, f"{len(hits)} photo{'s' if len(hits) != 1 else ''} match “{words}”."
+
+
+def pick_folder() -> str:
+    if folder_picker is None:
+        raise gr.Error("The folder dialog needs the Loupe window; type the path instead.", title="Loupe")
+    return folder_picker() or gr.update()
+
+
+# ------------------------------------------------------------------------- layout
+
+
+def build_ui() -> gr.Blocks:
+    with gr.Blocks(title="Loupe", fill_width=False) as demo:
+        with gr.Column(elem_id="loupe-header"):
+            gr.Markdown("# Loupe\nDescribe and label your photos, on this computer, offline.")
+        examples = _example_files()
+        with gr.Tabs():
+            with gr.Tab("Caption", id="caption"):
+                cap_missing = gr.Markdown(_missing_text(CAPTION_MODEL), visible=not weights.is_installed(CAPTION_MODEL),
+                                          elem_classes="loupe-banner")
+                with gr.Row():
+                    cap_get = gr.Button("Download the captioning model", visible=not weights.is_installed(CAPTION_MODEL),
+                                        variant="primary")
+                    cap_cancel = gr.Button("Cancel download", visible=not weights.is_installed(CAPTION_MODEL))
+                cap_progress = gr.Markdown(elem_classes="loupe-progress", visible=not weights.is_installed(CAPTION_MODEL))
+                with gr.Row():
+                    with gr.Column():
+                        cap_image = PhotoDrop(type="filepath", label="Photo", sources=["upload", "clipboard"], height=360,
+                                             elem_id="loupe-caption-photo")
+                        with gr.Accordion("Options", open=False):
+                            prefix = gr.Textbox(label="Start the caption with (optional)", placeholder="a photograph of",
+                                                max_length=200)
+                            length = gr.Slider(5, 60, value=30, step=1, label="Longest caption (tokens)")
+                            beams = gr.Slider(1, 8, value=3, step=1, label="Beams (more: better, slower)")
+                        cap_btn = gr.Button("Caption", variant="primary",
+                                            interactive=weights.is_installed(CAPTION_MODEL))
+                    with gr.Column():
+                        caption = gr.Textbox(label="Caption (alt text)", buttons=["copy"], lines=3, interactive=False,
+                                             elem_id="loupe-caption")
+                if examples:
+                    gr.Examples(examples=[[e] for e in examples], inputs=[cap_image], label="Example photos")
+                cap_inputs = [cap_image, prefix, length, beams]
+                cap_btn.click(caption_photo, cap_inputs, caption, api_name="caption", concurrency_id="caption", concurrency_limit=1)
+                cap_image.change(caption_changed, cap_inputs, caption, api_visibility="private", concurrency_id="caption", concurrency_limit=1)
+                cap_dl = cap_get.click(download_for(CAPTION_MODEL), None, cap_progress,
+                                       api_visibility="private", concurrency_id="download")
+                cap_cancel.click(cancel_download, None, None, api_visibility="private")
+
+            with gr.Tab("Classify", id="classify"):
+                cls_missing = gr.Markdown(_missing_text(CLASSIFY_MODEL), visible=not weights.is_installed(CLASSIFY_MODEL),
+                                          elem_classes="loupe-banner")
+                with gr.Row():
+                    cls_get = gr.Button("Download the classifier", visible=not weights.is_installed(CLASSIFY_MODEL),
+                                        variant="primary")
+                    cls_cancel = gr.Button("Cancel download", visible=not weights.is_installed(CLASSIFY_MODEL))
+                cls_progress = gr.Markdown(elem_classes="loupe-progress", visible=not weights.is_installed(CLASSIFY_MODEL))
+                with gr.Row():
+                    with gr.Column():
+                        cls_image = PhotoDrop(type="filepath", label="Photo", sources=["upload", "clipboard"], height=360,
+                                             elem_id="loupe-classify-photo")
+                        cls_btn = gr.Button("Classify", variant="primary", elem_id="loupe-classify-btn",
+                                            interactive=weights.is_installed(CLASSIFY_MODEL))
+                    with gr.Column():
+                        labels = gr.Label(num_top_classes=3, label="Top 3 ImageNet classes", elem_id="loupe-labels")
+                if examples:
+                    gr.Examples(examples=[[e] for e in examples], inputs=[cls_image], label="Example photos")
+                cls_btn.click(classify_photo, cls_image, labels, api_name="classify", concurrency_id="classify", concurrency_limit=2)
+                cls_image.change(classify_changed, cls_image, labels, api_visibility="private", concurrency_id="classify", concurrency_limit=2)
+                cls_dl = cls_get.click(download_for(CLASSIFY_MODEL), None, cls_progress,
+                                       api_visibility="private", concurrency_id="download")
+                cls_cancel.click(cancel_download, None, None, api_visibility="private")
+
+            with gr.Tab("Library", id="library"):
+                gr.Markdown("Caption and label a whole folder. Photos are read where they are; results go "
+                            "into XMP sidecars (originals untouched) unless you choose otherwise. "
+                            "A stopped scan resumes where it left off.")
+                with gr.Row():
+                    lib_folder = gr.Textbox(label="Folder of photos", placeholder="/home/me/Pictures", scale=4)
+                    lib_pick = gr.Button("Choose folder…", scale=1, visible=folder_picker is not None)
+                with gr.Row():
+                    lib_write = gr.Radio(["sidecar", "embed", "none"], value="sidecar", label="Write results",
+                                         info="sidecar: photo.jpg.xmp beside each photo · embed: into the photo's own metadata")
+                    lib_style = gr.Radio([("photo.jpg.xmp (darktable, digiKam)", "darktable"),
+                                          ("photo.xmp (Lightroom)", "lightroom")], value="darktable",
+                                         label="Sidecar name")
+                    lib_rename = gr.Checkbox(False, label="Rename files from captions (undo: loupe library undo)")
+                with gr.Row():
+                    lib_scan = gr.Button("Scan folder", variant="primary")
+                    lib_stop = gr.Button("Stop")
+                lib_summary = gr.Markdown(elem_id="loupe-scan-summary")
+                with gr.Row():
+                    lib_query = gr.Textbox(label="Search captions and labels", placeholder="dog beach", scale=4)
+                    lib_search = gr.Button("Search", scale=1)
+                lib_found = gr.Markdown()
+                lib_gallery = gr.Gallery(label="Matches", columns=5, height="auto", elem_id="loupe-gallery")
+                lib_scan.click(scan_folder, [lib_folder, lib_write, lib_style, lib_rename], lib_summary,
+                               api_visibility="private", concurrency_id="scan", concurrency_limit=1)
+                lib_stop.click(cancel_scan, None, None, api_visibility="private")
+                lib_search.click(search_library, lib_query, [lib_gallery, lib_found], api_visibility="private")
+                lib_query.submit(search_library, lib_query, [lib_gallery, lib_found], api_visibility="private")
+                lib_pick.click(pick_folder, None, lib_folder, api_visibility="private")
+
+            with gr.Tab("Models", id="models"):
+                table = gr.Markdown(models_table(), elem_id="loupe-models")
+                with gr.Row():
+                    all_btn = gr.Button("Download missing models", variant="primary")
+                    all_cancel = gr.Button("Cancel download")
+                with gr.Accordion("Import from a folder (for computers that never go online)", open=False):
+                    gr.Markdown("Copy the model files (see the README) into a folder, type it here. "
+                                "Each file is checked against its pinned sha256 before it is installed.")
+                    imp_folder = gr.Textbox(label="Folder")
+                    imp_btn = gr.Button("Import")
+                with gr.Accordion("Weights folder", open=False):
+                    from engine import paths
+
+                    wdir = gr.Textbox(value=str(paths.weights_dir()), label="Where weights are kept",
+                                      info="Leave empty for the default. Existing files are not moved.")
+                    wdir_btn = gr.Button("Use this folder")
+                with gr.Accordion("Remove a model", open=False):
+                    rm_name = gr.Dropdown(list(weights.sources()), label="Model")
+                    rm_btn = gr.Button("Remove", variant="stop")
+                all_event = all_btn.click(download_all, None, table, api_visibility="private", concurrency_id="download")
+                all_cancel.click(cancel_download, None, None, api_visibility="private")
+                imp_event = imp_btn.click(import_weights, imp_folder, table, api_visibility="private")
+                wdir_event = wdir_btn.click(set_weights_dir, wdir, [table, wdir], api_visibility="private")
+                rm_event = rm_btn.click(remove_weights, rm_name, table, api_visibility="private")
+        gr.Markdown("Loupe runs entirely on this computer. Captions: BLIP (Salesforce, BSD-3-Clause). "
+                    "Labels: ResNet-18 trained on ImageNet (torchvision, BSD-3-Clause).")
+        state_outputs = [cap_missing, cap_get, cap_cancel, cap_btn, cls_missing, cls_get, cls_cancel, cls_btn]
+        # Weights may arrive from another tab, the CLI or another window: refresh on load and after.
+        demo.load(model_state, None, state_outputs, api_visibility="private")
+        demo.load(models_table, None, table, api_visibility="private")
+        for event in (all_event, imp_event, wdir_event, rm_event, cap_dl, cls_dl):
+            event.then(model_state, None, state_outputs, api_visibility="private")
+    # gradio 6 takes theme and css at mount time; desktop.server passes these on. System fonts
+    # only: a web font would be fetched from the internet.
+    demo.loupe_mount_kwargs = {
+        "theme": gr.themes.Default(primary_hue="teal", font=["system-ui", "sans-serif"],
+                                   font_mono=["ui-monospace", "monospace"]),
+        "css": CSS,
+    }
+    return demo

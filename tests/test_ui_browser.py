@@ -1,0 +1,114 @@
+"""Loupe's real UI in Debian's chromium, served by `loupe --browser` with tiny models: caption
+a photo, classify one (three labels), and the first-run download with its progress."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+
+import pytest
+
+from desktop.testing import AppProcess
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "desktop", "examples", "cat.jpg")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    assert os.path.exists(CHROMIUM), "apt-get install -y chromium (make test does it)"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=60_000)
+        yield b
+        b.close()
+
+
+def _serve():
+    proc = AppProcess("--browser", env=dict(os.environ))
+    proc.__enter__()
+    proc.wait_for_url(timeout=120)
+    return proc
+
+
+def _stop(proc):
+    code, _ = proc.stop(signal.SIGINT)
+    assert code == 0, proc.output
+
+
+def _page(browser, url, artifacts=None):
+    page = browser.new_context(viewport={"width": 1200, "height": 900}).new_page()
+    page.set_default_timeout(60_000)
+    hosts = set()
+    page.on("request", lambda r: hosts.add(r.url.split("/")[2]))
+    page.goto(url)
+    page.wait_for_selector("#loupe-caption")
+    return page, hosts
+
+
+def test_caption_and_classify_in_chromium(installed, browser, artifacts):
+    app = _serve()
+    try:
+        page, hosts = _page(browser, app.url)
+        # a file that is not a photo: a readable message, and the app goes on working
+        bad = artifacts / "not-a-photo.jpg"
+        bad.write_text("hello")
+        page.set_input_files("#loupe-caption-photo input[type=file]", str(bad))
+        page.wait_for_selector(".toast-body, [data-testid='toast-body']")
+        toast = page.locator(".toast-body, [data-testid='toast-body']").first.inner_text()
+        page.screenshot(path=str(artifacts / "ui-bad-photo.png"), full_page=True)
+        assert "Traceback" not in toast and len(toast) < 300, toast
+        page.reload()
+        page.wait_for_selector("#loupe-caption")
+        page.set_input_files("#loupe-caption-photo input[type=file]", EXAMPLE)
+        page.wait_for_function("document.querySelector('#loupe-caption textarea').value.length > 0")
+        caption = page.input_value("#loupe-caption textarea")
+        assert re.search(r"[a-z]", caption)
+        page.get_by_role("tab", name="Classify").click()
+        page.set_input_files("#loupe-classify-photo input[type=file]", EXAMPLE)
+        page.wait_for_function("document.querySelectorAll('#loupe-labels .confidence-set').length === 3")
+        rows = page.locator("#loupe-labels .confidence-set").all_inner_texts()
+        assert len(rows) == 3 and all("%" in r for r in rows), rows
+        page.screenshot(path=str(artifacts / "ui-classify.png"), full_page=True)
+        assert hosts == {f"127.0.0.1:{app.port}"}, hosts
+    finally:
+        _stop(app)
+
+
+def test_first_run_download_shows_progress_then_classifies(tiny_sources, tiny_dir, browser, artifacts, monkeypatch, tmp_path):
+    from fakehub import FakeHub
+    from tiny_models import REVISION, write_sources_json
+
+    hub = FakeHub()
+    hub.start()
+    try:
+        hub.add_repo("Salesforce/blip-image-captioning-base", REVISION, tiny_dir / "blip")
+        hub.add_files("/models", tiny_dir / "resnet")
+        hub.faults["resnet18-f37072fd.pth"] = "slow"  # so a person (and this test) sees it move
+        hub.slow_delay = 0.05
+        monkeypatch.setenv("LOUPE_SOURCES", str(write_sources_json(tmp_path / "s.json", hub.url,
+                                                                    tiny_dir / "blip", tiny_dir / "resnet")))
+        app = _serve()
+        try:
+            page, _ = _page(browser, app.url)
+            page.get_by_role("tab", name="Classify").click()
+            assert page.locator("#loupe-classify-btn").is_disabled()
+            page.get_by_role("button", name="Download the classifier").click()
+            page.wait_for_selector("text=/of 4\\d\\.\\d MB/")
+            seen = page.locator("text=/of 4\\d\\.\\d MB/").first.inner_text()
+            page.screenshot(path=str(artifacts / "ui-download-progress.png"))
+            page.wait_for_function("!document.querySelector('#loupe-classify-btn').disabled", timeout=120_000)
+            page.wait_for_selector("text=installed and verified")
+            assert "ResNet-18" in seen
+            page.set_input_files("#loupe-classify-photo input[type=file]", EXAMPLE)
+            page.wait_for_function("document.querySelectorAll('#loupe-labels .confidence-set').length === 3")
+        finally:
+            _stop(app)
+    finally:
+        hub.stop()
