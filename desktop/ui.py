@@ -70,18 +70,17 @@ def _missing_text(name: str) -> str:
             f"if this computer never goes online.")
 
 
-class PhotoDrop(gr.Image):
+def photo_drop(**kwargs: Any) -> gr.Image:
     """An image drop zone that hands the handler the uploaded file as it is.
 
     gr.Image decodes and re-saves every upload with Pillow before the handler runs: a second,
-    unguarded decoder, a raw traceback-like message for a file that is not a photo, and a copy
-    that has lost its EXIF. Loupe's own loader reads the original instead.
+    unguarded decoder, a raw technical message for a file that is not a photo, and a copy that
+    has lost its EXIF. Loupe's own loader reads the original instead. (An instance override,
+    not a subclass: gradio writes a .pyi stub beside the module of every component subclass.)
     """
-
-    is_template = True  # the frontend draws it as a plain Image
-
-    def preprocess(self, payload):  # type: ignore[override]
-        return None if payload is None else str(payload.path)
+    image = gr.Image(type="filepath", **kwargs)
+    image.preprocess = lambda payload: None if payload is None else str(payload.path)  # type: ignore[method-assign]
+    return image
 
 
 # ------------------------------------------------------------------------- handlers
@@ -220,15 +219,12 @@ def models_table() -> str:
 
 def _scan_progress(progress: gr.Progress):
     def report(p: Any) -> None:
-        done, total = getattr(p, "done", 0), getattr(p, "total", 0) or 1
-        rate = getattr(p, "rate", None) or getattr(p, "photos_per_second", None)
-        left = getattr(p, "seconds_left", None) or getattr(p, "eta", None)
-        desc = f"{done} of {total} photos"
-        if rate:
-            desc += f" · {rate:.1f} photos/s"
-        if left is not None and left > 0:
-            desc += f" · {int(left) // 60}:{int(left) % 60:02d} left"
-        progress(done / total, desc=desc)
+        desc = f"{p.done} of {p.total} photos"
+        if p.rate:
+            desc += f" · {p.rate:.1f} photos/s"
+        if p.eta_s:
+            desc += f" · {int(p.eta_s) // 60}:{int(p.eta_s) % 60:02d} left"
+        progress(p.fraction, desc=desc)
 
     return report
 
@@ -244,20 +240,25 @@ def scan_folder(folder: str, write: str, style: str, rename: bool, progress: gr.
     cancel.clear()
     summary = library.scan(folder, write=write, sidecar_style=style, rename=bool(rename),
                            progress=_scan_progress(progress), cancel=cancel)
-    return _summary_markdown(summary)
+    return summary_markdown(summary)
 
 
-def _summary_markdown(summary: Any) -> str:
-    if hasattr(summary, "to_markdown"):
-        return summary.to_markdown()
-    fields = {k: v for k, v in vars(summary).items() if not k.startswith("_")}
-    failures = fields.pop("failures", None) or fields.pop("failed_items", None) or []
-    lines = [" · ".join(f"**{k.replace('_', ' ')}**: {v}" for k, v in fields.items()
-                       if isinstance(v, (int, float, str)))]
-    if failures:
+def summary_markdown(summary: Any) -> str:
+    head = "Stopped — scan again to resume." if summary.cancelled else "Done."
+    lines = [f"**{head}** {summary.total} photos: {summary.done} captioned, {summary.skipped} already done, "
+             f"{summary.failed} unreadable; {summary.written} written"
+             + (f", {summary.write_failed} not written" if summary.write_failed else "")
+             + (f", {summary.renamed} renamed" if summary.renamed else "")
+             + (f" · {summary.rate:.1f} photos/s" if summary.rate else "")]
+    if summary.problems:
         lines.append("")
-        lines.append("Could not process:")
-        lines += [f"- {f}" for f in list(failures)[:200]]
+        lines.append("Problems:")
+        for problem in summary.problems[:200]:
+            lines.append(f"- `{problem.path}`: {problem.reason}")
+        if len(summary.problems) > 200:
+            lines.append(f"- … and {len(summary.problems) - 200} more (see `loupe library scans`)")
+    for note in summary.notes[:20]:
+        lines.append(f"> {note}")
     return "\n".join(lines)
 
 
@@ -310,7 +311,7 @@ def build_ui() -> gr.Blocks:
                 cap_progress = gr.Markdown(elem_classes="loupe-progress", visible=not weights.is_installed(CAPTION_MODEL))
                 with gr.Row():
                     with gr.Column():
-                        cap_image = PhotoDrop(type="filepath", label="Photo", sources=["upload", "clipboard"], height=360,
+                        cap_image = photo_drop(label="Photo", sources=["upload", "clipboard"], height=360,
                                              elem_id="loupe-caption-photo")
                         with gr.Accordion("Options", open=False):
                             prefix = gr.Textbox(label="Start the caption with (optional)", placeholder="a photograph of",
@@ -341,7 +342,7 @@ def build_ui() -> gr.Blocks:
                 cls_progress = gr.Markdown(elem_classes="loupe-progress", visible=not weights.is_installed(CLASSIFY_MODEL))
                 with gr.Row():
                     with gr.Column():
-                        cls_image = PhotoDrop(type="filepath", label="Photo", sources=["upload", "clipboard"], height=360,
+                        cls_image = photo_drop(label="Photo", sources=["upload", "clipboard"], height=360,
                                              elem_id="loupe-classify-photo")
                         cls_btn = gr.Button("Classify", variant="primary", elem_id="loupe-classify-btn",
                                             interactive=weights.is_installed(CLASSIFY_MODEL))

@@ -112,3 +112,42 @@ def test_first_run_download_shows_progress_then_classifies(tiny_sources, tiny_di
             _stop(app)
     finally:
         hub.stop()
+
+
+def test_library_tab_scans_a_folder_and_finds_photos_by_words(installed, browser, artifacts, tmp_path):
+    from image_corpus import gradient
+
+    folder = tmp_path / "Holiday Photos"
+    (folder / "day 2").mkdir(parents=True)
+    for i in range(6):
+        gradient(200 + 20 * i, 150, seed=40 + i).rotate(30 * i).save(folder / ("day 2" if i % 2 else "") / f"IMG_{i:03d}.JPG")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    originals = {p: p.read_bytes() for p in folder.rglob("*.JPG")}
+    app = _serve()
+    try:
+        page, hosts = _page(browser, app.url)
+        page.get_by_role("tab", name="Library").click()
+        page.get_by_label("Folder of photos").fill(str(folder))
+        page.get_by_role("button", name="Scan folder").click()
+        page.wait_for_selector("#loupe-scan-summary >> text=Done.", timeout=180_000)
+        summary = page.inner_text("#loupe-scan-summary")
+        assert "7 photos: 6 captioned" in summary and "1 unreadable" in summary, summary
+        assert "broken.jpg" in summary
+        # sidecars by default: originals byte-identical, a .xmp beside each
+        assert all(p.read_bytes() == data for p, data in originals.items())
+        assert all(p.with_name(p.name + ".xmp").is_file() for p in originals)
+        from engine import library
+
+        import json
+
+        library.export(tmp_path / "index.json")
+        captions = [row["caption"] for row in json.loads((tmp_path / "index.json").read_text())]
+        word = next(w for c in captions for w in c.split() if len(w) > 2)
+        page.get_by_label("Search captions and labels").fill(word)
+        page.get_by_role("button", name="Search", exact=True).click()
+        page.wait_for_selector("#loupe-gallery img")
+        assert page.locator("#loupe-gallery img").count() >= 1
+        page.screenshot(path=str(artifacts / "ui-library.png"), full_page=True)
+        assert hosts == {f"127.0.0.1:{app.port}"}, hosts
+    finally:
+        _stop(app)

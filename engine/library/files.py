@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 from ..images import is_photo_name
 
@@ -23,7 +24,7 @@ TEMP_PREFIX = ".loupe-tmp-"
 _CHUNK = 1 << 20
 
 
-def walk_photos(folder: Path) -> list[Path]:
+def walk_photos(folder: Path, on_error: Callable[[OSError], None] | None = None) -> list[Path]:
     """Every photo under `folder`, sorted, skipping hidden files and folders and symlinks.
 
     Hidden names cover Loupe's own temp files, `.git`, `.thumbnails` and macOS `._x.jpg`
@@ -32,7 +33,8 @@ def walk_photos(folder: Path) -> list[Path]:
     symlinked folders can loop.
     """
     found: list[Path] = []
-    for root, dirs, files in os.walk(folder, followlinks=False):
+    # os.walk silently skips folders it cannot list unless given onerror.
+    for root, dirs, files in os.walk(folder, onerror=on_error, followlinks=False):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in files:
             if name.startswith(".") or not is_photo_name(name):

@@ -22,6 +22,8 @@ from ..errors import LoupeError, UsageError
 from ..results import Label
 
 SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 10.0
+KEEP_SCAN_ITEMS = 20  # scans whose per-photo rows (status, reason) are kept for export  # how long to wait for another Loupe holding the write lock
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS photos(
@@ -103,6 +105,12 @@ class Hit:
     score: float
     hash: str
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path, "name": self.name, "caption": self.caption,
+            "labels": [l.to_dict() for l in self.labels], "score": self.score, "hash": self.hash,
+        }
+
 
 @dataclass(frozen=True)
 class PhotoRow:
@@ -149,7 +157,7 @@ def _translate(exc: sqlite3.Error, path: Path) -> IndexUnavailable:
 class Index:
     """An open index. Use from one thread (the scan's); `with Index(path) as idx: ...`."""
 
-    def __init__(self, path: Path, *, timeout: float = 10.0) -> None:
+    def __init__(self, path: Path, *, timeout: float | None = None) -> None:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -157,7 +165,9 @@ class Index:
             raise IndexUnavailable(f"Cannot create the folder for the library index {self.path}: {exc}") from None
         try:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves (no implicit transactions).
-            self.db = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
+            self.db = sqlite3.connect(
+                str(self.path), timeout=BUSY_TIMEOUT_S if timeout is None else timeout, isolation_level=None
+            )
         except sqlite3.Error as exc:
             raise _translate(exc, self.path) from None
         try:
@@ -224,6 +234,8 @@ class Index:
         with self.transaction() as db:
             # A scan still "running" in the index died (crash, kill): say so.
             db.execute("UPDATE scans SET status='interrupted' WHERE status='running'")
+            # Per-photo rows of old scans are only for exporting a recent scan: keep the last 20.
+            db.execute(f"DELETE FROM scan_items WHERE scan_id <= (SELECT max(id) - {KEEP_SCAN_ITEMS} FROM scans)")
             cur = db.execute(
                 "INSERT INTO scans(folder, started, status, settings_key, options) VALUES (?,?,?,?,?)",
                 (folder, time.time(), "running", settings_key, json.dumps(options, sort_keys=True)),
@@ -304,25 +316,35 @@ class Index:
     def save_result(
         self, db: sqlite3.Connection, *, content_hash: str, path: str, size: int, mtime_ns: int,
         caption: str, labels: tuple[Label, ...], settings_key: str, model_ids: dict[str, str], scan_id: int,
+        photo_id: int | None = None,
     ) -> int:
-        """Insert or refresh a photo's caption and labels (inside the caller's transaction)."""
-        db.execute("UPDATE photos SET path=NULL WHERE path=? AND hash<>?", (path, content_hash))
-        labels_json = json.dumps([{"name": l.name, "score": round(float(l.score), 6), "index": int(l.index)} for l in labels])
-        label_text = " ; ".join(l.name for l in labels)
-        name = Path(path).name
-        db.execute(
-            "INSERT INTO photos(hash, path, name, size, mtime_ns, file_hash, caption, labels, label_text,"
-            " settings_key, model_ids, written_key, scan_id, done_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,NULL,?,?)"
-            " ON CONFLICT(hash) DO UPDATE SET path=excluded.path, name=excluded.name, size=excluded.size,"
-            " mtime_ns=excluded.mtime_ns, file_hash=excluded.file_hash, caption=excluded.caption,"
-            " labels=excluded.labels, label_text=excluded.label_text, settings_key=excluded.settings_key,"
-            " model_ids=excluded.model_ids, written_key=NULL, scan_id=excluded.scan_id, done_at=excluded.done_at",
-            (
-                content_hash, path, name, size, mtime_ns, content_hash, caption, labels_json, label_text,
-                settings_key, json.dumps(model_ids, sort_keys=True), scan_id, time.time(),
-            ),
+        """Insert a photo's caption and labels, or refresh record `photo_id` (redone with new
+        settings: it keeps its identity). Inside the caller's transaction."""
+        labels_json = json.dumps(
+            [{"name": l.name, "score": round(float(l.score), 6), "index": int(l.index)} for l in labels]
         )
-        photo_id = db.execute("SELECT id FROM photos WHERE hash=?", (content_hash,)).fetchone()[0]
+        label_text = " ; ".join(l.name for l in labels)
+        values = (
+            path, Path(path).name, size, mtime_ns, content_hash, caption, labels_json, label_text,
+            settings_key, json.dumps(model_ids, sort_keys=True), scan_id, time.time(),
+        )
+        if photo_id is None:
+            row = db.execute("SELECT id FROM photos WHERE hash=?", (content_hash,)).fetchone()
+            photo_id = row[0] if row else None
+        db.execute("UPDATE photos SET path=NULL WHERE path=? AND id IS NOT ?", (path, photo_id))
+        if photo_id is None:
+            cur = db.execute(
+                "INSERT INTO photos(path, name, size, mtime_ns, file_hash, caption, labels, label_text,"
+                " settings_key, model_ids, scan_id, done_at, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (*values, content_hash),
+            )
+            photo_id = int(cur.lastrowid)
+        else:
+            db.execute(
+                "UPDATE photos SET path=?, name=?, size=?, mtime_ns=?, file_hash=?, caption=?, labels=?,"
+                " label_text=?, settings_key=?, model_ids=?, scan_id=?, done_at=?, written_key=NULL WHERE id=?",
+                (*values, photo_id),
+            )
         db.execute(
             "INSERT INTO hashes(hash, photo_id, written_key) VALUES (?,?,NULL)"
             " ON CONFLICT(hash) DO UPDATE SET photo_id=excluded.photo_id, written_key=NULL",

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LoupeError
-from .files import atomic_write
+from .files import atomic_write, is_read_only
 
 X_NS = "adobe:ns:meta/"
 RDF_NS = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
@@ -334,6 +334,9 @@ def write_sidecar(
     target = sidecar_path(photo, style)
     if target.is_symlink():
         raise XmpError(f"sidecar {target.name} is a symbolic link; left as it is")
+    if target.exists() and is_read_only(target):
+        # Renaming over it would work (the folder is writable) but would ignore the lock.
+        raise XmpError(f"sidecar {target.name} is read-only; left as it is")
     try:
         existing = target.read_bytes()
     except FileNotFoundError:

@@ -1,0 +1,160 @@
+"""Loupe's library: caption and label whole photo folders, write where photo tools read,
+search by words.
+
+    from engine import library
+    summary = library.scan("~/Pictures", write="sidecar", progress=cb, cancel=event)
+    hits = library.search("dog beach")
+    library.export("captions.csv")
+    library.undo()          # reverse the last run's renames
+
+Settings read when an argument is left as None (engine.paths settings.json):
+    "library_write": "sidecar" | "embed" | "none"        (default "sidecar")
+    "sidecar_style": "darktable" | "lightroom"            (default "darktable")
+The index is `paths.data_dir()/library.db`; the rename undo log sits next to it.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from .files import TEMP_PREFIX, cleanup_stale
+from .index import Hit, Index, IndexUnavailable
+from .progress import Progress, ProgressCallback, progress_bar
+from .scanner import Options, Problem, ScanSummary, WRITERS
+
+__all__ = [
+    "scan", "search", "export", "undo", "scans", "cleanup_stale", "progress_bar", "default_db_path",
+    "Hit", "Progress", "Problem", "ScanSummary", "IndexUnavailable", "TEMP_PREFIX", "WRITERS",
+]
+
+
+def default_db_path() -> Path:
+    from ..paths import data_dir
+
+    return data_dir() / "library.db"
+
+
+def _db(db_path: str | os.PathLike[str] | None) -> Path:
+    return Path(db_path).expanduser() if db_path is not None else default_db_path()
+
+
+def _log_for(db: Path):
+    from .rename import RenameLog
+
+    return RenameLog(db.with_name(db.stem + "-renames.jsonl"))
+
+
+def scan(
+    folder: str | os.PathLike[str],
+    *,
+    engine: Any = None,
+    write: str | None = None,
+    sidecar_style: str | None = None,
+    rename: bool = False,
+    db_path: str | os.PathLike[str] | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    batch_size: int | None = None,
+    workers: int = 2,
+    top: int = 3,
+    max_new_tokens: int = 30,
+    num_beams: int = 3,
+    prefix: str | None = None,
+) -> ScanSummary:
+    """Caption and label every photo under `folder` not yet done with these models/settings.
+
+    `write`: "sidecar" (XMP next to each photo; originals untouched), "embed" (XMP inside
+    JPEG/PNG/TIFF/WebP, pixels untouched) or "none". `rename`: rename photos after their
+    captions (undo with `undo()`). `cancel.set()` stops within one batch; the summary then
+    has `cancelled=True` and the next scan resumes. Photos that cannot be read, written or
+    renamed are in `summary.problems`; the scan goes on. Raises UsageError for bad
+    arguments and IndexUnavailable (a LoupeError) when the index cannot be used.
+    """
+    from ..paths import load_settings
+
+    settings = load_settings()
+    folder_path = Path(folder).expanduser()
+    if not folder_path.is_dir():
+        raise UsageError(f"Not a folder: {folder_path}")
+    folder_path = folder_path.resolve()
+    if engine is None:
+        from .. import get_engine
+
+        engine = get_engine()
+    options = Options(
+        write=write or settings.get("library_write") or "sidecar",
+        sidecar_style=sidecar_style or settings.get("sidecar_style") or "darktable",
+        rename=bool(rename),
+        batch_size=int(batch_size or getattr(engine, "batch_size", 8) or 8),
+        workers=int(workers),
+        top=int(top),
+        max_new_tokens=int(max_new_tokens),
+        num_beams=int(num_beams),
+        prefix=prefix,
+    )
+    options.validate()
+    from .scanner import run_scan
+
+    db = _db(db_path)
+    with Index(db) as index:
+        return run_scan(folder_path, engine, options, index, _log_for(db), progress, cancel)
+
+
+def search(words: str, *, limit: int = 50, db_path: str | os.PathLike[str] | None = None) -> list[Hit]:
+    """Photos whose caption, labels or file name hold all the words, best (bm25) first.
+
+    Words are matched as plain words (stemmed: "dogs" finds "dog"); no search syntax."""
+    if not isinstance(limit, int) or limit < 1:
+        raise UsageError("limit must be a whole number of at least 1.")
+    db = _db(db_path)
+    if not db.exists():
+        return []
+    with Index(db) as index:
+        return index.search(words, min(limit, 10_000))
+
+
+def export(
+    path: str | os.PathLike[str],
+    *,
+    fmt: str | None = None,
+    scan_id: int | None = None,
+    db_path: str | os.PathLike[str] | None = None,
+) -> int:
+    """Write the index (or one scan's photos, with status and reasons) as CSV or JSON.
+
+    The format comes from the extension unless `fmt` is "csv"/"json". Returns rows written."""
+    from .exporter import export_index, format_for
+
+    target = Path(path).expanduser()
+    format_for(target, fmt)  # a bad name fails before the index is opened
+    with Index(_db(db_path)) as index:
+        return export_index(index, target, fmt, scan_id)
+
+
+def undo(*, db_path: str | os.PathLike[str] | None = None) -> int:
+    """Put back the photos (and sidecars) renamed by the last scan; returns how many."""
+    from .rename import undo as _undo
+
+    db = _db(db_path)
+    log = _log_for(db)
+    if not log.path.exists():
+        return 0
+    with Index(db) as index:
+
+        def moved(old: str, new: str) -> None:
+            with index.transaction() as tx:
+                index.set_path_only(tx, old, new)
+
+        return _undo(log, moved)
+
+
+def scans(*, db_path: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
+    """Past scans, oldest first: id, folder, started, finished, status and counts."""
+    db = _db(db_path)
+    if not db.exists():
+        return []
+    with Index(db) as index:
+        return index.scans()

@@ -1,0 +1,56 @@
+"""`loupe library ...` through engine.cli.main, in process, with FakeEngine as the engine."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import engine
+from engine.cli import main
+
+from library_fixtures import FakeEngine, save_photo
+
+
+@pytest.fixture()
+def folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOUPE_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(engine, "get_engine", lambda: FakeEngine())
+    root = tmp_path / "photos"
+    for i in range(3):
+        save_photo(root / f"p{i}.jpg", i)
+    return root
+
+
+def test_scan_search_export_scans_undo(folder, tmp_path, capsys):
+    assert main(["library", "scan", str(folder), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["done"] == 3 and summary["written"] == 3
+
+    (folder / "bad.jpg").write_bytes(b"")
+    assert main(["library", "scan", str(folder), "--rename"]) == 3  # some photo had a problem
+    out, err = capsys.readouterr()
+    assert "1 unreadable" in out and "3 renamed" in out
+    assert err.strip() == f"loupe: {folder / 'bad.jpg'}: empty file"
+
+    assert main(["library", "search", "v1", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 3
+    assert main(["library", "export", str(tmp_path / "x.csv")]) == 0
+    assert capsys.readouterr().out.strip().endswith("3 photos")
+    assert main(["library", "scans", "--json"]) == 0
+    assert [s["status"] for s in json.loads(capsys.readouterr().out)] == ["done", "done"]
+    assert main(["library", "undo"]) == 0
+    assert capsys.readouterr().out.strip() == "3 photos put back"
+    assert sorted(p.name for p in folder.glob("*.jpg")) == ["bad.jpg", "p0.jpg", "p1.jpg", "p2.jpg"]
+
+
+def test_errors_are_one_line(folder, tmp_path, capsys):
+    bad_db = tmp_path / "bad.db"
+    bad_db.write_bytes(b"garbage" * 1000)
+    assert main(["library", "search", "x", "--db", str(bad_db)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("loupe: The library index") and "damaged" in err and "Traceback" not in err
+    assert main(["library", "scan", str(tmp_path / "nope")]) == 2
+    assert main(["library", "export", str(tmp_path / "x.xlsx")]) == 2
+    with pytest.raises(SystemExit) as info:
+        main(["library", "scan", str(folder), "--write", "paper"])
+    assert info.value.code == 2
