@@ -38,6 +38,14 @@ def _factory(greet: bool) -> Callable[[], Any]:
     return build
 
 
+def _icon() -> str | None:
+    """icons/loupe-256.png: the repo's icons/ in development, _internal/icons/ in the bundle."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "icons" / "loupe-256.png"
+    return str(path) if path.is_file() else None
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="loupe", description="Loupe: offline photo captions and labels.")
     p.add_argument("--browser", action="store_true",
@@ -56,9 +64,14 @@ def serve_in_browser(factory: Callable[[], Any], port: int | None, timings: Timi
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        from desktop.server import serve
+        from desktop.server import PortUnavailable, serve
 
-        server = serve(factory, port=port)
+        try:
+            server = serve(factory, port=port)
+        except PortUnavailable as exc:
+            log.error("%s", exc)
+            print(f"loupe: {exc}", file=sys.stderr if sys.stderr is not None else sys.stdout)
+            return 1
         timings.mark("server_up")
         try:
             out = sys.__stdout__ or sys.stdout
@@ -77,6 +90,11 @@ def serve_in_browser(factory: Callable[[], Any], port: int | None, timings: Timi
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # torch imports triton when it is installed, and triton crashes the process when Mesa's
+    # LLVM (loaded by Qt's GL) is already there. Loupe never compiles kernels: hide it.
+    sys.modules.setdefault("triton", None)
+    # gradio's pydub import needs PATH; a desktop launcher may start us without one.
+    os.environ.setdefault("PATH", os.defpath)
     from desktop.logs import setup_logging
 
     from desktop.server import gradio_env
@@ -92,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     from desktop.window import NoDisplay, run_window
 
     try:
-        return run_window(factory, port=args.port, timings=timings)
+        return run_window(factory, port=args.port, timings=timings, icon=_icon())
     except NoDisplay as exc:
         log.error("%s", exc)
         print(exc, file=sys.stderr if sys.stderr is not None else sys.stdout)

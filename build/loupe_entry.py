@@ -1,0 +1,32 @@
+"""The frozen app's entry point (build/loupe.spec): the same code path as the `loupe` command.
+
+Double-clicked (no arguments) it opens the window; from a terminal it answers every `loupe`
+command: `Loupe caption PHOTO`, `Loupe classify PHOTO`, `Loupe models status`, `Loupe --browser`.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+
+
+def run() -> None:
+    # Before anything else: a child started by multiprocessing (spawn/forkserver) re-runs this
+    # executable, and must become that child instead of a second Loupe.
+    multiprocessing.freeze_support()
+    # Started with an empty environment (some launchers, `env -i`), gradio's import of pydub
+    # dies on os.environ["PATH"] (KeyError): give it the system default.
+    os.environ.setdefault("PATH", os.defpath)
+    from engine.cli import main
+
+    code = main(sys.argv[1:])
+    desktop_main = sys.modules.get("desktop.__main__")
+    if desktop_main is not None and hasattr(desktop_main, "_exit"):
+        # The window ran: exit like `python -m desktop` does, without waiting on a start-up
+        # thread that may still be importing gradio when the window was closed early.
+        desktop_main._exit(code)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    run()
