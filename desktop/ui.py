@@ -190,6 +190,27 @@ def set_weights_dir(folder: str):
     return models_table(), str(paths.weights_dir())
 
 
+_warm = threading.Lock()
+
+
+def warm_up() -> None:
+    """Load the installed models in the background once the page is up, so the first photo a
+    person drops is answered at model speed instead of waiting for torch to import and load."""
+    if not _warm.acquire(blocking=False):
+        return  # already warming or warm
+
+    def run() -> None:
+        engine = get_engine()
+        for name in (CLASSIFY_MODEL, CAPTION_MODEL):
+            if weights.is_installed(name):
+                try:
+                    engine.model(name)
+                except Exception:  # the first real request reports it properly
+                    log.exception("warm-up of %s failed", name)
+
+    threading.Thread(target=run, name="loupe-warm-up", daemon=True).start()
+
+
 def model_state():
     """Banners, download buttons and action buttons of the Caption and Classify tabs."""
     out = []
@@ -416,6 +437,7 @@ def build_ui() -> gr.Blocks:
         # Weights may arrive from another tab, the CLI or another window: refresh on load and after.
         demo.load(model_state, None, state_outputs, api_visibility="private")
         demo.load(models_table, None, table, api_visibility="private")
+        demo.load(warm_up, None, None, api_visibility="private")
         for event in (all_event, imp_event, wdir_event, rm_event, cap_dl, cls_dl):
             event.then(model_state, None, state_outputs, api_visibility="private")
     # gradio 6 takes theme and css at mount time; desktop.server passes these on. System fonts
