@@ -316,6 +316,20 @@ def pick_folder() -> str:
 # ------------------------------------------------------------------------- layout
 
 
+def _first_run_panel(name: str, button: str):
+    """The 'not installed yet' banner with Download / Cancel and a progress line, wired up.
+    Returns (banner, download button, cancel button, the download event)."""
+    missing = not weights.is_installed(name)
+    banner = gr.Markdown(_missing_text(name), visible=missing, elem_classes="loupe-banner")
+    with gr.Row():
+        get = gr.Button(button, visible=missing, variant="primary")
+        cancel = gr.Button("Cancel download", visible=missing)
+    progress = gr.Markdown(elem_classes="loupe-progress", visible=missing)
+    event = get.click(download_for(name), None, progress, api_visibility="private", concurrency_id="download")
+    cancel.click(cancel_download, None, None, api_visibility="private")
+    return banner, get, cancel, event
+
+
 def build_ui() -> gr.Blocks:
     with gr.Blocks(title="Loupe", fill_width=False) as demo:
         with gr.Column(elem_id="loupe-header"):
@@ -323,13 +337,7 @@ def build_ui() -> gr.Blocks:
         examples = _example_files()
         with gr.Tabs():
             with gr.Tab("Caption", id="caption"):
-                cap_missing = gr.Markdown(_missing_text(CAPTION_MODEL), visible=not weights.is_installed(CAPTION_MODEL),
-                                          elem_classes="loupe-banner")
-                with gr.Row():
-                    cap_get = gr.Button("Download the captioning model", visible=not weights.is_installed(CAPTION_MODEL),
-                                        variant="primary")
-                    cap_cancel = gr.Button("Cancel download", visible=not weights.is_installed(CAPTION_MODEL))
-                cap_progress = gr.Markdown(elem_classes="loupe-progress", visible=not weights.is_installed(CAPTION_MODEL))
+                cap_missing, cap_get, cap_cancel, cap_dl = _first_run_panel(CAPTION_MODEL, "Download the captioning model")
                 with gr.Row():
                     with gr.Column():
                         cap_image = photo_drop(label="Photo", sources=["upload", "clipboard"], height=360,
@@ -349,18 +357,9 @@ def build_ui() -> gr.Blocks:
                 cap_inputs = [cap_image, prefix, length, beams]
                 cap_btn.click(caption_photo, cap_inputs, caption, api_name="caption", concurrency_id="caption", concurrency_limit=1)
                 cap_image.change(caption_changed, cap_inputs, caption, api_visibility="private", concurrency_id="caption", concurrency_limit=1)
-                cap_dl = cap_get.click(download_for(CAPTION_MODEL), None, cap_progress,
-                                       api_visibility="private", concurrency_id="download")
-                cap_cancel.click(cancel_download, None, None, api_visibility="private")
 
             with gr.Tab("Classify", id="classify"):
-                cls_missing = gr.Markdown(_missing_text(CLASSIFY_MODEL), visible=not weights.is_installed(CLASSIFY_MODEL),
-                                          elem_classes="loupe-banner")
-                with gr.Row():
-                    cls_get = gr.Button("Download the classifier", visible=not weights.is_installed(CLASSIFY_MODEL),
-                                        variant="primary")
-                    cls_cancel = gr.Button("Cancel download", visible=not weights.is_installed(CLASSIFY_MODEL))
-                cls_progress = gr.Markdown(elem_classes="loupe-progress", visible=not weights.is_installed(CLASSIFY_MODEL))
+                cls_missing, cls_get, cls_cancel, cls_dl = _first_run_panel(CLASSIFY_MODEL, "Download the classifier")
                 with gr.Row():
                     with gr.Column():
                         cls_image = photo_drop(label="Photo", sources=["upload", "clipboard"], height=360,
@@ -373,9 +372,6 @@ def build_ui() -> gr.Blocks:
                     gr.Examples(examples=[[e] for e in examples], inputs=[cls_image], label="Example photos")
                 cls_btn.click(classify_photo, cls_image, labels, api_name="classify", concurrency_id="classify", concurrency_limit=2)
                 cls_image.change(classify_changed, cls_image, labels, api_visibility="private", concurrency_id="classify", concurrency_limit=2)
-                cls_dl = cls_get.click(download_for(CLASSIFY_MODEL), None, cls_progress,
-                                       api_visibility="private", concurrency_id="download")
-                cls_cancel.click(cancel_download, None, None, api_visibility="private")
 
             with gr.Tab("Library", id="library"):
                 gr.Markdown("Caption and label a whole folder. Photos are read where they are; results go "

@@ -264,7 +264,7 @@ def _download_all(src: Source, staging: Path, progress: ProgressFn | None, cance
         if cancel is not None and cancel.is_set():
             raise Cancelled("download cancelled")
         target = staging / f.name
-        if not (target.exists() and target.stat().st_size == f.size and _sha256(target) == f.sha256):
+        if not (target.exists() and target.stat().st_size == f.size and sha256_file(target) == f.sha256):
             _fetch(src, f, staging, _reporter(src.name, f, finished, overall_total, progress, cancel))
             try:
                 _check(target, f)
@@ -421,7 +421,7 @@ def import_folder(folder: str | os.PathLike[str], progress: ProgressFn | None = 
         chosen: dict[str, Path] = {}
         for f in src.files:
             for candidate in by_name.get(f.name, []):
-                if candidate.stat().st_size == f.size and _sha256(candidate) == f.sha256:
+                if candidate.stat().st_size == f.size and sha256_file(candidate) == f.sha256:
                     chosen[f.name] = candidate
                     break
         if len(chosen) == len(src.files):
@@ -456,7 +456,7 @@ def _walk_files(root: Path) -> Iterable[Path]:
 # --------------------------------------------------------------------------- helpers
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -471,7 +471,7 @@ def _check(path: Path, wf: WeightFile) -> None:
         raise IntegrityError(f"{wf.name}: missing") from None
     if size != wf.size:
         raise IntegrityError(f"{wf.name}: size {size:,} bytes, expected {wf.size:,}: the file is incomplete or wrong")
-    digest = _sha256(path)
+    digest = sha256_file(path)
     if digest != wf.sha256:
         raise IntegrityError(f"{wf.name}: sha256 {digest[:12]}… does not match the pinned {wf.sha256[:12]}…: refusing it")
 

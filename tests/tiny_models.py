@@ -9,7 +9,6 @@ deterministic (same sha256 on every build, across processes).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -125,12 +124,7 @@ def build_tiny_resnet(dst_file: Path) -> Path:
     return dst_file
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from engine.weights import sha256_file  # noqa: E402  (the same hashing Loupe verifies with)
 
 
 def file_entries(folder: Path) -> list[dict]:
