@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run browser test test-fast bench bundle clean
+.PHONY: run browser test test-fast bench bundle harden audit clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,6 +25,12 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not window and not browser and not build and not slow"
+
+harden: $(STAMP)
+	bash scripts/harden.sh
+
+audit: $(STAMP)
+	bash scripts/audit.sh
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

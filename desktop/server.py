@@ -32,6 +32,7 @@ from urllib.parse import parse_qs, unquote
 log = logging.getLogger("loupe.server")
 
 MAX_FILE_SIZE = 200 * 1024 * 1024
+SESSION_CAPACITY = 100  # browser tabs / API sessions whose state gradio keeps in memory
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 TEMP_PREFIX = "loupe-"
 
@@ -160,6 +161,16 @@ def free_port(host: str = "127.0.0.1") -> socket.socket:
     sock.listen(128)
     sock.set_inheritable(True)
     return sock
+
+
+class PortUnavailable(Exception):
+    """The port asked for (--port N) cannot be served on; `str()` is one line for a person."""
+
+    def __init__(self, port: int, exc: BaseException) -> None:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        super().__init__(f"cannot serve on port {port} ({reason}). Choose another port with "
+                         "--port N, or leave --port out to use a free one.")
+        self.port = port
 
 
 class TokenFilter(logging.Filter):
@@ -419,8 +430,11 @@ def serve(blocks_factory: Callable[[], Any], *, host: str = "127.0.0.1", port: i
     try:
         if port:
             sock = socket.socket(socket.AF_INET6 if ":" in bind_host else socket.AF_INET)
-            sock.bind((bind_host.strip("[]"), port))
-            sock.listen(128)
+            try:
+                sock.bind((bind_host.strip("[]"), port))
+                sock.listen(128)
+            except (OSError, OverflowError) as exc:
+                raise PortUnavailable(port, exc) from None
         else:
             sock = free_port(bind_host)
         port = sock.getsockname()[1]
@@ -434,6 +448,10 @@ def serve(blocks_factory: Callable[[], Any], *, host: str = "127.0.0.1", port: i
 
         _point_gradio_constants_at(temp_dir)
         blocks = blocks_factory()
+        # gradio keeps a copy of every block's config per session (~0.25 MB for Loupe's UI) and
+        # each /gradio_api/call/ request is a new session: 10,000 by default, i.e. RSS growing
+        # by gigabytes under an API client. One person's app needs few; the oldest go first.
+        blocks.state_session_capacity = min(blocks.state_session_capacity, SESSION_CAPACITY)
         # A UI may carry its own theme/css (gradio 6 takes them at mount, not on Blocks).
         for key, value in getattr(blocks, "loupe_mount_kwargs", {}).items():
             mount_kwargs.setdefault(key, value)

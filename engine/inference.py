@@ -1,6 +1,7 @@
 """The process-wide engine: models loaded lazily, once, thread-safely; inference in batches."""
 from __future__ import annotations
 
+import pickle
 import threading
 import time
 from pathlib import Path
@@ -44,7 +45,16 @@ class Engine:
             if name not in self._models:
                 folder = weights.model_dir(name)  # WeightsMissing says what to do
                 started = time.perf_counter()
-                self._models[name] = _model_class(name).load(folder, self.placement)
+                try:
+                    self._models[name] = _model_class(name).load(folder, self.placement)
+                except pickle.UnpicklingError:
+                    # torch.load(weights_only=True) met a pickle that would run code (or is no
+                    # weights file at all). torch's own text advises weights_only=False: never.
+                    raise LoupeError(
+                        f"{name}: the weights file in {folder} is not plain tensor data (it would "
+                        "run code when loaded); refused. Remove the model and download or import "
+                        "it again from a trusted source."
+                    ) from None
                 self.load_seconds[name] = time.perf_counter() - started
             return self._models[name]
 

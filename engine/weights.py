@@ -242,13 +242,15 @@ def install(
 
         root = paths.weights_dir()
         staging = root / ".partial" / name
-        staging.mkdir(parents=True, exist_ok=True)
         try:
+            staging.mkdir(parents=True, exist_ok=True)
             with FileLock(str(root / ".partial" / f"{name}.lock"), timeout=0):
                 _download_all(src, staging, progress, cancel)
                 return _commit(src, staging)
         except Timeout:
             raise DownloadError(f"{src.title}: another Loupe is downloading it already") from None
+        except OSError as exc:  # the weights folder itself: read-only, full, gone
+            raise DownloadError(_folder_failure(src, root, exc)) from None
     finally:
         lock.release()
 
@@ -312,8 +314,16 @@ def _fetch(src: Source, wf: WeightFile, staging: Path, report: Callable[[int], N
                 part.unlink()
                 resume = 0
             with open(part, "ab") as fh:
-                http_get(src.url_for(wf.name), fh, resume_size=resume, expected_size=wf.size,
-                         displayed_filename=wf.name, tqdm_class=tqdm_class)
+                try:
+                    http_get(src.url_for(wf.name), fh, resume_size=resume, expected_size=wf.size,
+                             displayed_filename=wf.name, tqdm_class=tqdm_class)
+                except OSError as exc:
+                    if "Consistency check failed" in str(exc):
+                        # The server finished a body of another length (an HTML error page, a
+                        # proxy's answer): those bytes are no prefix of the file, never resume them.
+                        fh.close()
+                        part.unlink(missing_ok=True)
+                    raise
             os.replace(part, staging / wf.name)
     except (Cancelled, IntegrityError):
         raise
@@ -350,6 +360,16 @@ def _describe_failure(src: Source, wf: WeightFile, exc: Exception) -> str:
         return (f"{src.title}: cannot reach {host} (offline?). Connect and retry, or copy the "
                 f"files and run `loupe models import FOLDER`.")
     return f"{src.title}: download of {wf.name} from {host} failed ({text[:200]}). Retry to resume."
+
+
+def _folder_failure(src: Source, root: Path, exc: OSError) -> str:
+    reason = exc.strerror or str(exc)
+    if exc.errno == 28:
+        return f"{src.title}: the disk holding {root} is full. Free some space and retry."
+    if exc.errno in (1, 13, 30):  # EPERM, EACCES, EROFS
+        return (f"{src.title}: cannot write to the weights folder {root} ({reason}). Make it writable "
+                f"or choose another weights folder, then retry.")
+    return f"{src.title}: cannot save into the weights folder {root} ({reason}). Retry to resume."
 
 
 def _commit(src: Source, staging: Path) -> Path:
@@ -426,15 +446,18 @@ def import_folder(folder: str | os.PathLike[str], progress: ProgressFn | None = 
                     break
         if len(chosen) == len(src.files):
             staging = paths.weights_dir() / ".partial" / name
-            staging.mkdir(parents=True, exist_ok=True)
-            done = 0
-            for f in src.files:
-                shutil.copyfile(chosen[f.name], staging / f.name)
-                done += f.size
-                if progress:
-                    progress(Progress(name, f.name, f.size, f.size, done, src.size))
-                _check(staging / f.name, f)
-            _commit(src, staging)
+            try:
+                staging.mkdir(parents=True, exist_ok=True)
+                done = 0
+                for f in src.files:
+                    shutil.copyfile(chosen[f.name], staging / f.name)
+                    done += f.size
+                    if progress:
+                        progress(Progress(name, f.name, f.size, f.size, done, src.size))
+                    _check(staging / f.name, f)
+                _commit(src, staging)
+            except OSError as exc:  # the weights folder: read-only, full
+                raise DownloadError(_folder_failure(src, paths.weights_dir(), exc)) from None
             installed.append(name)
         elif chosen or any(by_name.get(f.name) for f in src.files):
             missing = [f.name for f in src.files if f.name not in chosen]

@@ -17,6 +17,7 @@ import errno
 import hashlib
 import json
 import os
+import stat
 import threading
 import time
 from collections import Counter, deque
@@ -166,6 +167,10 @@ class _Scan:
         item = _Prepared(path)
         try:
             item.st = path.stat()
+            if not stat.S_ISREG(item.st.st_mode):
+                # A FIFO or device named like a photo: reading it would block or never end.
+                item.error = "not a regular file"
+                return item
             row = self.by_path.get(str(path))
             if row is not None and row.size == item.st.st_size and row.mtime_ns == item.st.st_mtime_ns:
                 item.file_hash = row.file_hash  # unchanged since last seen (size + mtime): no re-read
