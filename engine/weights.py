@@ -352,14 +352,25 @@ def _tqdm_for(report: Callable[[int], None]):
 def _describe_failure(src: Source, wf: WeightFile, exc: Exception) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     host = src.url_for(wf.name).split("/")[2]
-    names = type(exc).__name__ + " " + text
-    if isinstance(exc, OSError) and getattr(exc, "errno", None) == 28:
+    chain = _causes(exc)
+    if any(isinstance(e, OSError) and getattr(e, "errno", None) == 28 for e in chain):
         return f"{src.title}: the disk is full while saving {wf.name}. Free some space and retry."
+    # Offline only when a connection really failed: the hub client also wraps a bad answer
+    # (an HTML error page, say) in LocalEntryNotFoundError.
+    names = " ".join(f"{type(e).__name__} {e}" for e in chain)
     if any(k in names for k in ("ConnectError", "ConnectTimeout", "NameResolution", "getaddrinfo",
-                                 "LocalEntryNotFound", "OfflineModeIsEnabled", "Connection refused")):
+                                 "OfflineModeIsEnabled", "Connection refused", "gaierror")):
         return (f"{src.title}: cannot reach {host} (offline?). Connect and retry, or copy the "
                 f"files and run `loupe models import FOLDER`.")
     return f"{src.title}: download of {wf.name} from {host} failed ({text[:200]}). Retry to resume."
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen and len(seen) < 10:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
 
 
 def _folder_failure(src: Source, root: Path, exc: OSError) -> str:
