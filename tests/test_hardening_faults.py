@@ -26,23 +26,10 @@ import pytest
 
 from engine import paths, weights
 from engine.errors import DownloadError, LoupeError
+from hardening import record
 
 ROOT = Path(__file__).resolve().parents[1]
 SURVIVED: list[str] = []
-
-
-def record(section: str, figures: dict, quiet: bool = False) -> None:
-    """Print the figures and merge them into artifacts/hardening.json."""
-    if not quiet:
-        print(f"\n[hardening] {section}: " + json.dumps(figures, sort_keys=True))
-    out = ROOT / "artifacts" / "hardening.json"
-    out.parent.mkdir(exist_ok=True)
-    try:
-        data = json.loads(out.read_text())
-    except (OSError, ValueError):
-        data = {}
-    data[section] = {**figures, "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    out.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def survived(name: str) -> None:

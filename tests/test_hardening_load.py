@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from desktop.testing import AppProcess
+from hardening import record, require_slow
 
 ROOT = Path(__file__).resolve().parents[1]
 BURST = 64
@@ -29,28 +30,6 @@ FAST_SOAK = 150
 SLOW_SOAK = int(os.environ.get("LOUPE_SOAK_CALLS", "1000"))
 SOAK_CONCURRENCY = 8
 TIMEOUT = httpx.Timeout(120.0)
-
-
-def require_slow(request) -> None:
-    """`pytest` alone (CI's `make test`) does not deselect the slow marker: these run only when
-    asked for, with `-m slow` (or a -m expression selecting it) or LOUPE_HARDEN_SLOW=1."""
-    expr = request.config.getoption("markexpr") or ""
-    if os.environ.get("LOUPE_HARDEN_SLOW") == "1" or ("slow" in expr and "not slow" not in expr):
-        return
-    pytest.skip("slow: run with -m slow or scripts/harden.sh")
-
-
-def record(section: str, figures: dict) -> None:
-    """Print the figures and merge them into artifacts/hardening.json."""
-    print(f"\n[hardening] {section}: " + json.dumps(figures, sort_keys=True))
-    out = ROOT / "artifacts" / "hardening.json"
-    out.parent.mkdir(exist_ok=True)
-    try:
-        data = json.loads(out.read_text())
-    except (OSError, ValueError):
-        data = {}
-    data[section] = {**figures, "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    out.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def rss_kb(pid: int) -> int:

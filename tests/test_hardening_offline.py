@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from desktop.testing import AppProcess
+from hardening import record
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = httpx.Timeout(120.0)
@@ -58,19 +59,6 @@ SITECUSTOMIZE = textwrap.dedent('''
 
         sys.addaudithook(_hook)
 ''')
-
-
-def record(section: str, figures: dict) -> None:
-    """Print the figures and merge them into artifacts/hardening.json."""
-    print(f"\n[hardening] {section}: " + json.dumps(figures, sort_keys=True))
-    out = ROOT / "artifacts" / "hardening.json"
-    out.parent.mkdir(exist_ok=True)
-    try:
-        data = json.loads(out.read_text())
-    except (OSError, ValueError):
-        data = {}
-    data[section] = {**figures, "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    out.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def _jpeg(seed: int) -> bytes:

@@ -22,21 +22,9 @@ from pathlib import Path
 import pytest
 
 from engine.errors import LoupeError
+from hardening import record
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def record(section: str, figures: dict) -> None:
-    """Print the figures and merge them into artifacts/hardening.json."""
-    print(f"\n[hardening] {section}: " + json.dumps(figures, sort_keys=True))
-    out = ROOT / "artifacts" / "hardening.json"
-    out.parent.mkdir(exist_ok=True)
-    try:
-        data = json.loads(out.read_text())
-    except (OSError, ValueError):
-        data = {}
-    data[section] = {**figures, "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    out.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 # --------------------------------------------------------------------------- the route table
