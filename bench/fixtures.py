@@ -9,11 +9,12 @@
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
 from pathlib import Path
+
+from engine.weights import sha256_file
 
 ROOT = Path(__file__).resolve().parent
 CACHE = ROOT / ".cache"
@@ -154,18 +155,10 @@ def build_resnet(folder: Path) -> None:
 # --------------------------------------------------------------------------- install
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _install(name: str, folder: Path, revision: str) -> dict:
     """Write the manifest `weights._commit` writes and return the LOUPE_SOURCES entry."""
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-    entry = {"files": [{"name": p.name, "size": p.stat().st_size, "sha256": _sha256(p)} for p in files]}
+    entry = {"files": [{"name": p.name, "size": p.stat().st_size, "sha256": sha256_file(p)} for p in files]}
     manifest = {
         "name": name,
         "revision": revision,

@@ -72,6 +72,22 @@ def loupe_home(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture
+def own_hub(tiny_dir, tmp_path, monkeypatch):
+    """A private local hub (faults set on it never leak into other tests) and a table naming it."""
+    from fakehub import FakeHub
+    from tiny_models import REVISION, write_sources_json
+
+    server = FakeHub()
+    server.start()
+    server.add_repo("Salesforce/blip-image-captioning-base", REVISION, tiny_dir / "blip")
+    server.add_files("/models", tiny_dir / "resnet")
+    server.table = write_sources_json(tmp_path / "sources.json", server.url, tiny_dir / "blip", tiny_dir / "resnet")
+    monkeypatch.setenv("LOUPE_SOURCES", str(server.table))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def tiny_sources(sources_file, monkeypatch) -> Path:
     """Point the weights table at the local server (nothing installed yet)."""
     monkeypatch.setenv("LOUPE_SOURCES", str(sources_file))

@@ -55,7 +55,7 @@ def _load_build_module():
 @pytest.fixture(scope="module")
 def bundle() -> Path:
     """dist/Loupe: the one LOUPE_BUNDLE names, else built now with build/build.py."""
-    if not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux"):  # CI and this project's machines are Linux
         pytest.skip("the bundle smoke test drives Xvfb: Linux only")
     problem = missing_tools("Xvfb", "openbox", "xdotool") or missing_qt_libs()
     if problem:

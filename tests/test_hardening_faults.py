@@ -63,22 +63,6 @@ def cli(*args: str, env: dict | None = None, timeout: float = 180) -> subprocess
 # --------------------------------------------------------------------------- downloads
 
 
-@pytest.fixture
-def own_hub(tiny_dir, tmp_path, monkeypatch):
-    """A private FakeHub (faults set here never leak) and a table naming it."""
-    from fakehub import FakeHub
-    from tiny_models import REVISION, write_sources_json
-
-    server = FakeHub()
-    server.start()
-    server.add_repo("Salesforce/blip-image-captioning-base", REVISION, tiny_dir / "blip")
-    server.add_files("/models", tiny_dir / "resnet")
-    table = write_sources_json(tmp_path / "sources.json", server.url, tiny_dir / "blip", tiny_dir / "resnet")
-    monkeypatch.setenv("LOUPE_SOURCES", str(table))
-    server.table = table
-    yield server
-    server.stop()
-
 
 def _nothing_at_final_path(name: str) -> None:
     assert not weights.model_path(name).exists() and not weights.is_installed(name)

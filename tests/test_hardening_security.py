@@ -339,7 +339,7 @@ def test_audit_script_reports_a_known_vulnerable_pin_or_says_why_not(tmp_path):
     """An old pillow==9.0.0 (many published CVEs) must be reported. When no vulnerability
     service is reachable, audit.sh must exit 3 and say so: never a silent pass."""
     if shutil.which("pip-audit") is None and not (Path(sys.executable).parent / "pip-audit").exists():
-        pytest.skip("pip-audit is not installed: pip install pip-audit==2.10.1")
+        pytest.fail("pip-audit is not installed: pip install -e '.[dev]' (pip-audit==2.10.1)")
     req = tmp_path / "old.txt"
     req.write_text("pillow==9.0.0\n")
     proc = _audit("-r", str(req))
@@ -347,6 +347,9 @@ def test_audit_script_reports_a_known_vulnerable_pin_or_says_why_not(tmp_path):
     record("security_audit_known_vulnerable", {"exit": proc.returncode, "tail": out.strip().splitlines()[-3:]})
     if proc.returncode == 3:
         assert "could not be audited" in out and "pillow" in out.lower(), out
+        # Only after the script proved it says "not audited" instead of passing: with no
+        # vulnerability service (this workplace reaches only the package index) nothing more
+        # can be checked, and a skip with the reason is the honest result.
         pytest.skip("no vulnerability service reachable: " + out.strip().splitlines()[-1])
     assert proc.returncode == 1, out
     assert re.search(r"pillow\s+9\.0\.0\s+\S*(CVE|GHSA|PYSEC)", out, re.I) or "PYSEC" in out or "GHSA" in out, out

@@ -81,37 +81,25 @@ def test_caption_and_classify_in_chromium(installed, browser, artifacts):
         _stop(app)
 
 
-def test_first_run_download_shows_progress_then_classifies(tiny_sources, tiny_dir, browser, artifacts, monkeypatch, tmp_path):
-    from fakehub import FakeHub
-    from tiny_models import REVISION, write_sources_json
-
-    hub = FakeHub()
-    hub.start()
+def test_first_run_download_shows_progress_then_classifies(own_hub, browser, artifacts):
+    own_hub.faults["resnet18-f37072fd.pth"] = "slow"  # so a person (and this test) sees it move
+    own_hub.slow_delay = 0.05
+    app = _serve()
     try:
-        hub.add_repo("Salesforce/blip-image-captioning-base", REVISION, tiny_dir / "blip")
-        hub.add_files("/models", tiny_dir / "resnet")
-        hub.faults["resnet18-f37072fd.pth"] = "slow"  # so a person (and this test) sees it move
-        hub.slow_delay = 0.05
-        monkeypatch.setenv("LOUPE_SOURCES", str(write_sources_json(tmp_path / "s.json", hub.url,
-                                                                    tiny_dir / "blip", tiny_dir / "resnet")))
-        app = _serve()
-        try:
-            page, _ = _page(browser, app.url)
-            page.get_by_role("tab", name="Classify").click()
-            assert page.locator("#loupe-classify-btn").is_disabled()
-            page.get_by_role("button", name="Download the classifier").click()
-            page.wait_for_selector("text=/of 4\\d\\.\\d MB/")
-            seen = page.locator("text=/of 4\\d\\.\\d MB/").first.inner_text()
-            page.screenshot(path=str(artifacts / "ui-download-progress.png"))
-            page.wait_for_function("!document.querySelector('#loupe-classify-btn').disabled", timeout=120_000)
-            page.wait_for_selector("text=installed and verified")
-            assert "ResNet-18" in seen
-            page.set_input_files("#loupe-classify-photo input[type=file]", EXAMPLE)
-            page.wait_for_function("document.querySelectorAll('#loupe-labels .confidence-set').length === 3")
-        finally:
-            _stop(app)
+        page, _ = _page(browser, app.url)
+        page.get_by_role("tab", name="Classify").click()
+        assert page.locator("#loupe-classify-btn").is_disabled()
+        page.get_by_role("button", name="Download the classifier").click()
+        page.wait_for_selector("text=/of 4\\d\\.\\d MB/")
+        seen = page.locator("text=/of 4\\d\\.\\d MB/").first.inner_text()
+        page.screenshot(path=str(artifacts / "ui-download-progress.png"))
+        page.wait_for_function("!document.querySelector('#loupe-classify-btn').disabled", timeout=120_000)
+        page.wait_for_selector("text=installed and verified")
+        assert "ResNet-18" in seen
+        page.set_input_files("#loupe-classify-photo input[type=file]", EXAMPLE)
+        page.wait_for_function("document.querySelectorAll('#loupe-labels .confidence-set').length === 3")
     finally:
-        hub.stop()
+        _stop(app)
 
 
 def test_library_tab_scans_a_folder_and_finds_photos_by_words(installed, browser, artifacts, tmp_path):

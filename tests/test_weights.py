@@ -16,21 +16,6 @@ from engine import paths, weights
 from engine.errors import Cancelled, DownloadError, IntegrityError, UsageError, WeightsMissing
 
 
-@pytest.fixture
-def own_hub(tiny_dir, tmp_path, monkeypatch):
-    """A private server (faults set here never leak into other tests) and a table naming it."""
-    from fakehub import FakeHub
-    from tiny_models import REVISION, write_sources_json
-
-    server = FakeHub()
-    server.start()
-    server.add_repo("Salesforce/blip-image-captioning-base", REVISION, tiny_dir / "blip")
-    server.add_files("/models", tiny_dir / "resnet")
-    table = write_sources_json(tmp_path / "sources.json", server.url, tiny_dir / "blip", tiny_dir / "resnet")
-    monkeypatch.setenv("LOUPE_SOURCES", str(table))
-    yield server
-    server.stop()
-
 
 def _final_files(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
