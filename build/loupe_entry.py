@@ -17,15 +17,10 @@ def run() -> None:
     # Started with an empty environment (some launchers, `env -i`), gradio's import of pydub
     # dies on os.environ["PATH"] (KeyError): give it the system default.
     os.environ.setdefault("PATH", os.defpath)
-    from engine.cli import main
+    from loupe.cli import main
 
-    code = main(sys.argv[1:])
-    desktop_main = sys.modules.get("desktop.__main__")
-    if desktop_main is not None and hasattr(desktop_main, "_exit"):
-        # The window ran: exit like `python -m desktop` does, without waiting on a start-up
-        # thread that may still be importing gradio when the window was closed early.
-        desktop_main._exit(code)
-    sys.exit(code)
+    # The window path exits the process itself (desktop.__main__.run) once the window closes.
+    sys.exit(main(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -1,24 +1,31 @@
 """Loupe's engine: photos in, captions and labels out. No UI; nothing heavy at import.
 
-Public entry points (all lazy: torch/transformers are imported on first use):
+    from engine import get_engine
+    get_engine().run("caption", ["a.jpg"], num_beams=1)   # [Caption | UnreadableImage]
+    get_engine().run_one("classify", "a.jpg", top=3)       # Labels
 
-    from engine import caption_paths, classify_paths, get_engine
-    get_engine().caption([pil_image, ...], prefix=None, max_new_tokens=30, num_beams=3)
-    get_engine().classify([pil_image, ...], top=3)
-
-Weights: `engine.weights` (status, install, import_folder, remove, model_dir).
-Images: `engine.images.load_image(path)` is the one loader.
+The map (each module one job):
+    models/registry.py  every model as a spec: pinned weights, loader, input size, options
+    models/*.py         one module per model: preprocess / collate / forward / postprocess
+    inference.py        the engine: lazy loading, the one request path (prepare -> infer)
+    images.py           load_image(), the one photo loader
+    weights.py          download, verify, import, remove the registry's weights
+    device.py           device and precision choice
+    library/            folder scans (scanner.py reads top to bottom as its pipeline), the
+                        SQLite index, XMP writers, renames with undo, export
+    errors.py, results.py, paths.py, units.py   errors, result types, folders, sizes
+`engine` never imports gradio, Qt or `desktop`; the `loupe` command lives in `loupe/`.
 """
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 # huggingface_hub reads this once, at import: without it every download also pings the hub's
 # telemetry endpoint. Loupe sends nothing but the file requests themselves.
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-__all__ = ["caption_paths", "classify_paths", "get_engine"]
+__all__ = ["get_engine"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .inference import Engine
@@ -28,15 +35,3 @@ def get_engine() -> "Engine":
     from .inference import get_engine as _get
 
     return _get()
-
-
-def caption_paths(paths: list[str], **options: Any):
-    from .inference import caption_paths as _f
-
-    return _f(paths, **options)
-
-
-def classify_paths(paths: list[str], **options: Any):
-    from .inference import classify_paths as _f
-
-    return _f(paths, **options)

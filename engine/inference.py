@@ -1,34 +1,48 @@
-"""The process-wide engine: models loaded lazily, once, thread-safely; inference in batches."""
+"""The process-wide engine and its one request path: photos in, results out.
+
+    engine = get_engine()
+    engine.run("caption", ["a.jpg", "b.png"], max_new_tokens=20)  # [Caption | UnreadableImage, ...]
+    engine.run_one("classify", "a.jpg")                              # Labels, or raises
+
+Every entry point (the CLI, the UI, the library scanner, the bench) goes through the same two
+steps, so a model gets the same tensor for the same file whoever asks:
+
+    prepare(task, photo)  decode the file at the model's input size (`load_image` with the
+                          registry's `input_size` as draft size) and run the model's own
+                          per-photo `preprocess`; safe from several threads
+    infer(task, inputs)   `collate` -> `forward` -> `postprocess`, one forward at a time
+
+Models are loaded lazily, once, thread-safely, from verified weights.
+"""
 from __future__ import annotations
 
 import functools
+import os
 import pickle
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from PIL.Image import Image
 
 from . import weights
 from .device import Placement, choose
-from .errors import LoupeError, UnreadableImage
+from .errors import Cancelled, LoupeError, UnreadableImage
 from .images import load_image
-from .results import Caption, Labels
+from .models.registry import MODELS, ModelSpec, for_task, lookup
 
-CAPTION_MODEL = "blip-base"
-CLASSIFY_MODEL = "resnet18"
+Photo = str | os.PathLike[str] | Image
 
 
 class Engine:
-    def __init__(self, placement: Placement | None = None, batch_size: int = 8) -> None:
+    def __init__(self, placement: Placement | None = None) -> None:
         self._placement = placement
-        self.batch_size = batch_size
         self._load_lock = threading.Lock()
         # One forward at a time per model: torch already spreads one call over all cores,
         # and parallel calls would only fight over them and multiply peak memory.
-        self._run_locks = {CAPTION_MODEL: threading.Lock(), CLASSIFY_MODEL: threading.Lock()}
+        self._run_locks = {spec.task: threading.Lock() for spec in MODELS}
         self._models: dict[str, Any] = {}
         self.load_seconds: dict[str, float] = {}
 
@@ -39,76 +53,118 @@ class Engine:
         return self._placement
 
     # ------------------------------------------------------------------ models
-    def model(self, name: str):
-        model = self._models.get(name)
+    def model(self, key: str) -> Any:
+        """The loaded model for a task or model name; loads it on first use.
+        WeightsMissing (or WeightsDamaged) when its weights are not installed intact."""
+        spec = lookup(key)
+        model = self._models.get(spec.task)
         if model is not None:
             return model
         with self._load_lock:
-            if name not in self._models:
-                folder = weights.model_dir(name)  # WeightsMissing says what to do
-                started = time.perf_counter()
-                try:
-                    self._models[name] = _model_class(name).load(folder, self.placement)
-                except pickle.UnpicklingError:
-                    # torch.load(weights_only=True) met a pickle that would run code (or is no
-                    # weights file at all). torch's own text advises weights_only=False: never.
-                    raise LoupeError(
-                        f"{name}: the weights file in {folder} is not plain tensor data (it would "
-                        "run code when loaded); refused. Remove the model and download or import "
-                        "it again from a trusted source."
-                    ) from None
-                self.load_seconds[name] = time.perf_counter() - started
-                _release_freed_memory()
-            return self._models[name]
+            if spec.task not in self._models:
+                self._models[spec.task] = self._load(spec)
+            return self._models[spec.task]
 
-    def loaded(self, name: str) -> bool:
-        return name in self._models
+    def _load(self, spec: ModelSpec) -> Any:
+        folder = weights.model_dir(spec.name)  # WeightsMissing says what to do
+        started = time.perf_counter()
+        try:
+            model = spec.model_class().load(folder, self.placement)
+        except pickle.UnpicklingError:
+            # torch.load(weights_only=True) met a pickle that would run code (or is no
+            # weights file at all). torch's own text advises weights_only=False: never.
+            raise LoupeError(
+                f"{spec.name}: the weights file in {folder} is not plain tensor data (it would "
+                "run code when loaded); refused. Remove the model and download or import "
+                "it again from a trusted source."
+            ) from None
+        self.load_seconds[spec.name] = time.perf_counter() - started
+        _release_freed_memory()
+        return model
 
     def unload(self) -> None:
         with self._load_lock:
             self._models.clear()
 
     def model_ids(self) -> dict[str, str]:
+        """What made a result: {task: "name@pin", "precision": ...}; part of the scan's settings key."""
         table = weights.sources()
         ids = {}
-        for key, name in (("caption", CAPTION_MODEL), ("classify", CLASSIFY_MODEL)):
-            src = table[name]
-            pin = src.revision or ",".join(f.sha256[:12] for f in src.files)
-            ids[key] = f"{name}@{pin}"
+        for spec in MODELS:
+            src = table[spec.name]
+            ids[spec.task] = f"{spec.name}@{src.revision or ','.join(f.sha256[:12] for f in src.files)}"
         ids["precision"] = self.placement.precision
         return ids
 
-    @property
-    def caption_size(self) -> int:
-        return 384
+    # ------------------------------------------------------------------ the request path
+    def prepare(self, task: str, photo: Photo, options: Mapping[str, Any]) -> Any:
+        """One photo -> the model's input for it (CPU tensors). `photo` is a path (decoded by
+        `load_image` at the model's input size) or an RGB image already decoded by it.
+        Raises UnreadableImage naming the file; options must be checked (`check_options`)."""
+        spec = for_task(task)
+        if not isinstance(photo, Image):
+            photo = load_photo(spec, photo)
+        return self.model(task).preprocess(photo, **options)
 
-    @property
-    def classify_size(self) -> int:
-        return 256
-
-    # ------------------------------------------------------------------ inference
-    def caption(self, images: Sequence[Image], *, prefix: str | None = None,
-                max_new_tokens: int = 30, num_beams: int = 3) -> list[Caption]:
-        from .models.captioner import check_options
-
-        options = {"prefix": prefix or None, "max_new_tokens": max_new_tokens, "num_beams": num_beams}
-        check_options(options)
-        model = self.model(CAPTION_MODEL)
-        out: list[Caption] = []
-        for chunk in _chunks(images, self.batch_size):
-            with self._run_locks[CAPTION_MODEL]:
-                out.extend(model.predict(chunk, **options))
+    def infer(self, task: str, inputs: Sequence[Any], options: Mapping[str, Any],
+              cancel: threading.Event | None = None) -> list[Any]:
+        """Prepared inputs -> one result per input, in order, in batches of the spec's size.
+        Raises Cancelled soon after `cancel` is set (caption generation checks it per token)."""
+        spec = for_task(task)
+        model = self.model(task)
+        out: list[Any] = []
+        for chunk in _chunks(inputs, spec.batch_size):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("cancelled")
+            with self._run_locks[task]:
+                outputs = model.forward(model.collate(chunk), cancel=cancel, **options)
+                out.extend(model.postprocess(outputs, **options))
         _release_freed_memory()
         return out
 
-    def classify(self, images: Sequence[Image], *, top: int = 3) -> list[Labels]:
-        model = self.model(CLASSIFY_MODEL)
-        out: list[Labels] = []
-        for chunk in _chunks(images, max(self.batch_size, 32)):
-            with self._run_locks[CLASSIFY_MODEL]:
-                out.extend(model.predict(chunk, top=top))
-        _release_freed_memory()
-        return out
+    def run(self, task: str, photos: Sequence[Photo], **options: Any) -> list[Any]:
+        """Results for `photos` in input order; a photo that cannot be read gets its
+        UnreadableImage in its place. Options are checked before any file or model is touched
+        (UsageError); WeightsMissing/WeightsDamaged when the model cannot be loaded."""
+        checked = check_options(task, options)
+        self.model(task)
+        results: list[Any] = [None] * len(photos)
+        ready: list[tuple[int, Any]] = []
+        for i, photo in enumerate(photos):
+            try:
+                ready.append((i, self.prepare(task, photo, checked)))
+            except UnreadableImage as exc:
+                results[i] = exc
+        if ready:
+            for (i, _), result in zip(ready, self.infer(task, [inp for _, inp in ready], checked)):
+                results[i] = result
+        return results
+
+    def run_one(self, task: str, photo: Photo, **options: Any) -> Any:
+        """The result for one photo; raises its UnreadableImage instead of returning it."""
+        result = self.run(task, [photo], **options)[0]
+        if isinstance(result, LoupeError):
+            raise result
+        return result
+
+    def caption(self, photos: Sequence[Photo], **options: Any) -> list[Any]:
+        """`run("caption", ...)`: Caption per photo (options: registry's blip-base spec)."""
+        return self.run("caption", photos, **options)
+
+    def classify(self, photos: Sequence[Photo], **options: Any) -> list[Any]:
+        """`run("classify", ...)`: Labels per photo (options: registry's resnet18 spec)."""
+        return self.run("classify", photos, **options)
+
+
+def check_options(task: str, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """`task`'s options with defaults filled in and limits checked (UsageError otherwise)."""
+    return for_task(task).check_options(options)
+
+
+def load_photo(spec: ModelSpec, path: str | os.PathLike[str]) -> Image:
+    """The photo at `path` decoded for `spec`'s model: JPEGs at a reduced scale that is still at
+    least the model's input size. The one decode every entry point uses."""
+    return load_image(path, draft_size=(spec.input_size, spec.input_size))
 
 
 @functools.lru_cache(maxsize=1)
@@ -127,28 +183,14 @@ def _release_freed_memory() -> None:
     """Hand memory that is already freed back to the OS (glibc's malloc_trim; a no-op elsewhere).
 
     glibc keeps what torch, transformers and PIL free (loading temporaries, the decoder's
-    per-step tensors, decode threads' own arenas) for reuse, so RSS only grows. Measured with
-    bench/ (2-core Linux, bf16): a batch-8 captioning run ended at 1.62 GB RSS without this and
-    1.33 GB with it, at the same speed; each call takes ~20 ms after a batch of 8 captions,
-    ~5 ms after 32 classifications."""
+    per-step tensors, decode threads' own arenas) for reuse, so RSS only grows; bench/ measures
+    what this saves and costs."""
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
 
 
-def _model_class(name: str):
-    if name == CAPTION_MODEL:
-        from .models.captioner import Captioner
-
-        return Captioner
-    if name == CLASSIFY_MODEL:
-        from .models.classifier import Classifier
-
-        return Classifier
-    raise LoupeError(f"unknown model {name}")
-
-
-def _chunks(items: Sequence, n: int):
+def _chunks(items: Sequence, n: int) -> Iterator[list]:
     for i in range(0, len(items), n):
         yield list(items[i : i + n])
 
@@ -170,39 +212,3 @@ def reset_engine() -> None:
     global _engine
     with _engine_guard:
         _engine = None
-
-
-# ---------------------------------------------------------------------- path helpers
-
-Result = tuple[str, Any]  # (path, Caption | Labels | UnreadableImage)
-
-
-def _load_many(paths: Sequence[str | Path], size: int) -> tuple[list[tuple[str, Image]], list[Result]]:
-    good, bad = [], []
-    for p in paths:
-        try:
-            good.append((str(p), load_image(p, draft_size=(size, size))))
-        except UnreadableImage as exc:
-            bad.append((str(p), exc))
-    return good, bad
-
-
-def caption_paths(paths: Sequence[str | Path], **options: Any) -> list[Result]:
-    """Caption files in the given order; unreadable ones come back as their error."""
-    engine = get_engine()
-    good, bad = _load_many(paths, engine.caption_size)
-    results = dict(bad)
-    if good:
-        captions = engine.caption([im for _, im in good], **options)
-        results.update({p: c for (p, _), c in zip(good, captions)})
-    return [(str(p), results[str(p)]) for p in paths]
-
-
-def classify_paths(paths: Sequence[str | Path], top: int = 3) -> list[Result]:
-    engine = get_engine()
-    good, bad = _load_many(paths, engine.classify_size)
-    results = dict(bad)
-    if good:
-        labels = engine.classify([im for _, im in good], top=top)
-        results.update({p: lab for (p, _), lab in zip(good, labels)})
-    return [(str(p), results[str(p)]) for p in paths]

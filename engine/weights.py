@@ -1,7 +1,8 @@
 """Model weights: where they come from, and installing, verifying, importing and removing them.
 
-`SOURCES` is the name -> source table, each pinned to a revision and every file to its size and
-sha256 (as whisper pins its checkpoints). Downloads go to a per-model staging folder under the
+The name -> source table comes from the model registry (`engine.models.registry`), each
+source pinned to a revision and every file to its size and sha256 (as whisper pins its
+checkpoints). Downloads go to a per-model staging folder under the
 weights folder, are checked against the pins, and only then is the folder renamed into place:
 the final path never holds a half or unverified file. A retry resumes from what is staged.
 
@@ -17,7 +18,7 @@ import shutil
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -45,9 +46,6 @@ class Source:
     revision: str = ""
     base_url: str = ""
     endpoint: str = ""  # hf only; empty means HF_ENDPOINT or huggingface.co
-    license: str = ""
-    homepage: str = ""
-    extra: dict = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def size(self) -> int:
@@ -59,40 +57,6 @@ class Source:
         endpoint = self.endpoint or os.environ.get("HF_ENDPOINT") or HF_ENDPOINT
         return f"{endpoint.rstrip('/')}/{self.repo}/resolve/{self.revision}/{filename}"
 
-
-# Pinned from the public repositories. Salesforce/blip-image-captioning-base has no
-# safetensors file at this commit, so its pickle is loaded with weights_only=True.
-SOURCES: dict[str, Source] = {
-    "blip-base": Source(
-        name="blip-base",
-        title="BLIP image captioning (base)",
-        kind="hf",
-        repo="Salesforce/blip-image-captioning-base",
-        revision="82a37760796d32b1411fe092ab5d4e227313294b",
-        license="BSD-3-Clause",
-        homepage="https://huggingface.co/Salesforce/blip-image-captioning-base",
-        files=(
-            WeightFile("config.json", 4563, "f7846f82f4e2c4a2ccbab9ae8b0e44873540a271a76a1288effd078180c13a82"),
-            WeightFile("preprocessor_config.json", 287, "065c10ec97edc5081fbd9655b3d9d25e2647ea6d5dab873325e88eed12d80a7d"),
-            WeightFile("special_tokens_map.json", 125, "b6d346be366a7d1d48332dbc9fdf3bf8960b5d879522b7799ddba59e76237ee3"),
-            WeightFile("tokenizer.json", 711396, "d241a60d5e8f04cc1b2b3e9ef7a4921b27bf526d9f6050ab90f9267a1f9e5c66"),
-            WeightFile("tokenizer_config.json", 506, "5c7f96096284c55e539eff95f4451c19efc34258ddb975a4400d052b77301e5e"),
-            WeightFile("vocab.txt", 231508, "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"),
-            WeightFile("pytorch_model.bin", 989820849, "d6638651a5526cc2ede56f2b5104d6851b0755816d220e5e046870430180c767"),
-        ),
-    ),
-    "resnet18": Source(
-        name="resnet18",
-        title="ResNet-18 ImageNet classifier (torchvision IMAGENET1K_V1)",
-        kind="url",
-        base_url="https://download.pytorch.org/models",
-        license="BSD-3-Clause",
-        homepage="https://pytorch.org/vision/stable/models/generated/torchvision.models.resnet18.html",
-        files=(
-            WeightFile("resnet18-f37072fd.pth", 46830571, "f37072fd47e89c5e827621c5baffa7500819f7896bbacec160b1a16c560e07ec"),
-        ),
-    ),
-}
 
 ProgressFn = Callable[["Progress"], None]
 
@@ -125,8 +89,11 @@ class Status:
 
 
 def sources() -> dict[str, Source]:
-    """The table, with the entries of `LOUPE_SOURCES` (a JSON file) laid over it."""
-    table = dict(SOURCES)
+    """Each registered model's source (engine.models.registry), with the entries of
+    `LOUPE_SOURCES` (a JSON file) laid over it."""
+    from .models.registry import MODELS
+
+    table = {spec.name: spec.source for spec in MODELS}
     override = os.environ.get("LOUPE_SOURCES")
     if not override:
         return table
@@ -253,10 +220,6 @@ def install(
             raise DownloadError(_folder_failure(src, root, exc)) from None
     finally:
         lock.release()
-
-
-def install_all(progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> list[Path]:
-    return [install(name, progress, cancel) for name in sources()]
 
 
 def _download_all(src: Source, staging: Path, progress: ProgressFn | None, cancel: threading.Event | None) -> None:

@@ -101,7 +101,7 @@ def _installed_weights(tmp_path_factory, sources_file) -> Path:
 
     home = tmp_path_factory.mktemp("weights-home")
     env = dict(os.environ, LOUPE_HOME=str(home), LOUPE_SOURCES=str(sources_file))
-    subprocess.run([sys.executable, "-m", "engine.cli", "models", "download"], env=env, check=True,
+    subprocess.run([sys.executable, "-m", "loupe", "models", "download"], env=env, check=True,
                    capture_output=True, timeout=300)
     return home / "data" / "models"
 

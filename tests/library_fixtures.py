@@ -38,10 +38,10 @@ def color_word(image: Image.Image) -> str:
 
 
 class FakeEngine:
-    """Implements the engine contract (caption/classify/model_ids/sizes/batch_size)."""
+    """Implements the scanner's engine contract (model_ids, prepare, infer, batch_size).
 
-    caption_size = 384
-    classify_size = 256
+    `prepare` is the real decode (`engine.inference.load_photo`, the registry's input sizes),
+    so the photos it is handed are the pixels a real model's preprocessing would start from."""
 
     def __init__(
         self, *, version: str = "1", batch_size: int = 4, delay: float = 0.0,
@@ -70,6 +70,17 @@ class FakeEngine:
             finally:
                 os.close(fd)
         return digests
+
+    def prepare(self, task, path, options):
+        from engine.inference import load_photo
+        from engine.models.registry import for_task
+
+        return load_photo(for_task(task), path)
+
+    def infer(self, task, inputs, options, cancel=None):
+        if task == "caption":
+            return self.caption(inputs, **options)
+        return self.classify(inputs, **options)
 
     def caption(self, images, *, prefix=None, max_new_tokens=30, num_beams=3):
         assert all(isinstance(im, Image.Image) and im.mode == "RGB" for im in images)
@@ -238,11 +249,11 @@ def sha(path: Path) -> str:
 
 
 def load_like_scan(path: Path) -> Image.Image:
-    """The image the scan hands the engine (same loader, draft and shrink)."""
-    from engine.images import load_image
-    from engine.library.scanner import _shrink
+    """The photo the scan hands the captioner (the one decode every entry point uses)."""
+    from engine.inference import load_photo
+    from engine.models.registry import for_task
 
-    return _shrink(load_image(path, draft_size=(384, 384)), 384)
+    return load_photo(for_task("caption"), path)
 
 
 __all__ = ["FakeEngine", "make_tree", "save_photo", "bomb_png", "decoded", "read_xmp_file", "read_exif_file",

@@ -11,7 +11,7 @@ from image_corpus import gradient
 
 
 def loupe(*args, timeout=180):
-    return subprocess.run([sys.executable, "-m", "engine.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "loupe", *map(str, args)],
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -23,11 +23,24 @@ def photo(tmp_path):
 
 
 @pytest.mark.parametrize("args", [[], ["caption"], ["classify"], ["models"], ["models", "download"],
-                                  ["models", "import"], ["models", "status"]])
+                                  ["models", "import"], ["models", "status"], ["models", "verify"],
+                                  ["library"], ["library", "scan"], ["library", "search"]])
 def test_every_command_has_help(args):
     proc = loupe(*args, "--help")
     assert proc.returncode == 0, proc.stderr
-    assert "usage: loupe" in proc.stdout
+    assert proc.stdout.startswith("Usage: loupe " + " ".join(args))
+
+
+def test_help_shows_the_registry_defaults_and_limits():
+    from engine.models.registry import for_task
+
+    text = " ".join(loupe("caption", "--help").stdout.split())
+    for opt in for_task("caption").options:
+        assert opt.cli in text
+    beams = for_task("caption").option("num_beams")
+    assert f"[default: {beams.default}; {beams.minimum}<=x<={beams.maximum}]" in text
+    text = " ".join(loupe("library", "scan", "--help").stdout.split())
+    assert "--top" in text and "--beams" in text and "--max-tokens" in text
 
 
 def test_caption_and_classify_text_and_json(installed, photo):
@@ -66,6 +79,7 @@ def test_some_bad_photos_do_not_stop_the_rest(installed, photo, tmp_path):
 
 @pytest.mark.parametrize("args, code", [(["classify", "x.jpg", "--top", "0"], 2),
                                         (["caption", "x.jpg", "--beams", "50"], 2),
+                                        (["caption", "x.jpg", "--max-tokens", "0"], 2),
                                         (["models", "remove", "nonsense"], 2),
                                         (["models", "import", "/no/such/folder"], 2)])
 def test_usage_errors(installed, args, code, tmp_path):
@@ -92,7 +106,7 @@ def hook(event, args):
     if event == "socket.connect":
         connects.append(repr(args[1]))
 sys.addaudithook(hook)
-from engine.cli import main
+from loupe.cli import main
 rc = main(sys.argv[1:])
 heavy = [m for m in ("gradio", "PySide6", "webview", "fastapi") if m in sys.modules]
 print("RESULT", rc, connects, heavy, file=sys.stderr)

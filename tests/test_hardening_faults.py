@@ -56,7 +56,7 @@ def stderr_message(stderr: str) -> str:
 
 
 def cli(*args: str, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=ROOT, env=env or dict(os.environ),
+    return subprocess.run([sys.executable, "-m", "loupe", *args], cwd=ROOT, env=env or dict(os.environ),
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -206,18 +206,18 @@ def test_disk_full_during_downloads(own_hub, tmp_path):
     paths.save_setting("weights_dir", str(wdir))
     steps = in_namespace("""
         mount -t tmpfs -o size=8m tmpfs "$W" || exit 99
-        step a_blip $PY -m engine.cli models download blip-base
-        step b_resnet_full $PY -m engine.cli models download resnet18
-        step c_blip_kept $PY -m engine.cli models verify blip-base
+        step a_blip $PY -m loupe models download blip-base
+        step b_resnet_full $PY -m loupe models download resnet18
+        step c_blip_kept $PY -m loupe models verify blip-base
         mount -o remount,size=120m "$W"
-        step d_resnet_retry $PY -m engine.cli models download resnet18
-        step e_verify $PY -m engine.cli models verify
+        step d_resnet_retry $PY -m loupe models download resnet18
+        step e_verify $PY -m loupe models verify
         umount "$W"
         mount -t tmpfs -o size=64k tmpfs "$W"
-        step f_blip_full $PY -m engine.cli models download blip-base
+        step f_blip_full $PY -m loupe models download blip-base
         mount -o remount,size=8m "$W"
-        step g_blip_retry $PY -m engine.cli models download blip-base
-        step h_verify $PY -m engine.cli models verify blip-base
+        step g_blip_retry $PY -m loupe models download blip-base
+        step h_verify $PY -m loupe models verify blip-base
     """, tmp_path / "steps", dict(os.environ, W=str(wdir)))
     assert steps["a_blip"]["rc"] == 0, steps["a_blip"]
     full = steps["b_resnet_full"]
@@ -330,10 +330,10 @@ def test_port_taken_is_one_line(tmp_path):
     port = holder.getsockname()[1]
     try:
         t0 = time.monotonic()
-        taken = subprocess.run([sys.executable, "-m", "engine.cli", "--browser", "--port", str(port)], cwd=ROOT,
+        taken = subprocess.run([sys.executable, "-m", "loupe", "--browser", "--port", str(port)], cwd=ROOT,
                                env=env, capture_output=True, text=True, timeout=120)
         seconds = time.monotonic() - t0
-        bad = subprocess.run([sys.executable, "-m", "engine.cli", "--browser", "--port", "70000"], cwd=ROOT,
+        bad = subprocess.run([sys.executable, "-m", "loupe", "--browser", "--port", "70000"], cwd=ROOT,
                              env=env, capture_output=True, text=True, timeout=120)
     finally:
         holder.close()
@@ -369,10 +369,10 @@ def test_data_folder_read_only(own_hub, tiny_dir, tmp_path):
     (data / "library.db").parent.mkdir(parents=True, exist_ok=True)
     steps = in_namespace("""
         mount --bind "$DATA" "$DATA" && mount -o remount,bind,ro "$DATA" || exit 99
-        step a_download $PY -m engine.cli models download resnet18
-        step b_import $PY -m engine.cli models import "$TINY/resnet"
-        step c_scan $PY -m engine.cli library scan "$PHOTOS" --write none
-        step d_status $PY -m engine.cli models status
+        step a_download $PY -m loupe models download resnet18
+        step b_import $PY -m loupe models import "$TINY/resnet"
+        step c_scan $PY -m loupe library scan "$PHOTOS" --write none
+        step d_status $PY -m loupe models status
     """, tmp_path / "steps", dict(os.environ, DATA=str(data), TINY=str(tiny_dir), PHOTOS=str(photos)))
     messages = {}
     for name in ("a_download", "b_import", "c_scan"):
@@ -388,7 +388,7 @@ def test_data_folder_read_only(own_hub, tiny_dir, tmp_path):
     # a read-only data folder holding an index: search still answers, or says why in one line
     steps = in_namespace("""
         mount --bind "$DATA" "$DATA" && mount -o remount,bind,ro "$DATA" || exit 99
-        step e_search $PY -m engine.cli library search p1
+        step e_search $PY -m loupe library search p1
     """, tmp_path / "steps2", dict(os.environ, DATA=str(data)))
     search = steps["e_search"]
     if search["rc"] != 0:
@@ -458,7 +458,7 @@ def test_locked_index_through_the_cli_and_the_ui(tmp_path, monkeypatch, capsys):
 
     from desktop import ui
     from engine import library
-    from engine.cli import main
+    from loupe.cli import main
     from engine.library import index as index_mod
 
     photos = _indexed_folder(tmp_path)

@@ -103,7 +103,7 @@ def test_pixel_limit_is_a_parameter(tmp_path):
 
 def test_cli_reports_each_bad_file_in_one_line_without_traceback(bad, tmp_path):
     paths = [str(p) for p, _ in bad.values()]
-    proc = subprocess.run([sys.executable, "-m", "engine.cli", "caption", *paths],
+    proc = subprocess.run([sys.executable, "-m", "loupe", "caption", *paths],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 3, proc.stderr
     assert "Traceback" not in proc.stderr

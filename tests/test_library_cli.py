@@ -1,4 +1,4 @@
-"""`loupe library ...` through engine.cli.main, in process, with FakeEngine as the engine."""
+"""`loupe library ...` through loupe.cli.main, in process, with FakeEngine as the engine."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,7 @@ import json
 import pytest
 
 import engine
-from engine.cli import main
+from loupe.cli import main
 
 from library_fixtures import FakeEngine, save_photo
 
@@ -51,6 +51,10 @@ def test_errors_are_one_line(folder, tmp_path, capsys):
     assert err.startswith("loupe: The library index") and "damaged" in err and "Traceback" not in err
     assert main(["library", "scan", str(tmp_path / "nope")]) == 2
     assert main(["library", "export", str(tmp_path / "x.xlsx")]) == 2
-    with pytest.raises(SystemExit) as info:
-        main(["library", "scan", str(folder), "--write", "paper"])
-    assert info.value.code == 2
+    capsys.readouterr()
+    assert main(["library", "scan", str(folder), "--write", "paper"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("loupe: Invalid value for '--write'") and "--help" in err
+    # options are checked before the folder is looked at
+    assert main(["library", "scan", str(tmp_path / "nope"), "--top", "0"]) == 2
+    assert "--top" in capsys.readouterr().err

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from engine.errors import UsageError, WeightsMissing
-from engine.inference import Engine, caption_paths, classify_paths, get_engine
+from engine.errors import UnreadableImage, UsageError, WeightsMissing
+from engine.inference import Engine, get_engine
 from engine.images import load_image
 from image_corpus import gradient
 
@@ -75,24 +75,29 @@ def test_models_load_once_even_from_many_threads(installed, photos):
     assert engine.model("resnet18") is first and len(engine.load_seconds) == 1
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"max_new_tokens": 0}, "between 1 and 100"),
-    ({"num_beams": 99}, "beams"),
-    ({"prefix": "x" * 500}, "200 characters"),
+@pytest.mark.parametrize("task, options, message", [
+    ("caption", {"max_new_tokens": 0}, "Longest caption must be from 1 to 60"),
+    ("caption", {"max_new_tokens": 61}, "Longest caption must be from 1 to 60"),
+    ("caption", {"num_beams": 99}, "Caption quality must be from 1 to 8"),
+    ("caption", {"prefix": "x" * 500}, "200 characters"),
+    ("caption", {"beams": 2}, "unknown option"),
+    ("classify", {"top": 0}, "Labels per photo must be from 1 to 10"),
 ])
-def test_bad_caption_options_are_usage_errors(installed, photos, options, message):
+def test_bad_options_are_usage_errors_before_any_file_or_model(tiny_sources, tmp_path, task, options, message):
+    # nothing installed and the photo does not exist: the options are refused first
     with pytest.raises(UsageError, match=message):
-        get_engine().caption([load_image(photos[0])], **options)
+        get_engine().run(task, [tmp_path / "missing.jpg"], **options)
 
 
-def test_path_helpers_keep_order_and_report_bad_files(installed, photos, tmp_path):
+def test_run_keeps_order_and_reports_bad_files_in_place(installed, photos, tmp_path):
     bad = tmp_path / "bad.jpg"
     bad.write_text("nope")
-    results = caption_paths([photos[0], bad, photos[1]], max_new_tokens=5, num_beams=1)
-    assert [p for p, _ in results] == [str(photos[0]), str(bad), str(photos[1])]
-    assert "not an image" in str(results[1][1])
-    labels = classify_paths([photos[2]], top=2)[0][1]
-    assert len(labels.top) == 2
+    results = get_engine().run("caption", [photos[0], bad, photos[1]], max_new_tokens=5, num_beams=1)
+    assert results[0].text and results[2].text
+    assert isinstance(results[1], UnreadableImage) and "not an image" in str(results[1])
+    assert len(get_engine().run_one("classify", photos[2], top=2).top) == 2
+    with pytest.raises(UnreadableImage, match="bad.jpg"):
+        get_engine().run_one("classify", bad)
 
 
 def test_precision_setting_is_honoured(installed, monkeypatch):

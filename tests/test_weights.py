@@ -205,7 +205,7 @@ def test_cli_download_offline_is_one_line(tiny_sources, tmp_path, monkeypatch):
     dead = tmp_path / "dead.json"
     dead.write_text(json.dumps(table))
     monkeypatch.setenv("LOUPE_SOURCES", str(dead))
-    proc = subprocess.run([sys.executable, "-m", "engine.cli", "models", "download", "resnet18"],
+    proc = subprocess.run([sys.executable, "-m", "loupe", "models", "download", "resnet18"],
                           capture_output=True, text=True, timeout=180)
     assert proc.returncode == 5, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]

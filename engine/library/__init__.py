@@ -23,11 +23,11 @@ from ..errors import UsageError
 from .files import TEMP_PREFIX, cleanup_stale
 from .index import Hit, Index, IndexUnavailable
 from .progress import Progress, ProgressCallback, progress_bar
-from .scanner import Options, Problem, ScanSummary, WRITERS
+from .scanner import NOTICE_KINDS, Notice, Options, Problem, ScanSummary, WRITERS
 
 __all__ = [
     "scan", "search", "export", "undo", "scans", "cleanup_stale", "progress_bar", "default_db_path",
-    "Hit", "Progress", "Problem", "ScanSummary", "IndexUnavailable", "TEMP_PREFIX", "WRITERS",
+    "Hit", "Progress", "Problem", "Notice", "NOTICE_KINDS", "ScanSummary", "IndexUnavailable", "TEMP_PREFIX", "WRITERS",
 ]
 
 
@@ -59,22 +59,24 @@ def scan(
     cancel: threading.Event | None = None,
     batch_size: int | None = None,
     workers: int = 2,
-    top: int = 3,
-    max_new_tokens: int = 30,
-    num_beams: int = 3,
-    prefix: str | None = None,
+    **model_options: Any,
 ) -> ScanSummary:
     """Caption and label every photo under `folder` not yet done with these models/settings.
 
     `write`: "sidecar" (XMP next to each photo; originals untouched), "embed" (XMP inside
     JPEG/PNG/TIFF/WebP, pixels untouched) or "none". `rename`: rename photos after their
-    captions (undo with `undo()`). `cancel.set()` stops within one batch; the summary then
-    has `cancelled=True` and the next scan resumes. Photos that cannot be read, written or
-    renamed are in `summary.problems`; the scan goes on. Raises UsageError for bad
-    arguments and IndexUnavailable (a LoupeError) when the index cannot be used.
+    captions (undo with `undo()`). `model_options`: the models' options by name, as in the
+    registry (`top=5`, `num_beams=1`, `prefix=...`), checked before any file is touched.
+    `cancel.set()` stops within a photo or a generation step; the summary then has
+    `cancelled=True` and the next scan resumes. Photos that cannot be read, written or
+    renamed are in `summary.problems`, decisions Loupe took in `summary.notices`; the scan
+    goes on. Raises UsageError for bad arguments and IndexUnavailable (a LoupeError) when the
+    index cannot be used.
     """
+    from ..models.registry import for_task, split_options
     from ..paths import load_settings
 
+    models = split_options(model_options)
     settings = load_settings()
     folder_path = Path(folder).expanduser()
     if not folder_path.is_dir():
@@ -88,12 +90,10 @@ def scan(
         write=write or settings.get("library_write") or "sidecar",
         sidecar_style=sidecar_style or settings.get("sidecar_style") or "darktable",
         rename=bool(rename),
-        batch_size=int(batch_size or getattr(engine, "batch_size", 8) or 8),
+        # a test engine may ask for its own batch size
+        batch_size=int(batch_size or getattr(engine, "batch_size", 0) or for_task("caption").batch_size),
         workers=int(workers),
-        top=int(top),
-        max_new_tokens=int(max_new_tokens),
-        num_beams=int(num_beams),
-        prefix=prefix,
+        models=models,
     )
     options.validate()
     from .scanner import run_scan

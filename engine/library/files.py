@@ -60,6 +60,17 @@ def hash_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def os_reason(exc: OSError) -> str:
+    """An OSError in a few words a person understands ("disk full", "permission denied")."""
+    if exc.errno == errno.ENOSPC:
+        return "disk full"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if exc.errno == errno.EROFS:
+        return "read-only file system"
+    return exc.strerror or str(exc)
+
+
 def is_read_only(path: Path, st: os.stat_result | None = None) -> bool:
     """True when the owner write bit is off (checked by mode, as root `os.access` says yes)."""
     st = st or os.stat(path)

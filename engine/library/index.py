@@ -114,6 +114,8 @@ class Hit:
 
 @dataclass(frozen=True)
 class PhotoRow:
+    """A photo's record: identity, where it is, what the models said, what Loupe wrote."""
+
     id: int
     hash: str
     path: str | None
@@ -124,6 +126,20 @@ class PhotoRow:
     labels: tuple[Label, ...]
     settings_key: str
     written_key: str | None
+
+    @classmethod
+    def from_row(cls, r: sqlite3.Row) -> "PhotoRow":
+        return cls(r["id"], r["hash"], r["path"], r["size"], r["mtime_ns"], r["file_hash"], r["caption"],
+                   _labels(r["labels"]), r["settings_key"], r["written_key"])
+
+
+@dataclass(frozen=True)
+class Known:
+    """Bytes the index has seen: the photo they belong to, and whether Loupe produced them by
+    embedding (`bytes_written_key`, the writer and settings they carry) or not (None)."""
+
+    row: PhotoRow
+    bytes_written_key: str | None
 
 
 def _translate(exc: sqlite3.Error, path: Path) -> IndexUnavailable:
@@ -170,6 +186,7 @@ class Index:
             )
         except sqlite3.Error as exc:
             raise _translate(exc, self.path) from None
+        self.db.row_factory = sqlite3.Row
         try:
             with self._errors():
                 self.db.execute("PRAGMA journal_mode=WAL")
@@ -258,8 +275,7 @@ class Index:
             "SELECT id, folder, started, finished, status, total, done, skipped, failed, written, renamed"
             " FROM scans ORDER BY id"
         )
-        keys = ("id", "folder", "started", "finished", "status", "total", "done", "skipped", "failed", "written", "renamed")
-        return [dict(zip(keys, r)) for r in rows]
+        return [dict(r) for r in rows]
 
     def record_item(
         self, db: sqlite3.Connection, scan_id: int, path: str, photo_id: int | None, status: str,
@@ -282,36 +298,20 @@ class Index:
 
     _ROW = "p.id, p.hash, p.path, p.size, p.mtime_ns, p.file_hash, p.caption, p.labels, p.settings_key, p.written_key"
 
-    @staticmethod
-    def _row(r: tuple) -> PhotoRow:
-        return PhotoRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], _labels(r[7]), r[8], r[9])
-
-    def snapshot(self) -> tuple[dict[str, PhotoRow], dict[str, tuple[int, str, str | None]]]:
-        """(path -> row, any known content hash -> (photo id, settings key, written key)).
-
-        Read once at scan start so loader threads can skip finished photos without the
-        database (sqlite3 connections stay on one thread)."""
-        by_path = {r[2]: self._row(r) for r in self.query(f"SELECT {self._ROW} FROM photos p WHERE p.path IS NOT NULL")}
-        by_hash = {
-            h: (pid, key, wkey)
-            for h, pid, key, wkey in self.query(
-                "SELECT h.hash, h.photo_id, p.settings_key, h.written_key FROM hashes h JOIN photos p ON p.id=h.photo_id"
+    def snapshot(self) -> tuple[dict[str, PhotoRow], dict[str, Known]]:
+        """(path -> record, every content hash seen -> Known), read once at scan start so the
+        scan's loader threads can skip finished photos without the database (a sqlite3
+        connection stays on its thread); the scan keeps both up to date as it records."""
+        by_path = {r["path"]: PhotoRow.from_row(r)
+                   for r in self.query(f"SELECT {self._ROW} FROM photos p WHERE p.path IS NOT NULL")}
+        known = {
+            r["alias"]: Known(PhotoRow.from_row(r), r["bytes_written_key"])
+            for r in self.query(
+                f"SELECT {self._ROW}, h.hash AS alias, h.written_key AS bytes_written_key"
+                " FROM hashes h JOIN photos p ON p.id=h.photo_id"
             )
         }
-        return by_path, by_hash
-
-    def lookup(self, content_hash: str) -> tuple[PhotoRow, str | None] | None:
-        """The photo whose file had these bytes, and the written key of those bytes."""
-        rows = self.query(
-            f"SELECT {self._ROW}, h.written_key FROM hashes h JOIN photos p ON p.id=h.photo_id WHERE h.hash=?",
-            (content_hash,),
-        )
-        if not rows:
-            return None
-        return self._row(rows[0][:10]), rows[0][10]
-
-    def get(self, photo_id: int) -> PhotoRow:
-        return self._row(self.query(f"SELECT {self._ROW} FROM photos p WHERE p.id=?", (photo_id,))[0])
+        return by_path, known
 
     def save_result(
         self, db: sqlite3.Connection, *, content_hash: str, path: str, size: int, mtime_ns: int,
@@ -389,7 +389,7 @@ class Index:
             " WHERE photos_fts MATCH ? AND p.path IS NOT NULL ORDER BY rank LIMIT ?",
             (match, limit),
         )
-        return [Hit(r[0], r[1], r[2], _labels(r[3]), -float(r[4]), r[5]) for r in rows]
+        return [Hit(r["path"], r["name"], r["caption"], _labels(r["labels"]), -float(r["rank"]), r["hash"]) for r in rows]
 
     def export_rows(self, scan_id: int | None) -> list[dict[str, Any]]:
         cols = "p.path, p.name, p.caption, p.labels, p.hash, p.size, p.mtime_ns, p.settings_key, p.model_ids, p.done_at"
@@ -399,16 +399,16 @@ class Index:
         if not self.query("SELECT 1 FROM scans WHERE id=?", (scan_id,)):
             raise UsageError(f"There is no scan {scan_id} in the library index.")
         rows = self.query(
-            f"SELECT {cols}, i.status, i.reason, i.written, i.path FROM scan_items i"
+            f"SELECT {cols}, i.status, i.reason, i.written, i.path AS item_path FROM scan_items i"
             " LEFT JOIN photos p ON p.id = i.photo_id WHERE i.scan_id=? ORDER BY i.path",
             (scan_id,),
         )
         out = []
         for r in rows:
-            item = _export_dict(r[:10]) if r[0] is not None or r[2] is not None else _export_dict((None,) * 10)
-            item["path"] = item["path"] or r[13]
-            item["name"] = item["name"] or Path(r[13]).name
-            item.update(status=r[10], reason=r[11] or "", written=bool(r[12]))
+            item = _export_dict(r)
+            item["path"] = item["path"] or r["item_path"]
+            item["name"] = item["name"] or Path(r["item_path"]).name
+            item.update(status=r["status"], reason=r["reason"] or "", written=bool(r["written"]))
             out.append(item)
         return out
 
@@ -443,19 +443,19 @@ def _labels(text: str | None) -> tuple[Label, ...]:
     return tuple(Label(d["name"], float(d["score"]), int(d["index"])) for d in json.loads(text))
 
 
-def _export_dict(r: tuple) -> dict[str, Any]:
-    labels = _labels(r[3]) if r[3] else ()
+def _export_dict(r: sqlite3.Row) -> dict[str, Any]:
+    """A photos row (possibly all NULL: a scan item with no record) -> the export's fields."""
     return {
-        "path": r[0],
-        "name": r[1],
-        "caption": r[2] or "",
-        "labels": [l.to_dict() for l in labels],
-        "hash": r[4],
-        "size": r[5],
-        "mtime": (time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(r[6] / 1e9)) if r[6] else None),
-        "settings_key": r[7],
-        "models": json.loads(r[8]) if r[8] else {},
-        "done_at": (time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(r[9])) if r[9] else None),
+        "path": r["path"],
+        "name": r["name"],
+        "caption": r["caption"] or "",
+        "labels": [l.to_dict() for l in _labels(r["labels"])],
+        "hash": r["hash"],
+        "size": r["size"],
+        "mtime": (time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(r["mtime_ns"] / 1e9)) if r["mtime_ns"] else None),
+        "settings_key": r["settings_key"],
+        "models": json.loads(r["model_ids"]) if r["model_ids"] else {},
+        "done_at": (time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(r["done_at"])) if r["done_at"] else None),
     }
 
 

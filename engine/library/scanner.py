@@ -1,15 +1,19 @@
-"""Scanning a folder: find photos, caption and label the new ones in batches, write results.
+"""Scanning a folder, as a pipeline that reads top to bottom:
 
-Flow per photo: a loader thread stats and hashes it, and, unless the index already has it
-with the same settings, decodes it (`load_image` with a draft size) and shrinks it for the
-models. The scan thread batches decoded photos, runs the engine, commits the batch to the
-index, then writes (sidecar or embedded XMP) and renames. Loading the next photos overlaps
-with inference.
+    walk    every photo under the folder, once
+    hash    sha256 of its bytes (taken from the index when size and mtime are unchanged)
+    skip    photos already done with the same models and settings are not decoded again;
+            only their files are brought up to date (sidecar, embed, rename, location)
+    decode  in loader threads: `engine.prepare` for each model, the same decode and
+            preprocessing `loupe caption` and the Caption tab use (same tensor, same answer)
+    infer   in batches through `engine.infer`; a photo the models choke on is found by
+            running the failed batch one photo at a time, and the others go on
+    write   sidecar or embedded metadata, then rename, per photo, each write atomic
+    record  one index transaction per batch, after the files: the index never claims a
+            write that is not on disk (a kill before it only means that batch is redone)
 
-Resume rests on commit order: a photo counts as finished only once its batch is committed,
-so after a kill only the batch in flight is redone. Embedding records the hash of the new
-bytes in the index *before* renaming them over the original, so a photo killed right after
-that rename is still recognised (and known to be written).
+Cancellation (`cancel.set()`, Stop, Ctrl-C) is checked between photos and inside caption
+generation; what was recorded stays recorded and the next scan resumes from there.
 """
 from __future__ import annotations
 
@@ -24,15 +28,14 @@ from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
-
-from PIL import Image
+from typing import Any, Callable, Iterator, Mapping
 
 from ..errors import Cancelled, LoupeError, UnreadableImage, UsageError
-from ..images import load_image
+from ..models.registry import TASKS
+from ..results import Caption, Labels
 from . import xmp
-from .files import atomic_write, cleanup_stale, hash_bytes, hash_file, is_read_only, walk_photos
-from .index import Index, IndexUnavailable, PhotoRow
+from .files import atomic_write, cleanup_stale, hash_bytes, hash_file, is_read_only, os_reason, walk_photos
+from .index import Index, IndexUnavailable, Known, PhotoRow
 from .progress import Meter, Progress, ProgressCallback
 from .rename import Renamer, RenameLog, recover, sidecars_of
 
@@ -48,6 +51,23 @@ class Problem:
     reason: str
 
 
+@dataclass(frozen=True)
+class Notice:
+    """Something Loupe decided on the person's behalf; shown in every front end's summary."""
+
+    path: str
+    kind: str  # one of NOTICE_KINDS
+    message: str
+
+
+# kind -> how the summary counts it
+NOTICE_KINDS = {
+    "kept": "descriptions kept",
+    "sidecar-name": "sidecar names changed",
+    "duplicate": "duplicates",
+}
+
+
 @dataclass
 class ScanSummary:
     scan_id: int
@@ -61,13 +81,18 @@ class ScanSummary:
     renamed: int = 0
     cancelled: bool = False
     elapsed_s: float = 0.0
-    inference_s: float = 0.0  # of which in the engine's caption/classify calls
+    inference_s: float = 0.0  # of which in the engine's inference
     rate: float = 0.0  # photos captioned per second of this run, end to end
     problems: list[Problem] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def notice_counts(self) -> dict[str, int]:
+        """kind -> how many, in NOTICE_KINDS order, only kinds that occurred."""
+        counts = Counter(n.kind for n in self.notices)
+        return {kind: counts[kind] for kind in NOTICE_KINDS if counts[kind]}
 
 
 @dataclass(frozen=True)
@@ -77,378 +102,399 @@ class Options:
     rename: bool = False
     batch_size: int = 8
     workers: int = 2
-    top: int = 3
-    max_new_tokens: int = 30
-    num_beams: int = 3
-    prefix: str | None = None
-
-    def inference(self) -> dict[str, Any]:
-        """The options that change captions or labels (part of the settings key)."""
-        return {
-            "caption": {"prefix": self.prefix, "max_new_tokens": self.max_new_tokens, "num_beams": self.num_beams},
-            "classify": {"top": self.top},
-        }
+    # task -> that model's options, checked by the registry (defaults filled in)
+    models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def validate(self) -> None:
         if self.write not in WRITERS:
             raise UsageError(f"Unknown writer {self.write!r}; choose one of {', '.join(WRITERS)}.")
         if self.sidecar_style not in xmp.SIDECAR_STYLES:
             raise UsageError(f"Unknown sidecar style {self.sidecar_style!r}; choose darktable or lightroom.")
-        if self.batch_size < 1 or self.workers < 0 or self.top < 1:
-            raise UsageError("batch_size and top must be at least 1, workers at least 0.")
+        if self.batch_size < 1 or self.workers < 0:
+            raise UsageError("batch_size must be at least 1, workers at least 0.")
 
 
-def settings_key(model_ids: dict[str, str], options: Options) -> str:
-    payload = {"models": model_ids, **options.inference()}
+def settings_key(model_ids: Mapping[str, str], options: Options) -> str:
+    """What makes a result: the models and every option that changes captions or labels."""
+    payload = {"models": dict(model_ids), **{task: dict(options.models[task]) for task in TASKS}}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass
-class _Prepared:
+class Photo:
+    """One photo on its way through the pipeline."""
+
     path: Path
     st: os.stat_result | None = None
     file_hash: str | None = None
-    image: Image.Image | None = None
+    known: Known | None = None  # what the index knows of these bytes
+    inputs: dict[str, Any] | None = None  # task -> the model's prepared input
     error: str | None = None
-    known_id: int | None = None  # the index's record when it is being redone (new settings)
 
 
-def _shrink(image: Image.Image, size: int) -> Image.Image:
-    """Shorter side down to `size`: the models resize to <= 384 anyway, and doing it here (in a
-    loader thread) keeps big PNG/TIFF photos from sitting full-size in the prefetch queue."""
-    w, h = image.size
-    short = min(w, h)
-    if short <= size:
-        return image
-    scale = size / short
-    new = (max(size, round(w * scale)), max(size, round(h * scale)))
-    return image.resize(new, Image.Resampling.BICUBIC, reducing_gap=2.0)
+class Scan:
+    """One run over one folder. Built with everything it needs; `run()` once."""
 
-
-def _os_reason(exc: OSError) -> str:
-    if exc.errno == errno.ENOSPC:
-        return "disk full"
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return "permission denied"
-    if exc.errno == errno.EROFS:
-        return "read-only file system"
-    return exc.strerror or str(exc)
-
-
-class _Scan:
     def __init__(
         self, folder: Path, engine: Any, options: Options, index: Index, log: RenameLog,
-        progress: ProgressCallback | None, cancel: threading.Event | None,
+        progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
     ) -> None:
         self.folder = folder
         self.engine = engine
-        self.o = options
+        self.options = options
         self.index = index
         self.progress = progress
-        self.cancel = cancel
+        self.cancel = cancel or threading.Event()
         self.renamer = Renamer(log) if options.rename else None
         self.model_ids = {str(k): str(v) for k, v in dict(engine.model_ids()).items()}
         self.key = settings_key(self.model_ids, options)
-        self.size = max(int(getattr(engine, "caption_size", 384)), int(getattr(engine, "classify_size", 256)))
-        if options.write == "embed":
-            self.written_key: str | None = f"embed:{self.key}"
-        elif options.write == "sidecar":
-            self.written_key = f"sidecar:{options.sidecar_style}:{self.key}"
-        else:
-            self.written_key = None
+        self.written_key = {
+            "embed": f"embed:{self.key}",
+            "sidecar": f"sidecar:{options.sidecar_style}:{self.key}",
+        }.get(options.write)
+        self.by_path, self.known = index.snapshot()
+        self.scan_id = index.begin_scan(str(folder), self.key, {**asdict(options), "models": self.model_ids})
+        self.summary = ScanSummary(scan_id=self.scan_id, folder=str(folder))
+        self.stems: Counter[tuple[Path, str]] = Counter()
+        self.pending: list[Callable[[Any], None]] = []  # index writes waiting for the next transaction
         self.meter = Meter()
         self.last_report = 0.0
-        self.infer_s = 0.0
-        self.engine_failures = 0  # in a row, on single photos
+        self.failures_in_a_row = 0
 
-    # -- loader threads: no database here (the snapshot dicts are read-only)
-
-    def prepare(self, path: Path) -> _Prepared:
-        item = _Prepared(path)
+    # ------------------------------------------------------------------ the pipeline
+    def run(self) -> ScanSummary:
+        started = time.perf_counter()
+        paths = walk_photos(self.folder, self.unreadable_folder)
+        self.summary.total = len(paths)
+        self.stems.update((p.parent, p.stem.lower()) for p in paths)
+        batch: list[Photo] = []
+        waiting: list[Photo] = []  # same bytes as a photo in the batch: routed once it is recorded
+        photos = self.load(paths)
         try:
-            item.st = path.stat()
-            if not stat.S_ISREG(item.st.st_mode):
-                # A FIFO or device named like a photo: reading it would block or never end.
-                item.error = "not a regular file"
-                return item
-            row = self.by_path.get(str(path))
-            if row is not None and row.size == item.st.st_size and row.mtime_ns == item.st.st_mtime_ns:
-                item.file_hash = row.file_hash  # unchanged since last seen (size + mtime): no re-read
-            else:
-                item.file_hash = hash_file(path)
-        except OSError as exc:
-            item.error = f"cannot read ({_os_reason(exc)})"
-            return item
-        known = self.by_hash.get(item.file_hash)
-        if known is not None and known[1] == self.key:
-            return item  # finished before: no decode
-        try:
-            item.image = _shrink(load_image(path, draft_size=(self.size, self.size)), self.size)
-        except UnreadableImage as exc:
-            item.error = exc.reason
-        return item
-
-    # -- the scan thread
-
-    def run(self, summary: ScanSummary) -> None:
-        def unreadable(exc: OSError) -> None:
-            summary.problems.append(Problem(str(exc.filename), "read", f"folder cannot be read ({_os_reason(exc)})"))
-
-        paths = walk_photos(self.folder, unreadable)
-        summary.total = len(paths)
-        self.summary = summary
-        self.t0 = time.perf_counter()
-        self.by_path, self.by_hash = self.index.snapshot()
-        self.stems = Counter((p.parent, p.stem.lower()) for p in paths)
-        # Index updates that may wait for the next commit (a kill before it only means a
-        # sidecar is re-merged to the same bytes, or a location is looked up again).
-        self.pending: list[Callable[[Any], None]] = []
-        workers = self.o.workers
-        window = self.o.batch_size * 2 + max(workers, 1)
-        executor = ThreadPoolExecutor(workers, thread_name_prefix="loupe-load") if workers else None
-        queue: deque[Future | Path] = deque()
-        source = iter(paths)
-
-        def refill() -> None:
-            while len(queue) < window:
-                nxt = next(source, None)
-                if nxt is None:
-                    return
-                queue.append(executor.submit(self.prepare, nxt) if executor else nxt)
-
-        batch: list[_Prepared] = []
-        later: list[_Prepared] = []  # duplicates of a photo in the current batch
-        try:
-            refill()
-            while queue:
-                if self.cancel is not None and self.cancel.is_set():
-                    summary.cancelled = True
+            for photo in photos:
+                if self.cancel.is_set():
+                    self.summary.cancelled = True
                     break
-                head = queue.popleft()
-                item = head.result() if isinstance(head, Future) else self.prepare(head)
-                refill()
-                if self.handle(item, batch):
-                    later.append(item)
-                if len(batch) >= self.o.batch_size:
-                    self.infer(batch)
-                    batch = []
-                    for dup in later:
-                        self.handle(dup, batch)
-                    later = []
-            if not summary.cancelled and batch:
-                self.infer(batch)
-                batch = []
-                for dup in later:  # now in the index: they are skipped (or batched if not)
-                    self.handle(dup, batch)
-                if batch:
-                    self.infer(batch)
-            self.flush_items()
+                if photo.error is None and any(b.file_hash == photo.file_hash for b in batch):
+                    waiting.append(photo)
+                    continue
+                self.route(photo, batch)
+                if len(batch) >= self.options.batch_size:
+                    self.finish(batch)
+                    batch = self.reroute(waiting)
+                    waiting = []
         finally:
-            if executor is not None:
-                executor.shutdown(wait=True, cancel_futures=True)
-        summary.elapsed_s = time.perf_counter() - self.t0
-        summary.inference_s = self.infer_s
-        summary.rate = summary.done / summary.elapsed_s if summary.elapsed_s and summary.done else 0.0
+            photos.close()  # stops the loader threads
+        if not self.summary.cancelled:
+            while batch:
+                self.finish(batch)
+                batch = self.reroute(waiting)
+                waiting = []
+        self.record_pending()
+        s = self.summary
+        s.elapsed_s = time.perf_counter() - started
+        s.rate = s.done / s.elapsed_s if s.elapsed_s and s.done else 0.0
         self.report(str(self.folder), force=True)
+        return s
 
-    def handle(self, item: _Prepared, batch: list[_Prepared]) -> bool:
-        """Route one loaded photo: failed, already done (write/rename only), or into the batch.
-        Returns True when it must wait for the current batch (same bytes already in it)."""
-        s = self.summary
-        path = str(item.path)
-        if item.error is not None:
-            s.failed += 1
-            s.problems.append(Problem(path, "read", item.error))
-            self.later(lambda db: self.index.record_item(db, s.scan_id, path, None, "failed", item.error))
-            self.report(path)
-            return False
-        found = self.index.lookup(item.file_hash)
-        if found is not None and found[0].settings_key == self.key:
-            row, bytes_written_key = found
-            self.skip(item, row, bytes_written_key)
-            return False
-        if any(b.file_hash == item.file_hash for b in batch):
-            return True
-        if item.image is None:  # the index changed since the snapshot: load here
+    def load(self, paths: list[Path]) -> Iterator[Photo]:
+        """Photos in walk order, hashed and (unless done before) decoded, a few ahead of use."""
+        workers = self.options.workers
+        if not workers:
+            yield from map(self.hash_and_decode, paths)
+            return
+        ahead = self.options.batch_size * 2 + workers
+        queue: deque[Future] = deque()
+        source = iter(paths)
+        with ThreadPoolExecutor(workers, thread_name_prefix="loupe-load") as pool:
             try:
-                item.image = _shrink(load_image(item.path, draft_size=(self.size, self.size)), self.size)
-            except UnreadableImage as exc:
-                item.error = exc.reason
-                return self.handle(item, batch)
-        item.known_id = found[0].id if found is not None else None
-        batch.append(item)
-        return False
+                for path in source:
+                    queue.append(pool.submit(self.hash_and_decode, path))
+                    if len(queue) >= ahead:
+                        yield queue.popleft().result()
+                while queue:
+                    yield queue.popleft().result()
+            finally:
+                for future in queue:
+                    future.cancel()
 
-    def skip(self, item: _Prepared, row: PhotoRow, bytes_written_key: str | None) -> None:
+    def hash_and_decode(self, path: Path) -> Photo:
+        """In a loader thread: no database here (`by_path` and `known` are only read)."""
+        photo = Photo(path)
+        if self.cancel.is_set():
+            return photo
+        try:
+            photo.st = path.stat()
+            if not stat.S_ISREG(photo.st.st_mode):
+                # A FIFO or device named like a photo: reading it would block or never end.
+                photo.error = "not a regular file"
+                return photo
+            row = self.by_path.get(str(path))
+            if row is not None and row.size == photo.st.st_size and row.mtime_ns == photo.st.st_mtime_ns:
+                photo.file_hash = row.file_hash  # unchanged since last seen: no re-read
+            else:
+                photo.file_hash = hash_file(path)
+        except OSError as exc:
+            photo.error = f"cannot read ({os_reason(exc)})"
+            return photo
+        known = self.known.get(photo.file_hash)
+        if known is None or known.row.settings_key != self.key:
+            self.decode(photo)
+        return photo
+
+    def decode(self, photo: Photo) -> None:
+        try:
+            photo.inputs = {task: self.engine.prepare(task, photo.path, self.options.models[task]) for task in TASKS}
+        except UnreadableImage as exc:
+            photo.error = exc.reason
+
+    def route(self, photo: Photo, batch: list[Photo]) -> None:
+        """A loaded photo goes to the problems, to the files-only path, or into the batch."""
+        if photo.error is not None:
+            self.fail(photo)
+            return
+        photo.known = self.known.get(photo.file_hash)  # type: ignore[arg-type]
+        if photo.known is not None and photo.known.row.settings_key == self.key:
+            self.skip(photo)
+            return
+        if photo.inputs is None:  # its bytes were known when loaded, not any more: decode here
+            self.decode(photo)
+            if photo.error is not None:
+                self.fail(photo)
+                return
+        batch.append(photo)
+
+    def reroute(self, waiting: list[Photo]) -> list[Photo]:
+        batch: list[Photo] = []
+        for photo in waiting:
+            self.route(photo, batch)
+        return batch
+
+    def finish(self, batch: list[Photo]) -> None:
+        """Infer, write the files, then record the batch in one transaction."""
+        try:
+            results = self.infer(batch)
+        except Cancelled:
+            if not self.cancel.is_set():
+                raise
+            self.summary.cancelled = True  # Stop during generation: this batch is not recorded
+            return
+        updates: list[Callable[[Any], None]] = []
+        for photo, (caption, labels) in zip(batch, results):
+            if caption is None:
+                continue  # the models failed on this one photo: already a problem
+            row = self.new_row(photo, caption, labels)
+            files = self.write_and_rename(photo, row)  # may rename: the record takes the new path
+            updates.append(self.result_update(photo, row))
+            updates.extend(files)
+            self.summary.done += 1
+        with self.index.transaction() as db:
+            for update in updates:
+                update(db)
+            self.flush(db)
+        for photo in batch:
+            photo.inputs = None  # free memory early
+            self.report(str(photo.path))
+
+    # ------------------------------------------------------------------ stages
+    def infer(self, batch: list[Photo]) -> list[tuple[Caption | None, Labels | None]]:
+        """(caption, labels) per photo; (None, None) for a photo the models failed on."""
+        t = time.perf_counter()
+        try:
+            captions = self.engine.infer("caption", [p.inputs["caption"] for p in batch],
+                                         self.options.models["caption"], cancel=self.cancel)
+            labels = self.engine.infer("classify", [p.inputs["classify"] for p in batch],
+                                       self.options.models["classify"], cancel=self.cancel)
+        except (LoupeError, KeyboardInterrupt):
+            raise  # the engine's own errors (weights missing, cancelled...) concern every photo
+        except Exception as exc:
+            self.summary.inference_s += time.perf_counter() - t
+            if len(batch) > 1:  # find the photo the models choke on; the others go on
+                return [pair for photo in batch for pair in self.infer([photo])]
+            self.failures_in_a_row += 1
+            if self.failures_in_a_row >= 3:
+                raise LoupeError(f"The models keep failing ({type(exc).__name__}: {exc}); scan stopped.") from exc
+            photo = batch[0]
+            photo.error = f"the models failed on it ({type(exc).__name__}: {exc})"
+            self.fail(photo)
+            return [(None, None)]
+        self.summary.inference_s += time.perf_counter() - t
+        if len(captions) != len(batch) or len(labels) != len(batch):
+            raise LoupeError("The engine returned a different number of results than photos given.")
+        self.failures_in_a_row = 0
+        return list(zip(captions, labels))
+
+    def skip(self, photo: Photo) -> None:
+        """Done before with these settings: update where it is, bring its files up to date."""
         s = self.summary
-        path = str(item.path)
-        st = item.st
-        assert st is not None and item.file_hash is not None
+        assert photo.known is not None and photo.st is not None and photo.file_hash is not None
+        row, path = photo.known.row, str(photo.path)
         s.skipped += 1
         moved = row.path != path and (row.path is None or not os.path.exists(row.path))
         if row.path == path or moved:
-            if moved or row.size != st.st_size or row.mtime_ns != st.st_mtime_ns or row.file_hash != item.file_hash:
-                fh = item.file_hash
-                self.later(lambda db: self.index.set_location(db, row.id, path, st.st_size, st.st_mtime_ns, fh))
+            st, file_hash = photo.st, photo.file_hash
+            if moved or (row.size, row.mtime_ns, row.file_hash) != (st.st_size, st.st_mtime_ns, file_hash):
+                self.later(lambda db: self.index.set_location(db, row.id, path, st.st_size, st.st_mtime_ns, file_hash))
         else:
-            s.notes.append(f"{path} has the same content as {row.path}")
+            self.notice(path, "duplicate", f"same content as {row.path}; captioned once")
         self.later(lambda db: self.index.record_item(db, s.scan_id, path, row.id, "skipped"))
-        self.after(item.path, row, item.file_hash, bytes_written_key)
+        self.pending.extend(self.write_and_rename(photo, row))
+        if len(self.pending) >= 256:
+            self.record_pending()
         self.report(path)
 
-    def infer(self, batch: list[_Prepared]) -> None:
-        images = [b.image for b in batch]
-        t = time.perf_counter()
-        try:
-            captions = self.engine.caption(
-                images, prefix=self.o.prefix, max_new_tokens=self.o.max_new_tokens, num_beams=self.o.num_beams
-            )
-            labels = self.engine.classify(images, top=self.o.top)
-        except LoupeError:
-            raise  # the engine's own errors (weights missing...) concern every photo: stop
-        except Exception as exc:
-            self.infer_s += time.perf_counter() - t
-            if len(batch) > 1:  # find the photo the models choke on; the others go on
-                for item in batch:
-                    self.infer([item])
-                return
-            self.engine_failures += 1
-            if self.engine_failures >= 3:
-                raise LoupeError(f"The models keep failing ({type(exc).__name__}: {exc}); scan stopped.") from exc
-            item = batch[0]
-            item.image = None
-            item.error = f"the models failed on it ({type(exc).__name__}: {exc})"
-            self.handle(item, [])
-            return
-        self.engine_failures = 0
-        self.infer_s += time.perf_counter() - t
-        if len(captions) != len(batch) or len(labels) != len(batch):
-            raise LoupeError("The engine returned a different number of results than photos given.")
-        rows: list[tuple[_Prepared, int]] = []
-        with self.index.transaction() as db:
-            for item, cap, lab in zip(batch, captions, labels):
-                st = item.st
-                assert st is not None and item.file_hash is not None
-                pid = self.index.save_result(
-                    db, content_hash=item.file_hash, path=str(item.path), size=st.st_size, mtime_ns=st.st_mtime_ns,
-                    caption=cap.text, labels=tuple(lab.top), settings_key=self.key, model_ids=self.model_ids,
-                    scan_id=self.summary.scan_id, photo_id=item.known_id,
-                )
-                self.index.record_item(db, self.summary.scan_id, str(item.path), pid, "done")
-                rows.append((item, pid))
-            self._flush(db)
-        self.summary.done += len(batch)
-        for item, pid in rows:
-            item.image = None  # free memory early
-            self.after(item.path, self.index.get(pid), item.file_hash, None)
-            self.report(str(item.path))
+    def fail(self, photo: Photo) -> None:
+        s, path, reason = self.summary, str(photo.path), photo.error
+        s.failed += 1
+        s.problems.append(Problem(path, "read", reason or "unreadable"))
+        self.later(lambda db: self.index.record_item(db, s.scan_id, path, None, "failed", reason))
+        self.report(path)
 
-    def later(self, op: Callable[[Any], None]) -> None:
-        self.pending.append(op)
-
-    def flush_items(self) -> None:
-        if self.pending:
-            with self.index.transaction() as db:
-                self._flush(db)
-
-    def _flush(self, db: Any) -> None:
-        ops, self.pending = self.pending, []
-        for op in ops:
-            op(db)
-
-    # -- writing and renaming, per photo, after its result is in the index
-
-    def after(self, path: Path, row: PhotoRow, file_hash: str, bytes_written_key: str | None) -> None:
-        s = self.summary
+    def write_and_rename(self, photo: Photo, row: PhotoRow) -> list[Callable[[Any], None]]:
+        """The files for one photo, in order; returns the index updates that record them."""
+        updates: list[Callable[[Any], None]] = []
         if self.written_key is not None:
             try:
-                if self.o.write == "sidecar":
-                    wrote = self.write_sidecar(path, row)
-                else:
-                    wrote = self.write_embedded(path, row, file_hash, bytes_written_key)
-                if wrote:
-                    s.written += 1
+                writer = self.write_sidecar if self.options.write == "sidecar" else self.write_embedded
+                updates.extend(writer(photo, row))
             except IndexUnavailable:
                 raise  # the index itself failed: not this photo's problem, stop
             except (OSError, LoupeError) as exc:
-                reason = _os_reason(exc) if isinstance(exc, OSError) else str(exc)
-                s.write_failed += 1
-                s.problems.append(Problem(str(path), "write", reason))
+                self.summary.write_failed += 1
+                self.summary.problems.append(Problem(str(photo.path), "write", _reason(exc)))
         if self.renamer is not None and row.caption:
-            self.rename(path, row)
-        if len(self.pending) >= 256:
-            self.flush_items()
+            updates.extend(self.rename(photo, row))
+        return updates
 
-    def write_sidecar(self, path: Path, row: PhotoRow) -> bool:
-        style = self.o.sidecar_style
+    def write_sidecar(self, photo: Photo, row: PhotoRow) -> list[Callable[[Any], None]]:
+        path, style = photo.path, self.options.sidecar_style
         if style == "lightroom" and self.stems[(path.parent, path.stem.lower())] > 1:
             # photo.jpg and photo.png would share photo.xmp: give this one photo.jpg.xmp.
             style = "darktable"
-            self.summary.notes.append(f"{path}: another photo has the same name stem; wrote {path.name}.xmp")
+            self.notice(str(path), "sidecar-name",
+                        f"another photo has the name stem {path.stem!r}, so this one got {path.name}.xmp, "
+                        "which Lightroom does not read; rename one of them and scan again for photo.xmp")
         target = xmp.sidecar_path(path, style)
         if row.written_key == self.written_key and target.exists():
-            return False
+            return []
         _target, changed, kept = xmp.write_sidecar(
-            path, row.caption, [l.name for l in row.labels], style=style, settings=self.key
+            path, row.caption, [label.name for label in row.labels], style=style, settings=self.key
         )
         if kept:
-            self.summary.notes.append(f"{target}: kept the description someone else wrote")
-        scan_id, key = self.summary.scan_id, self.written_key
+            self.notice(str(target), "kept", "kept the description someone else wrote; the caption is in loupe:caption")
+        if changed:
+            self.summary.written += 1
+        scan_id, key, content_hash = self.scan_id, self.written_key, row.hash
 
         def record(db: Any) -> None:
-            self.index.set_written(db, row.id, key)
+            self.index.set_written(db, self.id_of(content_hash), key)
             if changed:
                 self.index.mark_item_written(db, scan_id, str(path))
 
-        self.later(record)
-        return changed
+        return [record]
 
-    def write_embedded(self, path: Path, row: PhotoRow, file_hash: str, bytes_written_key: str | None) -> bool:
-        if bytes_written_key == self.written_key:
-            return False  # these very bytes are Loupe's embed for these settings
+    def write_embedded(self, photo: Photo, row: PhotoRow) -> list[Callable[[Any], None]]:
+        path = photo.path
+        if photo.known is not None and photo.known.bytes_written_key == self.written_key:
+            return []  # these very bytes are Loupe's embed for these settings
         if is_read_only(path):
             raise LoupeError("read-only file: not changed (make it writable, or use sidecars)")
         data = path.read_bytes()
-        if hash_bytes(data) != file_hash:
+        if hash_bytes(data) != photo.file_hash:
             raise LoupeError("the file changed during the scan: not written (scan again)")
-        new, kept = xmp.embed(data, row.caption, [l.name for l in row.labels], suffix=path.suffix, settings=self.key)
+        new, kept = xmp.embed(data, row.caption, [label.name for label in row.labels], suffix=path.suffix,
+                              settings=self.key)
         if kept:
-            self.summary.notes.append(f"{path}: kept the description someone else wrote")
-        new_hash = hash_bytes(new)
-        # Known before it exists: a kill right after the rename still finds this photo.
-        with self.index.transaction() as db:
-            self.index.add_alias(db, new_hash, row.id, self.written_key)
-        atomic_write(path, new, like=path)
-        st = path.stat()
-        scan_id = self.summary.scan_id
+            self.notice(str(path), "kept", "kept the description someone else wrote; the caption is in loupe:caption")
+        if new != data:
+            atomic_write(path, new, like=path)
+            self.summary.written += 1
+        st, new_hash = path.stat(), hash_bytes(new)
+        scan_id, key, content_hash, changed = self.scan_id, self.written_key, row.hash, new != data
 
         def record(db: Any) -> None:
-            self.index.set_location(db, row.id, str(path), st.st_size, st.st_mtime_ns, new_hash)
-            self.index.set_written(db, row.id, self.written_key)
-            self.index.mark_item_written(db, scan_id, str(path))
+            pid = self.id_of(content_hash)
+            self.known[new_hash] = Known(self.known[content_hash].row, key)
+            self.index.add_alias(db, new_hash, pid, key)
+            self.index.set_location(db, pid, str(path), st.st_size, st.st_mtime_ns, new_hash)
+            self.index.set_written(db, pid, key)
+            if changed:
+                self.index.mark_item_written(db, scan_id, str(path))
 
-        self.later(record)
-        return True
+        return [record]
 
-    def rename(self, path: Path, row: PhotoRow) -> None:
-        s = self.summary
+    def rename(self, photo: Photo, row: PhotoRow) -> list[Callable[[Any], None]]:
+        old = photo.path
         try:
-            if is_read_only(path):
+            if is_read_only(old):
                 raise LoupeError("read-only file: not renamed")
-            new = self.renamer.rename(path, row.caption, sidecars_of(path))  # type: ignore[union-attr]
+            new = self.renamer.rename(old, row.caption, sidecars_of(old))  # type: ignore[union-attr]
         except (OSError, LoupeError) as exc:
-            reason = _os_reason(exc) if isinstance(exc, OSError) else str(exc)
-            s.problems.append(Problem(str(path), "rename", reason))
-            return
+            self.summary.problems.append(Problem(str(old), "rename", _reason(exc)))
+            return []
         if new is None:
-            return
-        s.renamed += 1
-        self.flush_items()
-        with self.index.transaction() as db:
-            self.index.set_path_only(db, str(path), str(new))
-            self.index.move_item(db, s.scan_id, str(path), str(new))
+            return []
+        self.summary.renamed += 1
+        photo.path = new
+        scan_id = self.scan_id
 
-    # -- progress
+        def record(db: Any) -> None:
+            self.index.set_path_only(db, str(old), str(new))
+            self.index.move_item(db, scan_id, str(old), str(new))
+
+        return [record]
+
+    # ------------------------------------------------------------------ the index
+    def new_row(self, photo: Photo, caption: Caption, labels: Labels) -> PhotoRow:
+        """The record `result_update` will write, as the writers and renamer need it now."""
+        st, known = photo.st, photo.known
+        assert st is not None and photo.file_hash is not None
+        return PhotoRow(
+            id=known.row.id if known is not None else -1, hash=photo.file_hash, path=str(photo.path),
+            size=st.st_size, mtime_ns=st.st_mtime_ns, file_hash=photo.file_hash, caption=caption.text,
+            labels=tuple(labels.top), settings_key=self.key, written_key=None,
+        )
+
+    def id_of(self, content_hash: str) -> int:
+        """The record id of these bytes. A new photo's id exists only once `result_update` has
+        inserted it, so the writers' updates (queued after it, same transaction) ask here."""
+        return self.known[content_hash].row.id
+
+    def result_update(self, photo: Photo, row: PhotoRow) -> Callable[[Any], None]:
+        path, scan_id = str(photo.path), self.scan_id
+
+        def save(db: Any) -> None:
+            pid = self.index.save_result(
+                db, content_hash=row.hash, path=path, size=row.size, mtime_ns=row.mtime_ns,
+                caption=row.caption, labels=row.labels, settings_key=self.key, model_ids=self.model_ids,
+                scan_id=scan_id, photo_id=row.id if row.id >= 0 else None,
+            )
+            self.index.record_item(db, scan_id, path, pid, "done")
+            saved = PhotoRow(**{**asdict(row), "id": pid, "path": path, "labels": row.labels})
+            self.known[row.hash] = Known(saved, None)
+            self.by_path[path] = saved
+
+        return save
+
+    def later(self, update: Callable[[Any], None]) -> None:
+        self.pending.append(update)
+
+    def flush(self, db: Any) -> None:
+        updates, self.pending = self.pending, []
+        for update in updates:
+            update(db)
+
+    def record_pending(self) -> None:
+        if self.pending:
+            with self.index.transaction() as db:
+                self.flush(db)
+
+    # ------------------------------------------------------------------ reporting
+    def notice(self, path: str, kind: str, message: str) -> None:
+        self.summary.notices.append(Notice(path, kind, message))
+
+    def unreadable_folder(self, exc: OSError) -> None:
+        self.summary.problems.append(Problem(str(exc.filename), "read", f"folder cannot be read ({os_reason(exc)})"))
 
     def report(self, path: str, force: bool = False) -> None:
         if self.progress is None:
@@ -464,33 +510,36 @@ class _Scan:
         self.progress(Progress(handled, s.total, rate, eta, path, s.done, s.skipped, s.failed))
 
 
+def _reason(exc: BaseException) -> str:
+    return os_reason(exc) if isinstance(exc, OSError) else str(exc)
+
+
 def run_scan(
     folder: Path, engine: Any, options: Options, index: Index, log: RenameLog,
     progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
 ) -> ScanSummary:
-    started = time.time()
-    cleanup_stale(folder, older_than=started)
+    """Clean up after an earlier killed run, then scan; the index records how it ended."""
+    cleanup_stale(folder, older_than=time.time())
 
     def moved(old: str, new: str) -> None:
         with index.transaction() as db:
             index.set_path_only(db, old, new)
 
     recover(log, moved)
-    job = _Scan(folder, engine, options, index, log, progress, cancel)
-    scan_id = index.begin_scan(str(folder), job.key, {**asdict(options), "models": job.model_ids})
-    summary = ScanSummary(scan_id=scan_id, folder=str(folder))
+    scan = Scan(folder, engine, options, index, log, progress, cancel)
     status = "failed"
     try:
-        job.run(summary)
-        status = "cancelled" if summary.cancelled else "done"
-    except (KeyboardInterrupt, Cancelled):  # Ctrl-C, or a progress callback raising Cancelled
+        scan.run()
+        status = "cancelled" if scan.summary.cancelled else "done"
+    except (KeyboardInterrupt, Cancelled):  # Ctrl-C, or Stop during generation
         status = "cancelled"
         raise
     finally:
-        counts = {k: getattr(summary, k) for k in ("total", "done", "skipped", "failed", "written", "renamed")}
+        s = scan.summary
+        counts = {k: getattr(s, k) for k in ("total", "done", "skipped", "failed", "written", "renamed")}
         try:
-            index.finish_scan(scan_id, status, counts)
+            index.finish_scan(scan.scan_id, status, counts)
         except LoupeError:
             if status != "failed":
                 raise
-    return summary
+    return scan.summary

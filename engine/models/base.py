@@ -1,29 +1,48 @@
-"""The protocol every Loupe model follows, as transformers' pipelines do:
-`load` once, then `predict` = `postprocess(forward(preprocess(images)))`, each step apart so
-the batch scanner and the benchmark can time and overlap them separately."""
+"""The protocol every Loupe model follows, as transformers' pipelines do: `load` once, then
+per photo `preprocess`, per batch `collate` -> `forward` -> `postprocess`.
+
+The steps are apart so that every entry point feeds a model the same tensor for the same file:
+the engine's request path and the library scanner call the same `preprocess` on the same
+decoded photo (the scanner from its loader threads), and batching (`collate`) only stacks
+tensors that were made one photo at a time.
+"""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Generic, Protocol, Sequence, TypeVar
+from typing import Any, Generic, Sequence, TypeVar
 
 from PIL.Image import Image
 
 from ..device import Placement
 
-R = TypeVar("R", covariant=True)
+R = TypeVar("R")
 
 
-class Model(Protocol, Generic[R]):
-    #: the short edge the model looks at; the loader may decode JPEGs at a reduced scale to it
-    input_size: int
+class Model(Generic[R]):
+    """Base of the model classes named in the registry (`ModelSpec.loader`)."""
 
     @classmethod
-    def load(cls, folder: Path, placement: Placement) -> "Model[R]": ...
+    def load(cls, folder: Path, placement: Placement) -> "Model[R]":
+        """Load verified weights from `folder` onto `placement`'s device and precision."""
+        raise NotImplementedError
 
-    def preprocess(self, images: Sequence[Image], **options: Any) -> Any: ...
+    def preprocess(self, image: Image, **options: Any) -> Any:
+        """One RGB photo (as `engine.images.load_image` returns it) -> its model input, on the CPU.
+        Safe to call from several threads at once."""
+        raise NotImplementedError
 
-    def forward(self, inputs: Any, **options: Any) -> Any: ...
+    def collate(self, inputs: Sequence[Any]) -> Any:
+        """Inputs of `preprocess` -> one batch on the model's device."""
+        raise NotImplementedError
 
-    def postprocess(self, outputs: Any, **options: Any) -> list[R]: ...
+    def forward(self, batch: Any, **options: Any) -> Any:
+        raise NotImplementedError
 
-    def predict(self, images: Sequence[Image], **options: Any) -> list[R]: ...
+    def postprocess(self, outputs: Any, **options: Any) -> list[R]:
+        """Raw outputs -> one result per photo, in batch order."""
+        raise NotImplementedError
+
+    def predict(self, images: Sequence[Image], **options: Any) -> list[R]:
+        """The whole pipeline over decoded photos (options already checked by the registry)."""
+        batch = self.collate([self.preprocess(im, **options) for im in images])
+        return self.postprocess(self.forward(batch, **options), **options)

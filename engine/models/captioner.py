@@ -2,28 +2,30 @@
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
 from PIL.Image import Image
 
 from ..device import Placement
-from ..errors import UsageError
+from ..errors import Cancelled
 from ..results import Caption
-
-MAX_NEW_TOKENS = 30
-MAX_BEAMS = 8
+from .base import Model
 
 
-class Captioner:
-    input_size = 384
+class Captioner(Model[Caption]):
+    """BLIP: photo -> 384x384 pixel_values (+ the prefix's tokens) -> generate -> Caption."""
 
     def __init__(self, model: Any, processor: Any, placement: Placement) -> None:
         self.model = model
         self.processor = processor
         self.placement = placement
         size = getattr(processor.image_processor, "size", None) or {}
-        self.input_size = int(size.get("height") or size.get("shortest_edge") or 384)
+        #: the square the processor resizes to (the registry's input_size; a test checks they agree)
+        self.input_size = int(size.get("height") or size.get("shortest_edge") or 0)
+        # The fast tokenizer is not safe to call from several loader threads at once.
+        self._tokenize_lock = threading.Lock()
 
     @classmethod
     def load(cls, folder: Path, placement: Placement) -> "Captioner":
@@ -41,30 +43,48 @@ class Captioner:
         _fuse_vision_attention(model)
         return cls(model, processor, placement)
 
-    def preprocess(self, images: Sequence[Image], prefix: str | None = None, **_: Any) -> dict:
-        text = [prefix] * len(images) if prefix else None
-        inputs = self.processor(images=list(images), text=text, return_tensors="pt")
-        out = {}
-        for key, value in inputs.items():
-            value = value.to(self.placement.device)
-            if key == "pixel_values":
-                value = value.to(self.placement.dtype)
-            out[key] = value
+    def preprocess(self, image: Image, prefix: str | None = None, **_: Any) -> dict:
+        """-> {"pixel_values": float32 [1, 3, 384, 384], and with a prefix "input_ids",
+        "attention_mask": int64 [1, T]} on the CPU."""
+        out = {"pixel_values": self.processor(images=[image], return_tensors="pt")["pixel_values"]}
+        if prefix:
+            with self._tokenize_lock:
+                out.update(self.processor(text=[prefix], return_tensors="pt"))
         return out
 
-    def forward(self, inputs: dict, max_new_tokens: int = MAX_NEW_TOKENS, num_beams: int = 3, **_: Any) -> Any:
+    def collate(self, inputs: Sequence[dict]) -> dict:
         import torch
 
+        batch = {}
+        for key in inputs[0]:
+            value = torch.cat([item[key] for item in inputs]).to(self.placement.device)
+            batch[key] = value.to(self.placement.dtype) if key == "pixel_values" else value
+        return batch
+
+    def forward(self, batch: dict, max_new_tokens: int = 30, num_beams: int = 3,
+                cancel: threading.Event | None = None, **_: Any) -> Any:
+        """Token ids [N, <= T + max_new_tokens] from beam search (greedy when num_beams is 1).
+        Raises Cancelled within one generation step of `cancel` being set."""
+        import torch
+
+        extra = {}
+        if cancel is not None:
+            from transformers import StoppingCriteria, StoppingCriteriaList
+
+            class Stop(StoppingCriteria):
+                def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                    return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
+
+            extra["stopping_criteria"] = StoppingCriteriaList([Stop()])
         with torch.inference_mode():
-            return self.model.generate(**inputs, max_new_tokens=max_new_tokens, num_beams=num_beams)
+            out = self.model.generate(**batch, max_new_tokens=max_new_tokens, num_beams=num_beams, **extra)
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("cancelled")  # the captions were cut short: not results
+        return out
 
     def postprocess(self, outputs: Any, **_: Any) -> list[Caption]:
         texts = self.processor.batch_decode(outputs, skip_special_tokens=True)
         return [Caption(_tidy(t)) for t in texts]
-
-    def predict(self, images: Sequence[Image], **options: Any) -> list[Caption]:
-        check_options(options)
-        return self.postprocess(self.forward(self.preprocess(images, **options), **options), **options)
 
 
 def _fuse_vision_attention(model: Any) -> None:
@@ -96,18 +116,6 @@ def _fuse_vision_attention(model: Any) -> None:
     for module in model.modules():
         if type(module) is BlipAttention and hasattr(module, "qkv") and module.num_heads * module.head_dim == module.embed_dim:
             module.forward = types.MethodType(forward, module)
-
-
-def check_options(options: dict) -> None:
-    tokens = options.get("max_new_tokens", MAX_NEW_TOKENS)
-    beams = options.get("num_beams", 3)
-    if not isinstance(tokens, int) or not 1 <= tokens <= 100:
-        raise UsageError("caption length must be between 1 and 100 tokens")
-    if not isinstance(beams, int) or not 1 <= beams <= MAX_BEAMS:
-        raise UsageError(f"beams must be between 1 and {MAX_BEAMS}")
-    prefix = options.get("prefix")
-    if prefix is not None and len(prefix) > 200:
-        raise UsageError("the caption prefix is limited to 200 characters")
 
 
 def _tidy(text: str) -> str:

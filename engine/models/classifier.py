@@ -7,23 +7,21 @@ from typing import Any, Callable, Sequence
 from PIL.Image import Image
 
 from ..device import Placement
-from ..errors import UsageError
 from ..results import Label, Labels
+from .base import Model
 
 
-class Classifier:
+class Classifier(Model[Labels]):
     """Any torchvision-style classifier: a module, its weights' transforms, category names."""
-
-    input_size = 256
 
     def __init__(self, module: Any, transform: Callable, categories: Sequence[str], placement: Placement) -> None:
         self.module = module
         self.transform = transform
         self.categories = list(categories)
         self.placement = placement
-        resize = getattr(transform, "resize_size", None)
-        if resize:
-            self.input_size = int(resize[0] if isinstance(resize, (list, tuple)) else resize)
+        resize = getattr(transform, "resize_size", None) or 0
+        #: the short edge the transforms resize to (the registry's input_size; a test checks they agree)
+        self.input_size = int(resize[0] if isinstance(resize, (list, tuple)) else resize)
 
     @classmethod
     def load(cls, folder: Path, placement: Placement) -> "Classifier":
@@ -51,11 +49,14 @@ class Classifier:
             module = module.to(memory_format=torch.channels_last)
         return cls(module, transform, categories, placement)
 
-    def preprocess(self, images: Sequence[Image], **_: Any):
+    def preprocess(self, image: Image, **_: Any) -> Any:
+        """-> float32 [3, 224, 224] (resize 256, centre crop 224, ImageNet mean/std) on the CPU."""
+        return self.transform(image)
+
+    def collate(self, inputs: Sequence[Any]) -> Any:
         import torch
 
-        batch = torch.stack([self.transform(im) for im in images])
-        batch = batch.to(self.placement.device, dtype=self.placement.dtype)
+        batch = torch.stack(list(inputs)).to(self.placement.device, dtype=self.placement.dtype)
         if self.placement.device == "cpu":
             batch = batch.contiguous(memory_format=torch.channels_last)
         return batch
@@ -76,8 +77,3 @@ class Classifier:
             Labels(tuple(Label(self.categories[i], round(float(s), 6), int(i)) for s, i in zip(row_s.tolist(), row_i.tolist())))
             for row_s, row_i in zip(scores, indices)
         ]
-
-    def predict(self, images: Sequence[Image], top: int = 3, **options: Any) -> list[Labels]:
-        if not isinstance(top, int) or not 1 <= top <= len(self.categories):
-            raise UsageError(f"--top must be between 1 and {len(self.categories)}")
-        return self.postprocess(self.forward(self.preprocess(images)), top=top)

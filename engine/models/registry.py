@@ -1,0 +1,203 @@
+"""The model registry: every model Loupe runs, as one spec each.
+
+A spec says where the weights come from (pinned), which class loads them, what size the model
+looks at, and which options it takes with their defaults and limits. The engine, the CLI (help,
+validation), the UI (controls), the library scanner, the bench and `loupe models` all read
+their facts from here; adding a model is one spec below and one module beside this one.
+
+Nothing heavy is imported here: the loader class is named as "module:Class" and imported on
+first use.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from ..errors import UsageError
+from ..weights import Source, WeightFile
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option a model takes: its default and limits, written once for every front end.
+
+    `kind` is int or str. For int options `minimum`/`maximum` bound the value; for str
+    options `maximum` is the length limit and an empty string means "none" (None)."""
+
+    name: str  # the keyword the model's predict() takes
+    label: str  # what a person reads beside the control
+    kind: type
+    default: Any
+    minimum: int = 0
+    maximum: int = 0
+    help: str = ""
+    cli: str = ""  # the command-line flag, e.g. "--max-tokens"
+
+    def check(self, value: Any) -> Any:
+        """The value, normalised; raises UsageError naming the option and its limits."""
+        if self.kind is str:
+            if value is None:
+                return None
+            if not isinstance(value, str):
+                raise UsageError(f"{self.label}: text expected")
+            value = value.strip()
+            if len(value) > self.maximum:
+                raise UsageError(f"{self.label} is limited to {self.maximum} characters")
+            return value or None
+        if isinstance(value, bool) or not isinstance(value, int):
+            try:
+                if isinstance(value, float) and value.is_integer():
+                    value = int(value)
+                else:
+                    raise TypeError
+            except TypeError:
+                raise UsageError(f"{self.label} must be a whole number from {self.minimum} to {self.maximum}") from None
+        if not self.minimum <= value <= self.maximum:
+            raise UsageError(f"{self.label} must be from {self.minimum} to {self.maximum} (got {value})")
+        return value
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What Loupe knows about one model before loading it."""
+
+    name: str  # the weights' name: `loupe models download NAME`
+    task: str  # "caption" or "classify": what the engine and front ends call it by
+    title: str
+    source: Source  # where the weights come from, every file pinned to size and sha256
+    loader: str  # "module:Class" implementing engine.models.base.Model
+    input_size: int  # short edge in pixels the model's own preprocessing resizes to
+    batch_size: int  # photos per forward pass (measured in bench/)
+    license: str
+    options: tuple[Option, ...] = field(default_factory=tuple)
+
+    def model_class(self) -> Any:
+        module, _, cls = self.loader.partition(":")
+        return getattr(importlib.import_module(module), cls)
+
+    def option(self, name: str) -> Option:
+        for opt in self.options:
+            if opt.name == name:
+                return opt
+        raise KeyError(name)
+
+    def defaults(self) -> dict[str, Any]:
+        return {opt.name: opt.default for opt in self.options}
+
+    def check_options(self, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Every option of this model, defaults filled in, each checked against its limits.
+
+        Raises UsageError for an unknown option or a value outside its limits."""
+        given = dict(options or {})
+        unknown = set(given) - {opt.name for opt in self.options}
+        if unknown:
+            raise UsageError(f"{self.task}: unknown option(s) {', '.join(sorted(unknown))}")
+        return {opt.name: opt.check(given.get(opt.name, opt.default)) for opt in self.options}
+
+    @property
+    def pin(self) -> str:
+        """The weights' identity: the repo revision, or the files' sha256 prefixes."""
+        return self.source.revision or ",".join(f.sha256[:12] for f in self.source.files)
+
+
+# Pinned from the public repositories. Salesforce/blip-image-captioning-base has no safetensors
+# file at this commit, so its pickle is loaded with weights_only=True.
+BLIP_BASE = ModelSpec(
+    name="blip-base",
+    task="caption",
+    title="BLIP image captioning (base)",
+    source=Source(
+        name="blip-base",
+        title="BLIP image captioning (base)",
+        kind="hf",
+        repo="Salesforce/blip-image-captioning-base",
+        revision="82a37760796d32b1411fe092ab5d4e227313294b",
+        files=(
+            WeightFile("config.json", 4563, "f7846f82f4e2c4a2ccbab9ae8b0e44873540a271a76a1288effd078180c13a82"),
+            WeightFile("preprocessor_config.json", 287, "065c10ec97edc5081fbd9655b3d9d25e2647ea6d5dab873325e88eed12d80a7d"),
+            WeightFile("special_tokens_map.json", 125, "b6d346be366a7d1d48332dbc9fdf3bf8960b5d879522b7799ddba59e76237ee3"),
+            WeightFile("tokenizer.json", 711396, "d241a60d5e8f04cc1b2b3e9ef7a4921b27bf526d9f6050ab90f9267a1f9e5c66"),
+            WeightFile("tokenizer_config.json", 506, "5c7f96096284c55e539eff95f4451c19efc34258ddb975a4400d052b77301e5e"),
+            WeightFile("vocab.txt", 231508, "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"),
+            WeightFile("pytorch_model.bin", 989820849, "d6638651a5526cc2ede56f2b5104d6851b0755816d220e5e046870430180c767"),
+        ),
+    ),
+    loader="engine.models.captioner:Captioner",
+    # preprocessor_config.json of the pinned revision: resize to 384x384.
+    input_size=384,
+    batch_size=8,
+    license="BSD-3-Clause",
+    options=(
+        Option("prefix", "Start the caption with", str, None, maximum=200, cli="--prefix",
+               help='text every caption starts with (conditional captioning), e.g. "a photograph of"'),
+        Option("max_new_tokens", "Longest caption", int, 30, minimum=1, maximum=60, cli="--max-tokens",
+               help="longest caption in word pieces (about 0.75 words each)"),
+        Option("num_beams", "Caption quality", int, 3, minimum=1, maximum=8, cli="--beams",
+               help="beam search width: 1 is fastest, more weighs more alternatives (slower)"),
+    ),
+)
+
+RESNET18 = ModelSpec(
+    name="resnet18",
+    task="classify",
+    title="ResNet-18 ImageNet classifier (torchvision IMAGENET1K_V1)",
+    source=Source(
+        name="resnet18",
+        title="ResNet-18 ImageNet classifier (torchvision IMAGENET1K_V1)",
+        kind="url",
+        base_url="https://download.pytorch.org/models",
+        files=(
+            WeightFile("resnet18-f37072fd.pth", 46830571, "f37072fd47e89c5e827621c5baffa7500819f7896bbacec160b1a16c560e07ec"),
+        ),
+    ),
+    loader="engine.models.classifier:Classifier",
+    # ResNet18_Weights.IMAGENET1K_V1.transforms(): resize 256, centre crop 224.
+    input_size=256,
+    batch_size=32,
+    license="BSD-3-Clause",
+    options=(
+        Option("top", "Labels per photo", int, 3, minimum=1, maximum=10, cli="--top",
+               help="how many ImageNet labels to give, most likely first"),
+    ),
+)
+
+MODELS: tuple[ModelSpec, ...] = (BLIP_BASE, RESNET18)
+TASKS: tuple[str, ...] = tuple(spec.task for spec in MODELS)
+
+
+def for_task(task: str) -> ModelSpec:
+    """The spec that serves `task` ("caption" or "classify"); UsageError for another task."""
+    for spec in MODELS:
+        if spec.task == task:
+            return spec
+    raise UsageError(f"unknown task {task!r}; Loupe can {' or '.join(TASKS)}")
+
+
+def by_name(name: str) -> ModelSpec:
+    """The spec of the model called `name` (as in `loupe models`); UsageError if none."""
+    for spec in MODELS:
+        if spec.name == name:
+            return spec
+    raise UsageError(f"unknown model {name!r}; known: {', '.join(s.name for s in MODELS)}")
+
+
+def lookup(key: str) -> ModelSpec:
+    """The spec for a task ("caption") or a model name ("blip-base")."""
+    for spec in MODELS:
+        if key in (spec.task, spec.name):
+            return spec
+    raise UsageError(f"unknown model {key!r}; known: {', '.join(s.name for s in MODELS)}")
+
+
+def split_options(options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Options for several models given together (`top=5, num_beams=1`) -> each task's own,
+    checked, defaults filled in. UsageError for an option no model takes."""
+    given = dict(options)
+    out = {}
+    for spec in MODELS:
+        mine = {name: given.pop(name) for name in [o.name for o in spec.options] if name in given}
+        out[spec.task] = spec.check_options(mine)
+    if given:
+        raise UsageError(f"unknown option(s) {', '.join(sorted(given))}")
+    return out

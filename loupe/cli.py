@@ -1,0 +1,244 @@
+"""`loupe`: the command line. Thin over the engine: parse, call, print.
+
+Expected failures are `LoupeError`s: one line on stderr and the error class's exit code;
+click's own usage errors are one line too (exit 2). Only a bug shows a traceback.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from typing import Any, Callable, Sequence
+
+import click
+
+from engine.errors import Cancelled, LoupeError, UsageError
+
+from .options import model_options, pick
+
+EXIT_CODES = ("Exit codes: 0 ok, 1 error, 2 usage, 3 unreadable photo (the others are still done), "
+              "4 weights missing, 5 download failed, 6 weights damaged or integrity check failed, 130 cancelled.")
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("loupe")
+    except Exception:
+        return "dev"
+
+
+@click.group(invoke_without_command=True, epilog=EXIT_CODES,
+             context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(_version(), prog_name="loupe", message="%(prog)s %(version)s")
+@click.option("--browser", is_flag=True, help="Serve the app for a web browser instead of opening a window; prints the URL.")
+@click.option("--port", type=int, default=None, help="Port for the local server (default: a free one).")
+@click.pass_context
+def cli(ctx: click.Context, browser: bool, port: int | None) -> None:
+    """Offline photo captioning and classification. With no command, opens the Loupe window."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from desktop.__main__ import run  # the window's imports (gradio, Qt) only on this path
+
+    argv = (["--browser"] if browser else []) + (["--port", str(port)] if port else [])
+    run(argv)  # exits the process once the window (or the browser server) is closed
+
+
+def _offline() -> None:
+    # Captioning never downloads: huggingface_hub must not even try (it reads this at import).
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _print_results(photos: Sequence[str], results: list[Any], as_json: bool,
+                   render: Callable[[str, Any, bool], str]) -> int:
+    failures = 0
+    payload = []
+    for path, result in zip(photos, results):
+        if isinstance(result, LoupeError):
+            failures += 1
+            click.echo(f"loupe: {result}", err=True)
+            payload.append({"path": path, "error": getattr(result, "reason", str(result))})
+        else:
+            payload.append({"path": path, **result.to_dict()})
+            if not as_json:
+                click.echo(render(path, result, len(photos) > 1))
+    if as_json:
+        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+    return 3 if failures else 0
+
+
+@cli.command()
+@click.argument("photos", nargs=-1, required=True, metavar="PHOTO...")
+@model_options("caption")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def caption(photos: tuple[str, ...], as_json: bool, **options: Any) -> int:
+    """Describe photos in a sentence (BLIP)."""
+    _offline()
+    from engine import get_engine
+
+    results = get_engine().run("caption", list(photos), **pick("caption", options))
+    return _print_results(list(photos), results, as_json, lambda p, c, many: f"{p}: {c.text}" if many else c.text)
+
+
+@cli.command()
+@click.argument("photos", nargs=-1, required=True, metavar="PHOTO...")
+@model_options("classify")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def classify(photos: tuple[str, ...], as_json: bool, **options: Any) -> int:
+    """Name what is in photos (ResNet-18, ImageNet classes)."""
+    _offline()
+    from engine import get_engine
+
+    results = get_engine().run("classify", list(photos), **pick("classify", options))
+
+    def render(path: str, labels: Any, many: bool) -> str:
+        lines = [f"{label.score:6.1%}  {label.name}" for label in labels.top]
+        return (f"{path}\n" if many else "") + "\n".join(lines)
+
+    return _print_results(list(photos), results, as_json, render)
+
+
+# ---------------------------------------------------------------------------- models
+
+
+@cli.group()
+def models() -> None:
+    """Install, import, check or remove model weights."""
+    from engine import weights
+
+    weights.cleanup_stale()
+
+
+@models.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def status(as_json: bool) -> int:
+    """What is installed, where, and how big."""
+    from engine import weights
+    from engine.units import format_size
+
+    rows = weights.status()
+    if as_json:
+        click.echo(json.dumps([{"name": r.name, "title": r.title, "installed": r.installed, "path": str(r.path),
+                                "bytes": r.size, "revision": r.revision} for r in rows], indent=2))
+        return 0
+    click.echo(f"Weights folder: {weights.paths.weights_dir()}")
+    for r in rows:
+        state = f"installed, {format_size(r.size)}" if r.installed else f"not installed ({format_size(r.size)} to download)"
+        click.echo(f"  {r.name:10} {state:34} {r.title}")
+    return 0
+
+
+@models.command()
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+def download(names: tuple[str, ...]) -> int:
+    """Download and verify weights (all models, or the ones named)."""
+    from engine import weights
+
+    chosen = list(names) or list(weights.sources())
+    for name in chosen:
+        weights.source(name)  # an unknown name fails before anything is fetched
+    for name in chosen:
+        if weights.is_installed(name):
+            click.echo(f"{name}: already installed")
+            continue
+        _download_with_bar(name)
+        click.echo(f"{name}: installed and verified")
+    return 0
+
+
+@models.command("import")
+@click.argument("folder")
+def import_(folder: str) -> int:
+    """Install weights from a folder (for machines that never go online)."""
+    from engine import weights
+
+    for name in weights.import_folder(folder):
+        click.echo(f"{name}: imported and verified")
+    return 0
+
+
+@models.command()
+@click.argument("names", nargs=-1, required=True, metavar="NAME...")
+def remove(names: tuple[str, ...]) -> int:
+    """Delete installed weights."""
+    from engine import weights
+
+    for name in names:
+        click.echo(f"{name}: {'removed' if weights.remove(name) else 'was not installed'}")
+    return 0
+
+
+@models.command()
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+def verify(names: tuple[str, ...]) -> int:
+    """Re-check the sha256 of installed weights."""
+    from engine import weights
+
+    for name in names or [n for n in weights.sources() if weights.is_installed(n)]:
+        weights.verify(name)
+        click.echo(f"{name}: ok")
+    return 0
+
+
+def _download_with_bar(name: str) -> None:
+    from tqdm import tqdm
+
+    from engine import weights
+
+    src = weights.source(name)
+    cancel = threading.Event()
+    bar = tqdm(total=src.size, unit="B", unit_scale=True, unit_divisor=1024, desc=name, file=sys.stderr)
+
+    def progress(p: "weights.Progress") -> None:
+        bar.n = p.overall_done
+        bar.refresh()
+
+    try:
+        weights.install(name, progress=progress, cancel=cancel)
+    except KeyboardInterrupt:
+        cancel.set()
+        raise Cancelled("download cancelled; run the same command again to resume") from None
+    finally:
+        bar.close()
+
+
+def _register_library() -> None:
+    from .library import library
+
+    cli.add_command(library)
+
+
+_register_library()
+
+
+# ---------------------------------------------------------------------------- the edge
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `loupe` with `argv` (default: sys.argv[1:]); returns the exit code."""
+    try:
+        result = cli.main(args=list(sys.argv[1:] if argv is None else argv), prog_name="loupe",
+                          standalone_mode=False)
+    except click.exceptions.Exit as exc:  # --help, --version
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("loupe: interrupted", err=True)
+        return 130
+    except click.ClickException as exc:  # usage: one line, with where to look
+        hint = f" (see `{exc.ctx.command_path} --help`)" if getattr(exc, "ctx", None) else ""
+        click.echo(f"loupe: {exc.format_message()}{hint}", err=True)
+        return exc.exit_code
+    except LoupeError as exc:
+        click.echo(f"loupe: {exc}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("loupe: interrupted", err=True)
+        return 130
+    except BrokenPipeError:
+        return 0
+    return result if isinstance(result, int) else 0
+
+
+__all__ = ["cli", "main", "UsageError"]

@@ -1,0 +1,137 @@
+"""`loupe library ...`: folders of photos, thin over `engine.library`.
+
+Exit codes follow `loupe caption`: 0 all good, 3 some photos unreadable or unwritten (each on
+stderr as `loupe: PATH: reason`), 2 usage, 130 cancelled.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import click
+
+from .options import model_options, pick
+
+_DB = click.option("--db", default=None, metavar="PATH", help="Index file (default: the data folder's library.db).")
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+@click.group()
+def library() -> None:
+    """Caption and label whole folders, write sidecars, search by words."""
+
+
+@library.command()
+@click.argument("folder")
+@click.option("--write", type=click.Choice(["sidecar", "embed", "none"]), default=None,
+              help="Where results go: XMP sidecars beside the photos, embedded in the photos, or only the "
+                   "index (default: the library_write setting, else sidecar).")
+@click.option("--sidecar-style", type=click.Choice(["darktable", "lightroom"]), default=None,
+              help="photo.jpg.xmp (darktable, digiKam) or photo.xmp (Lightroom).")
+@click.option("--rename", is_flag=True, help="Rename photos after their captions (undo: loupe library undo).")
+@model_options("caption", "classify")
+@click.option("--batch-size", type=click.IntRange(1, 256), default=None, help="Photos per batch (default: the captioner's).")
+@click.option("--workers", type=click.IntRange(0, 64), default=2, show_default=True, help="Photo loader threads (0: load inline).")
+@_DB
+@_JSON
+def scan(folder: str, write: str | None, sidecar_style: str | None, rename: bool, batch_size: int | None,
+         workers: int, db: str | None, as_json: bool, **options: Any) -> int:
+    """Caption and label every new photo under FOLDER (resumable)."""
+    from engine import library
+
+    model_options = {**pick("caption", options), **pick("classify", options)}
+    with library.progress_bar() as bar:  # on stderr, only when it is a terminal
+        summary = library.scan(folder, write=write, sidecar_style=sidecar_style, rename=rename, db_path=db,
+                               progress=bar, batch_size=batch_size, workers=workers, **model_options)
+    if as_json:
+        click.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        click.echo(summary_text(summary))
+    for problem in summary.problems:
+        click.echo(f"loupe: {problem.path}: {problem.reason}", err=True)
+    if summary.cancelled:
+        click.echo("loupe: cancelled; run the same command again to resume", err=True)
+        return 130
+    return 3 if summary.problems else 0
+
+
+def summary_text(summary: Any) -> str:
+    """The scan's outcome: one summary line, then each decision Loupe took, one per line."""
+    from engine.library import NOTICE_KINDS
+
+    counts = summary.notice_counts()
+    decided = "".join(f", {n} {NOTICE_KINDS[kind]}" for kind, n in counts.items())
+    lines = [
+        f"{summary.folder}: {summary.done} captioned, {summary.skipped} already done, "
+        f"{summary.failed} unreadable, {summary.written} written, {summary.renamed} renamed{decided}"
+        f" ({summary.rate:.1f} photos/s, scan {summary.scan_id})"
+    ]
+    lines += [f"  {notice.path}: {notice.message}" for notice in summary.notices]
+    return "\n".join(lines)
+
+
+@library.command(context_settings={"ignore_unknown_options": True})
+@click.argument("words", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True, help="Most photos to list.")
+@_DB
+@_JSON
+def search(words: tuple[str, ...], limit: int, db: str | None, as_json: bool) -> int:
+    """Photos whose caption, labels or name hold all the WORDS (any text, `-` included)."""
+    from engine import library
+
+    query = " ".join(words)
+    hits = library.search(query, limit=limit, db_path=db)
+    if as_json:
+        click.echo(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
+        return 0
+    if not hits:
+        click.echo(f"no photos match {query!r}")
+        return 0
+    for h in hits:
+        labels = ", ".join(label.name for label in h.labels)
+        click.echo(f"{h.path}\n    {h.caption}" + (f"  [{labels}]" if labels else ""))
+    return 0
+
+
+@library.command()
+@click.argument("out")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default=None, help="Default: from the extension.")
+@click.option("--scan", "scan_id", type=click.IntRange(1), default=None, metavar="ID",
+              help="Only this scan (see: loupe library scans).")
+@_DB
+def export(out: str, fmt: str | None, scan_id: int | None, db: str | None) -> int:
+    """Write the index (or one scan) as CSV or JSON."""
+    from engine import library
+
+    n = library.export(out, fmt=fmt, scan_id=scan_id, db_path=db)
+    click.echo(f"{out}: {n} photos")
+    return 0
+
+
+@library.command()
+@_DB
+def undo(db: str | None) -> int:
+    """Put back the photos renamed by the last scan."""
+    from engine import library
+
+    n = library.undo(db_path=db)
+    click.echo(f"{n} photos put back" if n else "nothing to undo")
+    return 0
+
+
+@library.command()
+@_DB
+@_JSON
+def scans(db: str | None, as_json: bool) -> int:
+    """List past scans."""
+    from engine import library
+
+    rows = library.scans(db_path=db)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["started"]))
+        click.echo(f"{r['id']:4}  {when}  {r['status']:11} {r['done']:6} done {r['failed']:4} failed  {r['folder']}")
+    return 0
