@@ -388,11 +388,10 @@ class _Scan:
         target = xmp.sidecar_path(path, style)
         if row.written_key == self.written_key and target.exists():
             return False
-        _target, changed, kept = xmp.write_sidecar(
-            path, row.caption, [l.name for l in row.labels], style=style, settings=self.key
-        )
-        if kept:
-            self.summary.notes.append(f"{target}: kept the description someone else wrote")
+        result = xmp.write_sidecar(path, row.caption, [l.name for l in row.labels], style=style, settings=self.key)
+        changed = result.changed
+        if note := result.note():
+            self.summary.notes.append(f"{target}: {note}")
         scan_id, key = self.summary.scan_id, self.written_key
 
         def record(db: Any) -> None:
@@ -411,9 +410,10 @@ class _Scan:
         data = path.read_bytes()
         if hash_bytes(data) != file_hash:
             raise LoupeError("the file changed during the scan: not written (scan again)")
-        new, kept = xmp.embed(data, row.caption, [l.name for l in row.labels], suffix=path.suffix, settings=self.key)
-        if kept:
-            self.summary.notes.append(f"{path}: kept the description someone else wrote")
+        result = xmp.embed(data, row.caption, [l.name for l in row.labels], suffix=path.suffix, settings=self.key)
+        new = result.data
+        if note := result.note():
+            self.summary.notes.append(f"{path}: {note}")
         new_hash = hash_bytes(new)
         # Known before it exists: a kill right after the rename still finds this photo.
         with self.index.transaction() as db:
