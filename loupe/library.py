@@ -11,6 +11,8 @@ from typing import Any
 
 import click
 
+from engine.library.descriptions import EXISTING_POLICIES
+
 from .options import model_options, pick
 
 _DB = click.option("--db", default=None, metavar="PATH", help="Index file (default: the data folder's library.db).")
@@ -30,19 +32,22 @@ def library() -> None:
 @click.option("--sidecar-style", type=click.Choice(["darktable", "lightroom"]), default=None,
               help="photo.jpg.xmp (darktable, digiKam) or photo.xmp (Lightroom).")
 @click.option("--rename", is_flag=True, help="Rename photos after their captions (undo: loupe library undo).")
+@click.option("--existing", type=click.Choice(EXISTING_POLICIES), default=EXISTING_POLICIES[0], show_default=True,
+              help="A description someone else wrote (XMP, IPTC or EXIF): keep it (the caption goes to "
+                   "loupe:caption), replace it with the caption, or append the caption to it.")
 @model_options("caption", "classify")
 @click.option("--batch-size", type=click.IntRange(1, 256), default=None, help="Photos per batch (default: the captioner's).")
 @click.option("--workers", type=click.IntRange(0, 64), default=2, show_default=True, help="Photo loader threads (0: load inline).")
 @_DB
 @_JSON
-def scan(folder: str, write: str | None, sidecar_style: str | None, rename: bool, batch_size: int | None,
+def scan(folder: str, write: str | None, sidecar_style: str | None, rename: bool, existing: str, batch_size: int | None,
          workers: int, db: str | None, as_json: bool, **options: Any) -> int:
     """Caption and label every new photo under FOLDER (resumable)."""
     from engine import library
 
     model_options = {**pick("caption", options), **pick("classify", options)}
     with library.progress_bar() as bar:  # on stderr, only when it is a terminal
-        summary = library.scan(folder, write=write, sidecar_style=sidecar_style, rename=rename, db_path=db,
+        summary = library.scan(folder, write=write, sidecar_style=sidecar_style, rename=rename, existing=existing, db_path=db,
                                progress=bar, batch_size=batch_size, workers=workers, **model_options)
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))

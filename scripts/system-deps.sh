@@ -1,10 +1,11 @@
 #!/bin/sh
 # Installs the Debian packages Loupe's window and its tests need, if any are missing.
 #   window: Qt WebEngine's X libraries.  tests: Xvfb, a window manager, xdotool, ImageMagick
-#   (screenshots), Debian's Chromium for the browser tests, binutils (strip) for the bundle.
+#   (screenshots), Debian's Chromium for the browser tests, binutils (strip) for the bundle,
+#   exiftool (libimage-exiftool-perl), the independent reader the metadata tests check against.
 set -eu
 WINDOW="libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libnss3 libegl1 libgl1 libxcomposite1 libxdamage1 libxrandr2 libxtst6 libxkbfile1 libasound2"
-TESTS="xvfb openbox xdotool imagemagick chromium binutils"
+TESTS="xvfb openbox xdotool imagemagick chromium binutils libimage-exiftool-perl"
 want="$WINDOW"
 [ "${1:-}" = "--tests" ] && want="$WINDOW $TESTS"
 missing=""

@@ -58,3 +58,27 @@ def test_errors_are_one_line(folder, tmp_path, capsys):
     # options are checked before the folder is looked at
     assert main(["library", "scan", str(tmp_path / "nope"), "--top", "0"]) == 2
     assert "--top" in capsys.readouterr().err
+
+
+def test_decisions_are_in_the_text_summary(folder, tmp_path, capsys):
+    """What Loupe decided on the person's behalf is counted in the summary line and listed,
+    not only in --json: a kept description, a Lightroom name clash, a duplicate."""
+    import shutil
+
+    from library_fixtures import THIRD_PARTY_XMP
+
+    save_photo(folder / "p0.png", 10)  # p0.jpg and p0.png share the stem "p0"
+    shutil.copy(folder / "p1.jpg", folder / "copy of p1.jpg")  # same bytes as p1.jpg
+    (folder / "p2.xmp").write_text(THIRD_PARTY_XMP.replace(
+        "<dc:creator>", '<dc:description><rdf:Alt><rdf:li xml:lang="x-default">Grandma\'s garden</rdf:li>'
+        "</rdf:Alt></dc:description><dc:creator>"), encoding="utf-8")
+    assert main(["library", "scan", str(folder), "--sidecar-style", "lightroom"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "1 descriptions kept, 2 sidecar names changed, 1 duplicates" in out[0]
+    listed = "\n".join(out[1:])
+    assert f"{folder / 'p2.xmp'}: kept the description someone else wrote (\"Grandma's garden\")" in listed
+    assert f"{folder / 'p0.jpg'}: another photo has the name stem 'p0', so this one got p0.jpg.xmp, " \
+           "which Lightroom does not read" in listed
+    # walk order: "copy of p1.jpg" comes first and is captioned; p1.jpg is the duplicate
+    assert f"{folder / 'p1.jpg'}: same content as {folder / 'copy of p1.jpg'}; captioned once" in listed
+    assert len(out) == 1 + 4

@@ -23,11 +23,12 @@ from ..errors import UsageError
 from .files import TEMP_PREFIX, cleanup_stale
 from .index import Hit, Index, IndexUnavailable
 from .progress import Progress, ProgressCallback, progress_bar
+from .descriptions import EXISTING_POLICIES
 from .scanner import NOTICE_KINDS, Notice, Options, Problem, ScanSummary, WRITERS
 
 __all__ = [
     "scan", "search", "export", "undo", "scans", "cleanup_stale", "progress_bar", "default_db_path",
-    "Hit", "Progress", "Problem", "Notice", "NOTICE_KINDS", "ScanSummary", "IndexUnavailable", "TEMP_PREFIX", "WRITERS",
+    "EXISTING_POLICIES", "Hit", "Progress", "Problem", "Notice", "NOTICE_KINDS", "ScanSummary", "IndexUnavailable", "TEMP_PREFIX", "WRITERS",
 ]
 
 
@@ -54,6 +55,7 @@ def scan(
     write: str | None = None,
     sidecar_style: str | None = None,
     rename: bool = False,
+    existing: str = "keep",
     db_path: str | os.PathLike[str] | None = None,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
@@ -65,7 +67,8 @@ def scan(
 
     `write`: "sidecar" (XMP next to each photo; originals untouched), "embed" (XMP inside
     JPEG/PNG/TIFF/WebP, pixels untouched) or "none". `rename`: rename photos after their
-    captions (undo with `undo()`). `model_options`: the models' options by name, as in the
+    captions (undo with `undo()`). `existing`: what to do with a description someone else wrote
+("keep", "replace" or "append"; see descriptions.py). `model_options`: the models' options by name, as in the
     registry (`top=5`, `num_beams=1`, `prefix=...`), checked before any file is touched.
     `cancel.set()` stops within a photo or a generation step; the summary then has
     `cancelled=True` and the next scan resumes. Photos that cannot be read, written or
@@ -90,6 +93,7 @@ def scan(
         write=write or settings.get("library_write") or "sidecar",
         sidecar_style=sidecar_style or settings.get("sidecar_style") or "darktable",
         rename=bool(rename),
+        existing=existing,
         # a test engine may ask for its own batch size
         batch_size=int(batch_size or getattr(engine, "batch_size", 0) or for_task("caption").batch_size),
         workers=int(workers),

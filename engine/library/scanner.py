@@ -34,6 +34,7 @@ from ..errors import Cancelled, LoupeError, UnreadableImage, UsageError
 from ..models.registry import TASKS
 from ..results import Caption, Labels
 from . import xmp
+from .descriptions import WriteResult, check_policy
 from .files import atomic_write, cleanup_stale, hash_bytes, hash_file, is_read_only, os_reason, walk_photos
 from .index import Index, IndexUnavailable, Known, PhotoRow
 from .progress import Meter, Progress, ProgressCallback
@@ -63,6 +64,8 @@ class Notice:
 # kind -> how the summary counts it
 NOTICE_KINDS = {
     "kept": "descriptions kept",
+    "appended": "descriptions appended to",
+    "replaced": "descriptions replaced",
     "sidecar-name": "sidecar names changed",
     "duplicate": "duplicates",
 }
@@ -100,6 +103,7 @@ class Options:
     write: str = "sidecar"
     sidecar_style: str = "darktable"
     rename: bool = False
+    existing: str = "keep"  # a description someone else wrote: keep, replace or append (descriptions.py)
     batch_size: int = 8
     workers: int = 2
     # task -> that model's options, checked by the registry (defaults filled in)
@@ -110,6 +114,7 @@ class Options:
             raise UsageError(f"Unknown writer {self.write!r}; choose one of {', '.join(WRITERS)}.")
         if self.sidecar_style not in xmp.SIDECAR_STYLES:
             raise UsageError(f"Unknown sidecar style {self.sidecar_style!r}; choose darktable or lightroom.")
+        check_policy(self.existing)
         if self.batch_size < 1 or self.workers < 0:
             raise UsageError("batch_size must be at least 1, workers at least 0.")
 
@@ -149,8 +154,8 @@ class Scan:
         self.model_ids = {str(k): str(v) for k, v in dict(engine.model_ids()).items()}
         self.key = settings_key(self.model_ids, options)
         self.written_key = {
-            "embed": f"embed:{self.key}",
-            "sidecar": f"sidecar:{options.sidecar_style}:{self.key}",
+            "embed": f"embed:{options.existing}:{self.key}",
+            "sidecar": f"sidecar:{options.sidecar_style}:{options.existing}:{self.key}",
         }.get(options.write)
         self.by_path, self.known = index.snapshot()
         self.scan_id = index.begin_scan(str(folder), self.key, {**asdict(options), "models": self.model_ids})
@@ -377,11 +382,10 @@ class Scan:
         target = xmp.sidecar_path(path, style)
         if row.written_key == self.written_key and target.exists():
             return []
-        _target, changed, kept = xmp.write_sidecar(
-            path, row.caption, [label.name for label in row.labels], style=style, settings=self.key
-        )
-        if kept:
-            self.notice(str(target), "kept", "kept the description someone else wrote; the caption is in loupe:caption")
+        result = xmp.write_sidecar(path, row.caption, [label.name for label in row.labels], style=style,
+                                   settings=self.key, existing=self.options.existing)
+        self.decided(target, result)
+        changed = result.changed
         if changed:
             self.summary.written += 1
         scan_id, key, content_hash = self.scan_id, self.written_key, row.hash
@@ -402,10 +406,10 @@ class Scan:
         data = path.read_bytes()
         if hash_bytes(data) != photo.file_hash:
             raise LoupeError("the file changed during the scan: not written (scan again)")
-        new, kept = xmp.embed(data, row.caption, [label.name for label in row.labels], suffix=path.suffix,
-                              settings=self.key)
-        if kept:
-            self.notice(str(path), "kept", "kept the description someone else wrote; the caption is in loupe:caption")
+        result = xmp.embed(data, row.caption, [label.name for label in row.labels], suffix=path.suffix,
+                           settings=self.key, existing=self.options.existing)
+        self.decided(path, result)
+        new = result.data if result.data is not None else data
         if new != data:
             atomic_write(path, new, like=path)
             self.summary.written += 1
@@ -492,6 +496,12 @@ class Scan:
     # ------------------------------------------------------------------ reporting
     def notice(self, path: str, kind: str, message: str) -> None:
         self.summary.notices.append(Notice(path, kind, message))
+
+    def decided(self, where: Path, result: WriteResult) -> None:
+        """Say what was done with a description someone else wrote (kept, appended, replaced)."""
+        note = result.note()
+        if note is not None:
+            self.notice(str(where), result.decision, note)
 
     def unreadable_folder(self, exc: OSError) -> None:
         self.summary.problems.append(Problem(str(exc.filename), "read", f"folder cannot be read ({os_reason(exc)})"))

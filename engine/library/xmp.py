@@ -1,11 +1,13 @@
-"""XMP: merge Loupe's caption and labels into a packet, for sidecars and embedded metadata.
+"""XMP: merge Loupe's caption and labels into a packet; write sidecars and embedded metadata.
 
 Loupe owns only:
-  * `dc:description` x-default, when it is empty or still the caption Loupe wrote last time
-    (a description someone typed is kept; the caption then goes to `loupe:caption` only);
-  * the `dc:subject` entries it added itself, listed in `loupe:subjects` (others' kept);
+  * the description, in the places it writes, while nobody else has written one there: a
+    description someone else wrote is handled by the keep / replace / append policy (see
+    `descriptions`); Loupe's caption always goes to `loupe:caption`;
+  * the keywords it added itself, listed in `loupe:subjects` (others' kept);
   * everything in the `loupe:` namespace.
-Every other element and attribute of an existing packet is kept as it was.
+Every other element and attribute of an existing packet is kept as it was. Embedding also
+writes IPTC IIM and EXIF (see `iptc_exif`) so that every photo tool shows the same text.
 
 The merge is done on the XML here rather than with pyexiv2's `modify_xmp`, because
 pyexiv2 2.16 writes every list as `rdf:Seq` (dc:subject must be an `rdf:Bag`) and cannot
@@ -19,8 +21,16 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from ..errors import LoupeError
+from . import iptc_exif
+# The policy names, decisions and result type, here too for the scanner, the CLI and the UI.
+from .descriptions import APPEND_SEPARATOR as APPEND_SEPARATOR
+from .descriptions import DECISIONS as DECISIONS
+from .descriptions import EXISTING_POLICIES as EXISTING_POLICIES
+from .descriptions import WriteResult as WriteResult
+from .descriptions import check_policy, plan
 from .files import atomic_write, is_read_only
 
 X_NS = "adobe:ns:meta/"
@@ -112,16 +122,8 @@ def _dedupe(values: list[str]) -> list[str]:
     return out
 
 
-def merge_packet(
-    existing: bytes | None,
-    caption: str,
-    subjects: list[str],
-    *,
-    settings: str = "",
-) -> MergeResult:
-    """Return a full XMP packet: `existing` (or an empty one) with Loupe's fields merged in."""
-    caption = _clean(caption)
-    subjects = _dedupe([_clean(s) for s in subjects])
+def _load(existing: bytes | None) -> tuple[ET.Element, dict[str, str], list[ET.Element]]:
+    """The packet's root (an empty packet for None), its prefixes and its rdf:Descriptions."""
     prefixes: dict[str, str] = {}
     if existing and existing.strip(b"\x00 \t\r\n"):
         root, prefixes = _parse(existing.strip(b"\x00 \t\r\n"))
@@ -135,31 +137,96 @@ def merge_packet(
     rdf = next(root.iter(_q(RDF_NS, "RDF")), None)
     if rdf is None:
         raise XmpError("has no rdf:RDF element, so it is not XMP; left as it is")
-
     descriptions = _descriptions(rdf)
     if not descriptions:
-        main = ET.SubElement(rdf, _q(RDF_NS, "Description"), {_q(RDF_NS, "about"): ""})
-        descriptions = [main]
+        descriptions = [ET.SubElement(rdf, _q(RDF_NS, "Description"), {_q(RDF_NS, "about"): ""})]
+    return root, prefixes, descriptions
+
+
+@dataclass(frozen=True)
+class PacketFields:
+    """What an XMP packet says now, as far as Loupe cares."""
+
+    description: str  # dc:description x-default (else its first language), "" when none
+    loupe_caption: str | None  # loupe:caption: the caption Loupe wrote last time
+    subjects: list[str]  # dc:subject
+    loupe_subjects: list[str]  # loupe:subjects: the dc:subject entries Loupe added last time
+
+
+def read_packet(existing: bytes | None) -> PacketFields:
+    """Read Loupe's fields from a packet (None or empty: an empty packet). Raises XmpError."""
+    _root, _prefixes, descriptions = _load(existing)
+    text, caption, subjects, loupe_subjects = "", None, [], []
+    for desc in descriptions:
+        for key, value in desc.attrib.items():
+            if key == _q(LOUPE_NS, "caption"):
+                caption = value
+            elif key == _q(DC_NS, "description") and not text:
+                text = value.strip()
+        for child in desc:
+            if child.tag == _q(LOUPE_NS, "caption"):
+                caption = (child.text or "").strip()
+            elif child.tag == _q(LOUPE_NS, "subjects"):
+                loupe_subjects += _li_texts(child)
+            elif child.tag == _q(DC_NS, "subject"):
+                subjects += _li_texts(child)
+            elif child.tag == _q(DC_NS, "description") and not text:
+                text = _default_text(child)
+    return PacketFields(text, caption, _dedupe(subjects), _dedupe(loupe_subjects))
+
+
+def _default_text(prop: ET.Element) -> str:
+    alt = next((c for c in prop if c.tag == _q(RDF_NS, "Alt")), None)
+    if alt is None:
+        return (prop.text or "").strip()
+    items = [li for li in alt if li.tag == _q(RDF_NS, "li")]
+    default = next((li for li in items if li.get(_q(XML_NS, "lang")) == "x-default"), None)
+    if default is None and items:  # no x-default (against the spec, but written): the first
+        default = items[0]
+    return (default.text or "").strip() if default is not None else ""
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    packet: bytes
+    subjects: list[str]  # dc:subject as written: others' keywords, then Loupe's
+
+
+def merge_packet(
+    existing: bytes | None,
+    caption: str,
+    subjects: list[str],
+    *,
+    description: str | None = None,
+    other_subjects: Sequence[str] = (),
+    settings: str = "",
+) -> MergeResult:
+    """Return a full XMP packet: `existing` (or an empty one) with Loupe's fields merged in.
+
+    caption goes to loupe:caption; `description` (decided by `descriptions.plan`) to
+    dc:description x-default, None leaving dc:description as it is. dc:subject keeps the
+    keywords others wrote (plus `other_subjects`, e.g. from IPTC) and replaces the ones Loupe
+    added last time with `subjects`. Raises XmpError for a packet that is not XMP.
+    """
+    caption = _clean(caption)
+    subjects = _dedupe([_clean(s) for s in subjects])
+    root, prefixes, descriptions = _load(existing)
     main = descriptions[0]
 
     # What Loupe wrote last time, then drop every loupe: field (Loupe owns the namespace).
     prev_subjects: set[str] = set()
-    prev_caption: str | None = None
     for desc in descriptions:
         for key in [k for k in desc.attrib if k.startswith(f"{{{LOUPE_NS}}}")]:
-            if key == _q(LOUPE_NS, "caption"):
-                prev_caption = desc.attrib[key]
             del desc.attrib[key]
         for child in [c for c in desc if c.tag.startswith(f"{{{LOUPE_NS}}}")]:
             if child.tag == _q(LOUPE_NS, "subjects"):
                 prev_subjects.update(_li_texts(child))
-            elif child.tag == _q(LOUPE_NS, "caption"):
-                prev_caption = (child.text or "").strip()
             desc.remove(child)
 
     # dc:subject: others' keywords kept, Loupe's previous ones replaced by the new ones.
     subject_props = [(d, c) for d in descriptions for c in d if c.tag == _q(DC_NS, "subject")]
-    kept = [s for s in _dedupe([t for _, c in subject_props for t in _li_texts(c)]) if s not in prev_subjects]
+    found = [t for _, c in subject_props for t in _li_texts(c)] + [_clean(s) for s in other_subjects]
+    kept = [s for s in _dedupe(found) if s not in prev_subjects]
     added = [s for s in subjects if s not in kept]
     final = kept + added
     if subject_props:
@@ -177,33 +244,8 @@ def merge_packet(
     elif final:
         _bag(ET.SubElement(main, _q(DC_NS, "subject")), final)
 
-    # dc:description x-default: Loupe's only while nobody else has written one.
-    description_kept = False
-    desc_props = [(d, c) for d in descriptions for c in d if c.tag == _q(DC_NS, "description")]
-    if desc_props:
-        _holder, prop = desc_props[0]
-        alt = next((c for c in prop if c.tag == _q(RDF_NS, "Alt")), None)
-        if alt is None:  # a plain-text description (not Lang Alt): make it one, keep its text
-            old = (prop.text or "").strip()
-            prop.text = None
-            alt = ET.SubElement(prop, _q(RDF_NS, "Alt"))
-            if old:
-                ET.SubElement(alt, _q(RDF_NS, "li"), {_q(XML_NS, "lang"): "x-default"}).text = old
-        default = next((li for li in alt if li.get(_q(XML_NS, "lang")) == "x-default"), None)
-        current = (default.text or "").strip() if default is not None else ""
-        if current and current != prev_caption:
-            description_kept = current != caption
-        elif caption:
-            if default is None:
-                default = ET.Element(_q(RDF_NS, "li"), {_q(XML_NS, "lang"): "x-default"})
-            else:
-                alt.remove(default)
-            default.text = caption
-            alt.insert(0, default)  # x-default comes first in a Lang Alt
-    elif caption:
-        prop = ET.SubElement(main, _q(DC_NS, "description"))
-        alt = ET.SubElement(prop, _q(RDF_NS, "Alt"))
-        ET.SubElement(alt, _q(RDF_NS, "li"), {_q(XML_NS, "lang"): "x-default"}).text = caption
+    if description is not None and _clean(description):
+        _set_description(descriptions, main, _clean(description))
 
     # Loupe's own record of what it wrote, so the next run replaces only that.
     if caption:
@@ -213,7 +255,33 @@ def merge_packet(
     if settings:
         ET.SubElement(main, _q(LOUPE_NS, "settings")).text = settings
 
-    return MergeResult(_serialize(root, prefixes), description_kept)
+    return MergeResult(_serialize(root, prefixes), final)
+
+
+def _set_description(descriptions: list[ET.Element], main: ET.Element, text: str) -> None:
+    """dc:description x-default := text; other languages kept."""
+    for desc in descriptions:  # the short form (an attribute) becomes an element
+        old = desc.attrib.pop(_q(DC_NS, "description"), None)
+        if old is not None:
+            prop = ET.SubElement(desc, _q(DC_NS, "description"))
+            prop.text = old
+    prop = next((c for d in descriptions for c in d if c.tag == _q(DC_NS, "description")), None)
+    if prop is None:
+        prop = ET.SubElement(main, _q(DC_NS, "description"))
+    alt = next((c for c in prop if c.tag == _q(RDF_NS, "Alt")), None)
+    if alt is None:  # a plain-text description (not Lang Alt): make it one
+        prop.text = None
+        for child in list(prop):
+            prop.remove(child)
+        prop.attrib.clear()
+        alt = ET.SubElement(prop, _q(RDF_NS, "Alt"))
+    default = next((li for li in alt if li.get(_q(XML_NS, "lang")) == "x-default"), None)
+    if default is None:
+        default = ET.Element(_q(RDF_NS, "li"), {_q(XML_NS, "lang"): "x-default"})
+    else:
+        alt.remove(default)
+    default.text = text
+    alt.insert(0, default)  # x-default comes first in a Lang Alt
 
 
 # -- serializing with the document's own prefixes (ElementTree would rename them ns0, ns1)
@@ -325,12 +393,23 @@ def read_sidecar(photo: Path, style: str = "darktable") -> dict:
 
 
 def write_sidecar(
-    photo: Path, caption: str, subjects: list[str], *, style: str = "darktable", settings: str = ""
-) -> tuple[Path, bool, bool]:
-    """Merge into (or create) the photo's sidecar. Returns (sidecar, changed, description_kept).
+    photo: Path,
+    caption: str,
+    subjects: list[str],
+    *,
+    style: str = "darktable",
+    settings: str = "",
+    existing: str = "keep",
+) -> WriteResult:
+    """Merge Loupe's caption and labels into (or create) the photo's sidecar.
 
-    An unchanged result is not rewritten, so a resumed scan leaves finished sidecars alone.
+    The description follows the `existing` policy (EXISTING_POLICIES, see `descriptions`);
+    the photo's own embedded description (XMP, IPTC, EXIF) counts as someone else's too,
+    and is read only: the photo is never modified. An unchanged result is not rewritten, so a
+    resumed scan leaves finished sidecars alone. Returns WriteResult(path=the sidecar).
+    Raises XmpError (sidecar is a link, read-only or not XMP), UsageError (unknown policy).
     """
+    check_policy(existing)
     target = sidecar_path(photo, style)
     if target.is_symlink():
         raise XmpError(f"sidecar {target.name} is a symbolic link; left as it is")
@@ -338,43 +417,110 @@ def write_sidecar(
         # Renaming over it would work (the folder is writable) but would ignore the lock.
         raise XmpError(f"sidecar {target.name} is read-only; left as it is")
     try:
-        existing = target.read_bytes()
+        before = target.read_bytes()
     except FileNotFoundError:
-        existing = None
+        before = None
     try:
-        merged = merge_packet(existing, caption, subjects, settings=settings)
+        fields = read_packet(before)
     except XmpError as exc:
         raise XmpError(f"sidecar {target.name} {exc}") from None
-    if existing == merged.packet:
-        return target, False, merged.description_kept
-    check_packet(merged.packet)
-    atomic_write(target, merged.packet)
-    return target, True, merged.description_kept
+    own_xmp, legacy = _photo_metadata(photo)
+    found = [("sidecar", _clean(fields.description)), ("xmp", _clean(own_xmp.description)),
+             ("iptc", _clean(legacy.caption)), ("exif", _clean(legacy.description))]
+    loupe_texts = [t for t in (fields.loupe_caption, own_xmp.loupe_caption) if t]
+    decided = plan(found, ("sidecar",), _clean(caption), loupe_texts, existing)
+    merged = merge_packet(before, caption, subjects, description=decided.texts["sidecar"], settings=settings)
+    result = WriteResult(changed=before != merged.packet, decision=decided.decision,
+                         existing=decided.existing, path=target)
+    if result.changed:
+        check_packet(merged.packet)
+        atomic_write(target, merged.packet)
+    return result
 
 
-def embed(data: bytes, caption: str, subjects: list[str], *, suffix: str, settings: str = "") -> tuple[bytes, bool]:
-    """The photo's bytes with Loupe's fields merged into its XMP; pixels are not re-encoded.
+def _photo_metadata(photo: Path) -> tuple[PacketFields, iptc_exif.Legacy]:
+    """The photo's embedded XMP fields and IPTC/EXIF description, read only. A photo whose
+    metadata exiv2 cannot read (GIF, BMP, a broken block) counts as having none: the sidecar
+    is still worth writing, and the photo itself is left as it is either way."""
+    empty = PacketFields("", None, [], [])
+    try:
+        img = _pyexiv2().ImageData(photo.read_bytes())
+    except (OSError, RuntimeError, ValueError):
+        return empty, iptc_exif.Legacy()
+    try:
+        try:
+            fields = read_packet(img.read_raw_xmp().encode("utf-8"))
+        except (XmpError, RuntimeError, ValueError):
+            fields = empty
+        try:
+            legacy = iptc_exif.read(img)
+        except (RuntimeError, ValueError):
+            legacy = iptc_exif.Legacy()
+        return fields, legacy
+    finally:
+        img.close()
 
-    Returns (new bytes, description_kept). Raises XmpError for formats exiv2 cannot write.
+
+def embed(
+    data: bytes,
+    caption: str,
+    subjects: list[str],
+    *,
+    suffix: str,
+    settings: str = "",
+    existing: str = "keep",
+) -> WriteResult:
+    """The photo's bytes with Loupe's caption and labels in its metadata, as the MWG asks:
+    description in XMP dc:description, IPTC Caption-Abstract and EXIF ImageDescription,
+    keywords in XMP dc:subject and IPTC Keywords, kept in sync. Pixels are not re-encoded and
+    other metadata is kept. The description follows the `existing` policy (see `descriptions`).
+
+    WebP has no IPTC (its container defines only EXIF and XMP chunks, and exiv2 silently drops
+    IPTC there), so a WebP gets XMP and EXIF only.
+    Returns WriteResult(data=new bytes; the input itself when nothing changed). Raises XmpError
+    for formats exiv2 cannot write or metadata it cannot parse, UsageError for a bad policy.
     """
-    if suffix.lower() not in EMBED_EXTENSIONS:
+    check_policy(existing)
+    suffix = suffix.lower()
+    if suffix not in EMBED_EXTENSIONS:
         raise XmpError(
             f"{suffix.lstrip('.').upper() or 'this'} files cannot hold XMP metadata; use sidecars for them"
         )
+    carries_iptc = suffix != ".webp"
     pyexiv2 = _pyexiv2()
     try:
         img = pyexiv2.ImageData(data)
         try:
             raw = img.read_raw_xmp()
-            merged = merge_packet(raw.encode("utf-8") if raw.strip() else None, caption, subjects, settings=settings)
+            before = raw.encode("utf-8") if raw.strip() else None
+            fields = read_packet(before)
+            legacy = iptc_exif.read(img)  # a WebP's IPTC reads as empty
+            found = [(place, _clean(text)) for place, text in
+                     (("xmp", fields.description), ("iptc", legacy.caption), ("exif", legacy.description))]
+            targets = ("xmp", "iptc", "exif") if carries_iptc else ("xmp", "exif")
+            loupe_texts = [fields.loupe_caption] if fields.loupe_caption else []
+            decided = plan(found, targets, _clean(caption), loupe_texts, existing)
+            merged = merge_packet(before, caption, subjects, description=decided.texts["xmp"],
+                                  other_subjects=legacy.keywords, settings=settings)
+            # Each pyexiv2 modify_* rewrites the file in memory: only the blocks that change.
+            if decided.texts["exif"] is not None:
+                iptc_exif.write_exif_description(img, decided.texts["exif"])
+            if carries_iptc:
+                keywords = merged.subjects if tuple(merged.subjects) != legacy.keywords else None
+                iptc_exif.write_iptc(img, caption=decided.texts["iptc"], keywords=keywords)
             img.modify_raw_xmp(merged.packet.decode("utf-8"))
-            return img.get_bytes(), merged.description_kept
+            new = img.get_bytes()
         finally:
             img.close()
     except XmpError as exc:
         raise XmpError(f"its embedded XMP {exc}") from None
     except (RuntimeError, ValueError) as exc:
         raise XmpError(f"exiv2 could not write its metadata ({_short(exc)})") from None
+    if suffix in (".jpg", ".jpeg", ".jpe"):
+        new = iptc_exif.update_jpeg_iptc_digest(new)
+    changed = new != data
+    return WriteResult(changed=changed, decision=decided.decision, existing=decided.existing,
+                       data=new if changed else data)
 
 
 def _short(exc: BaseException) -> str:
