@@ -13,10 +13,13 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from engine import weights
+from engine import get_engine, weights
 from engine.errors import Cancelled, LoupeError
 from engine.images import load_image
-from engine.inference import CAPTION_MODEL, CLASSIFY_MODEL, get_engine
+from engine.models.registry import Option, for_task
+from engine.units import format_size
+
+CAPTIONER, CLASSIFIER = for_task("caption"), for_task("classify")
 
 log = logging.getLogger("loupe.ui")
 
@@ -59,13 +62,14 @@ def _example_files() -> list[str]:
     return sorted(str(p) for p in EXAMPLES.glob("*.jpg"))
 
 
-def _size(n: int) -> str:
-    return f"{n / 1e9:,.2f} GB" if n >= 1e9 else f"{n / 1e6:,.0f} MB" if n >= 1e6 else f"{n / 1e3:,.0f} KB"
+def _slider(opt: Option) -> gr.Slider:
+    """A control for one of a model's whole-number options: range, default, words from the registry."""
+    return gr.Slider(opt.minimum, opt.maximum, value=opt.default, step=1, label=opt.label, info=opt.help)
 
 
 def _missing_text(name: str) -> str:
     src = weights.source(name)
-    return (f"**{src.title}** is not installed yet ({_size(src.size)}, downloaded once and "
+    return (f"**{src.title}** is not installed yet ({format_size(src.size)}, downloaded once and "
             f"verified; after that Loupe works offline). Download it here, or use *Models → Import* "
             f"if this computer never goes online.")
 
@@ -90,10 +94,7 @@ def photo_drop(**kwargs: Any) -> gr.Image:
 def caption_photo(path: str | None, prefix: str, length: int, beams: int) -> str:
     if not path:
         raise gr.Error("Drop a photo first.", title="Loupe")
-    engine = get_engine()
-    image = load_image(path, draft_size=(engine.caption_size, engine.caption_size))
-    return engine.caption([image], prefix=(prefix or "").strip() or None,
-                          max_new_tokens=int(length), num_beams=int(beams))[0].text
+    return get_engine().run_one("caption", path, prefix=prefix, max_new_tokens=int(length), num_beams=int(beams)).text
 
 
 def caption_changed(path: str | None, prefix: str, length: int, beams: int) -> str:
@@ -109,9 +110,7 @@ def classify_changed(path: str | None):
 def classify_photo(path: str | None) -> dict[str, float]:
     if not path:
         raise gr.Error("Drop a photo first.", title="Loupe")
-    engine = get_engine()
-    image = load_image(path, draft_size=(engine.classify_size, engine.classify_size))
-    return engine.classify([image], top=3)[0].as_confidences()
+    return get_engine().run_one("classify", path).as_confidences()
 
 
 def _download(names: list[str], progress: gr.Progress) -> None:
@@ -201,12 +200,12 @@ def warm_up() -> None:
 
     def run() -> None:
         engine = get_engine()
-        for name in (CLASSIFY_MODEL, CAPTION_MODEL):
-            if weights.is_installed(name):
+        for spec in (CLASSIFIER, CAPTIONER):
+            if weights.is_installed(spec.name):
                 try:
-                    engine.model(name)
+                    engine.model(spec.task)
                 except Exception:  # the first real request reports it properly
-                    log.exception("warm-up of %s failed", name)
+                    log.exception("warm-up of %s failed", spec.name)
 
     threading.Thread(target=run, name="loupe-warm-up", daemon=True).start()
 
@@ -214,9 +213,9 @@ def warm_up() -> None:
 def model_state():
     """Banners, download buttons and action buttons of the Caption and Classify tabs."""
     out = []
-    for name in (CAPTION_MODEL, CLASSIFY_MODEL):
-        missing = not weights.is_installed(name)
-        out += [gr.update(visible=missing, value=_missing_text(name)), gr.update(visible=missing),
+    for spec in (CAPTIONER, CLASSIFIER):
+        missing = not weights.is_installed(spec.name)
+        out += [gr.update(visible=missing, value=_missing_text(spec.name)), gr.update(visible=missing),
                 gr.update(visible=missing), gr.update(interactive=not missing)]
     return out
 
@@ -229,9 +228,9 @@ def models_table() -> str:
         state = "**installed**" if s.installed else "not installed"
         src = weights.source(s.name)
         origin = f"{src.repo}@{src.revision[:7]}" if src.kind == "hf" else src.url_for(src.files[0].name)
-        rows.append(f"| **{s.name}** — {s.title} | {state} | {_size(s.size)} | `{origin}` |")
+        rows.append(f"| **{s.name}** — {s.title} | {state} | {format_size(s.size)} | `{origin}` |")
     rows.append("")
-    rows.append(f"Weights folder: `{paths.weights_dir()}` — {_size(weights.disk_usage())} on disk.")
+    rows.append(f"Weights folder: `{paths.weights_dir()}` — {format_size(weights.disk_usage())} on disk.")
     return "\n".join(rows)
 
 
@@ -251,7 +250,8 @@ def _scan_progress(progress: gr.Progress):
 
 
 @friendly
-def scan_folder(folder: str, write: str, style: str, rename: bool, progress: gr.Progress = gr.Progress()):
+def scan_folder(folder: str, write: str, style: str, existing: str, rename: bool,
+                progress: gr.Progress = gr.Progress()):
     from engine import library
 
     folder = (folder or "").strip()
@@ -259,17 +259,21 @@ def scan_folder(folder: str, write: str, style: str, rename: bool, progress: gr.
         raise gr.Error("Choose or type a folder of photos.", title="Loupe")
     cancel = _cancel["scan"]
     cancel.clear()
-    summary = library.scan(folder, write=write, sidecar_style=style, rename=bool(rename),
+    summary = library.scan(folder, write=write, sidecar_style=style, existing=existing, rename=bool(rename),
                            progress=_scan_progress(progress), cancel=cancel)
     return summary_markdown(summary)
 
 
 def summary_markdown(summary: Any) -> str:
+    from engine.library import NOTICE_KINDS
+
     head = "Stopped — scan again to resume." if summary.cancelled else "Done."
+    decided = "".join(f", {n} {NOTICE_KINDS[kind]}" for kind, n in summary.notice_counts().items())
     lines = [f"**{head}** {summary.total} photos: {summary.done} captioned, {summary.skipped} already done, "
              f"{summary.failed} unreadable; {summary.written} written"
              + (f", {summary.write_failed} not written" if summary.write_failed else "")
              + (f", {summary.renamed} renamed" if summary.renamed else "")
+             + decided
              + (f" · {summary.rate:.1f} photos/s" if summary.rate else "")]
     if summary.problems:
         lines.append("")
@@ -278,8 +282,13 @@ def summary_markdown(summary: Any) -> str:
             lines.append(f"- `{problem.path}`: {problem.reason}")
         if len(summary.problems) > 200:
             lines.append(f"- … and {len(summary.problems) - 200} more (see `loupe library scans`)")
-    for note in summary.notes[:20]:
-        lines.append(f"> {note}")
+    if summary.notices:
+        lines.append("")
+        lines.append("Decided for you:")
+        for notice in summary.notices[:200]:
+            lines.append(f"- `{notice.path}`: {notice.message}")
+        if len(summary.notices) > 200:
+            lines.append(f"- … and {len(summary.notices) - 200} more (`loupe library export --scan {summary.scan_id}`)")
     return "\n".join(lines)
 
 
@@ -337,18 +346,19 @@ def build_ui() -> gr.Blocks:
         examples = _example_files()
         with gr.Tabs():
             with gr.Tab("Caption", id="caption"):
-                cap_missing, cap_get, cap_cancel, cap_dl = _first_run_panel(CAPTION_MODEL, "Download the captioning model")
+                cap_missing, cap_get, cap_cancel, cap_dl = _first_run_panel(CAPTIONER.name, "Download the captioning model")
                 with gr.Row():
                     with gr.Column():
                         cap_image = photo_drop(label="Photo", sources=["upload", "clipboard"], height=360,
                                              elem_id="loupe-caption-photo")
                         with gr.Accordion("Options", open=False):
-                            prefix = gr.Textbox(label="Start the caption with (optional)", placeholder="a photograph of",
-                                                max_length=200)
-                            length = gr.Slider(5, 60, value=30, step=1, label="Longest caption (tokens)")
-                            beams = gr.Slider(1, 8, value=3, step=1, label="Beams (more: better, slower)")
+                            opt = CAPTIONER.option("prefix")
+                            prefix = gr.Textbox(label=f"{opt.label} (optional)", placeholder="a photograph of",
+                                                max_length=opt.maximum)
+                            length = _slider(CAPTIONER.option("max_new_tokens"))
+                            beams = _slider(CAPTIONER.option("num_beams"))
                         cap_btn = gr.Button("Caption", variant="primary",
-                                            interactive=weights.is_installed(CAPTION_MODEL))
+                                            interactive=weights.is_installed(CAPTIONER.name))
                     with gr.Column():
                         caption = gr.Textbox(label="Caption (alt text)", buttons=["copy"], lines=3, interactive=False,
                                              elem_id="loupe-caption")
@@ -359,15 +369,16 @@ def build_ui() -> gr.Blocks:
                 cap_image.change(caption_changed, cap_inputs, caption, api_visibility="private", concurrency_id="caption", concurrency_limit=1)
 
             with gr.Tab("Classify", id="classify"):
-                cls_missing, cls_get, cls_cancel, cls_dl = _first_run_panel(CLASSIFY_MODEL, "Download the classifier")
+                cls_missing, cls_get, cls_cancel, cls_dl = _first_run_panel(CLASSIFIER.name, "Download the classifier")
                 with gr.Row():
                     with gr.Column():
                         cls_image = photo_drop(label="Photo", sources=["upload", "clipboard"], height=360,
                                              elem_id="loupe-classify-photo")
                         cls_btn = gr.Button("Classify", variant="primary", elem_id="loupe-classify-btn",
-                                            interactive=weights.is_installed(CLASSIFY_MODEL))
+                                            interactive=weights.is_installed(CLASSIFIER.name))
                     with gr.Column():
-                        labels = gr.Label(num_top_classes=3, label="Top 3 ImageNet classes", elem_id="loupe-labels")
+                        top = CLASSIFIER.option("top").default
+                        labels = gr.Label(num_top_classes=top, label=f"Top {top} ImageNet classes", elem_id="loupe-labels")
                 if examples:
                     gr.Examples(examples=[[e] for e in examples], inputs=[cls_image], label="Example photos")
                 cls_btn.click(classify_photo, cls_image, labels, api_name="classify", concurrency_id="classify", concurrency_limit=2)
@@ -386,6 +397,10 @@ def build_ui() -> gr.Blocks:
                     lib_style = gr.Radio([("photo.jpg.xmp (darktable, digiKam)", "darktable"),
                                           ("photo.xmp (Lightroom)", "lightroom")], value="darktable",
                                          label="Sidecar name")
+                    lib_existing = gr.Radio([("Keep it", "keep"), ("Replace it", "replace"),
+                                             ("Add the caption after it", "append")], value="keep",
+                                            label="A description someone already wrote",
+                                            info="in the photo or its sidecar (XMP, IPTC or EXIF)")
                     lib_rename = gr.Checkbox(False, label="Rename files from captions (undo: loupe library undo)")
                 with gr.Row():
                     lib_scan = gr.Button("Scan folder", variant="primary")
@@ -396,7 +411,7 @@ def build_ui() -> gr.Blocks:
                     lib_search = gr.Button("Search", scale=1)
                 lib_found = gr.Markdown()
                 lib_gallery = gr.Gallery(label="Matches", columns=5, height="auto", elem_id="loupe-gallery")
-                lib_scan.click(scan_folder, [lib_folder, lib_write, lib_style, lib_rename], lib_summary,
+                lib_scan.click(scan_folder, [lib_folder, lib_write, lib_style, lib_existing, lib_rename], lib_summary,
                                api_visibility="private", concurrency_id="scan", concurrency_limit=1)
                 lib_stop.click(cancel_scan, None, None, api_visibility="private")
                 lib_search.click(search_library, lib_query, [lib_gallery, lib_found], api_visibility="private")

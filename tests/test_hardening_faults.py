@@ -432,7 +432,7 @@ def test_corrupt_index_through_the_cli_and_the_ui(tmp_path):
     ui_message = one_line(str(info.value.message))
     assert "damaged" in ui_message
     with pytest.raises(gr.Error) as info:
-        ui.scan_folder(str(photos), "none", "darktable", False, progress=lambda *a, **k: None)
+        ui.scan_folder(str(photos), "none", "darktable", "keep", False, progress=lambda *a, **k: None)
     assert "damaged" in one_line(str(info.value.message))
     # the person moves it aside, as the message says: the next try works
     db.rename(db.with_name("library.db.damaged"))
@@ -472,7 +472,7 @@ def test_locked_index_through_the_cli_and_the_ui(tmp_path, monkeypatch, capsys):
         message = stderr_message(capsys.readouterr().err)
         assert "in use by another Loupe" in message
         with pytest.raises(gr.Error) as info:
-            ui.scan_folder(str(photos), "none", "darktable", False, progress=lambda *a, **k: None)
+            ui.scan_folder(str(photos), "none", "darktable", "keep", False, progress=lambda *a, **k: None)
         ui_message = one_line(str(info.value.message))
         assert "in use by another Loupe" in ui_message
     finally:
