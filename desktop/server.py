@@ -29,12 +29,14 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs, unquote
 
+from engine.files import pid_alive
+
 log = logging.getLogger("loupe.server")
 
 MAX_FILE_SIZE = 200 * 1024 * 1024
 SESSION_CAPACITY = 100  # browser tabs / API sessions whose state gradio keeps in memory
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
-TEMP_PREFIX = "loupe-"
+TEMP_DIR_PREFIX = "loupe-"
 
 # Gradio routes Loupe never uses that can reach the network or run tools (proxying to Spaces,
 # AI "vibe" editing, dev reload, screen-recording processing, monitoring). Refused outright.
@@ -119,27 +121,15 @@ def _point_gradio_constants_at(temp_dir: Path) -> None:
             module.DEFAULT_TEMP_DIR = str(temp_dir)
 
 
-def _pid_alive(pid: int) -> bool:
-    if os.name == "nt":  # os.kill(pid, 0) would terminate the process there
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
 def _clean_stale_temp_dirs() -> None:
     """Remove temp folders left by Loupe processes that died without closing (ours only)."""
     root = Path(tempfile.gettempdir())
     try:
-        entries = list(root.glob(TEMP_PREFIX + "*"))
+        entries = list(root.glob(TEMP_DIR_PREFIX + "*"))
     except OSError:
         return
     for entry in entries:
-        match = re.fullmatch(re.escape(TEMP_PREFIX) + r"(\d+)-.+", entry.name)
+        match = re.fullmatch(re.escape(TEMP_DIR_PREFIX) + r"(\d+)-.+", entry.name)
         if not match or int(match.group(1)) == os.getpid():
             continue
         try:
@@ -150,7 +140,7 @@ def _clean_stale_temp_dirs() -> None:
                 continue
         except OSError:
             continue
-        if not _pid_alive(int(match.group(1))):
+        if not pid_alive(int(match.group(1))):
             shutil.rmtree(entry, ignore_errors=True)
 
 
@@ -424,7 +414,7 @@ def serve(blocks_factory: Callable[[], Any], *, host: str = "127.0.0.1", port: i
     bind_host = "127.0.0.1" if host == "localhost" else host
     url_host = "[::1]" if bind_host in ("::1", "[::1]") else host
     _clean_stale_temp_dirs()
-    temp_dir = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
+    temp_dir = Path(tempfile.mkdtemp(prefix=f"{TEMP_DIR_PREFIX}{os.getpid()}-"))
     _set_gradio_env(temp_dir)
     sock = None
     try:

@@ -265,31 +265,27 @@ def scan_folder(folder: str, write: str, style: str, existing: str, rename: bool
 
 
 def summary_markdown(summary: Any) -> str:
-    from engine.library import NOTICE_KINDS
-
     head = "Stopped — scan again to resume." if summary.cancelled else "Done."
-    decided = "".join(f", {n} {NOTICE_KINDS[kind]}" for kind, n in summary.notice_counts().items())
     lines = [f"**{head}** {summary.total} photos: {summary.done} captioned, {summary.skipped} already done, "
              f"{summary.failed} unreadable; {summary.written} written"
              + (f", {summary.write_failed} not written" if summary.write_failed else "")
              + (f", {summary.renamed} renamed" if summary.renamed else "")
-             + decided
+             + summary.decisions_text()
              + (f" · {summary.rate:.1f} photos/s" if summary.rate else "")]
-    if summary.problems:
-        lines.append("")
-        lines.append("Problems:")
-        for problem in summary.problems[:200]:
-            lines.append(f"- `{problem.path}`: {problem.reason}")
-        if len(summary.problems) > 200:
-            lines.append(f"- … and {len(summary.problems) - 200} more (see `loupe library scans`)")
-    if summary.notices:
-        lines.append("")
-        lines.append("Decided for you:")
-        for notice in summary.notices[:200]:
-            lines.append(f"- `{notice.path}`: {notice.message}")
-        if len(summary.notices) > 200:
-            lines.append(f"- … and {len(summary.notices) - 200} more (`loupe library export --scan {summary.scan_id}`)")
+    lines += _listed("Problems:", [(p.path, p.reason) for p in summary.problems], "see `loupe library scans`")
+    lines += _listed("Decided for you:", [(n.path, n.message) for n in summary.notices],
+                     f"`loupe library export --scan {summary.scan_id}`")
     return "\n".join(lines)
+
+
+def _listed(title: str, rows: list[tuple[str, str]], more: str, limit: int = 200) -> list[str]:
+    """A titled Markdown list of (path, text), cut at `limit` with a pointer to the rest."""
+    if not rows:
+        return []
+    lines = ["", title] + [f"- `{path}`: {text}" for path, text in rows[:limit]]
+    if len(rows) > limit:
+        lines.append(f"- … and {len(rows) - limit} more ({more})")
+    return lines
 
 
 def cancel_scan() -> None:

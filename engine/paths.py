@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -54,31 +53,12 @@ def save_setting(key: str, value: Any) -> None:
         settings.pop(key, None)
     else:
         settings[key] = value
-    atomic_write_text(settings_file(), json.dumps(settings, indent=2, sort_keys=True))
+    from .files import atomic_write
+
+    settings_file().parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(settings_file(), json.dumps(settings, indent=2, sort_keys=True).encode("utf-8"))
 
 
 def weights_dir() -> Path:
     custom = load_settings().get("weights_dir")
     return Path(custom).expanduser() if custom else data_dir() / "models"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder, fsync, rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from . import paths
+from .files import atomic_write
 from .errors import Cancelled, DownloadError, IntegrityError, UsageError, WeightsMissing
 
 MANIFEST = ".loupe-weights.json"
@@ -361,7 +362,7 @@ def _commit(src: Source, staging: Path) -> Path:
     for leftover in staging.iterdir():
         if leftover.name not in manifest["files"]:
             _remove_path(leftover)
-    paths.atomic_write_text(staging / MANIFEST, json.dumps(manifest, indent=2))
+    atomic_write(staging / MANIFEST, json.dumps(manifest, indent=2).encode("utf-8"))
     final = model_path(src.name)
     old = None
     if final.exists():

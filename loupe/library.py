@@ -63,13 +63,9 @@ def scan(folder: str, write: str | None, sidecar_style: str | None, rename: bool
 
 def summary_text(summary: Any) -> str:
     """The scan's outcome: one summary line, then each decision Loupe took, one per line."""
-    from engine.library import NOTICE_KINDS
-
-    counts = summary.notice_counts()
-    decided = "".join(f", {n} {NOTICE_KINDS[kind]}" for kind, n in counts.items())
     lines = [
         f"{summary.folder}: {summary.done} captioned, {summary.skipped} already done, "
-        f"{summary.failed} unreadable, {summary.written} written, {summary.renamed} renamed{decided}"
+        f"{summary.failed} unreadable, {summary.written} written, {summary.renamed} renamed{summary.decisions_text()}"
         f" ({summary.rate:.1f} photos/s, scan {summary.scan_id})"
     ]
     lines += [f"  {notice.path}: {notice.message}" for notice in summary.notices]

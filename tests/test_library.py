@@ -21,7 +21,7 @@ from engine.errors import LoupeError, UsageError
 from engine import library
 from engine.library import index as index_mod
 from engine.library import xmp
-from engine.library.files import TEMP_PREFIX, cleanup_stale, walk_photos
+from engine.files import TEMP_PREFIX, cleanup_stale, walk_photos
 from engine.library.rename import slugify
 
 from library_fixtures import (

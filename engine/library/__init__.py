@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from .files import TEMP_PREFIX, cleanup_stale
+from ..files import TEMP_PREFIX, cleanup_stale
 from .index import Hit, Index, IndexUnavailable
 from .progress import Progress, ProgressCallback, progress_bar
 from .descriptions import EXISTING_POLICIES

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LoupeError, UsageError
-from .files import atomic_write
+from ..files import atomic_write
 from .index import Index
 
 FORMATS = ("csv", "json")

@@ -35,7 +35,7 @@ from ..models.registry import TASKS
 from ..results import Caption, Labels
 from . import xmp
 from .descriptions import WriteResult, check_policy
-from .files import atomic_write, cleanup_stale, hash_bytes, hash_file, is_read_only, os_reason, walk_photos
+from ..files import atomic_write, cleanup_stale, hash_bytes, hash_file, is_read_only, os_reason, walk_photos
 from .index import Index, IndexUnavailable, Known, PhotoRow
 from .progress import Meter, Progress, ProgressCallback
 from .rename import Renamer, RenameLog, recover, sidecars_of
@@ -92,10 +92,10 @@ class ScanSummary:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def notice_counts(self) -> dict[str, int]:
-        """kind -> how many, in NOTICE_KINDS order, only kinds that occurred."""
+    def decisions_text(self) -> str:
+        """", 1 descriptions kept, 2 duplicates": each kind of decision that occurred, counted."""
         counts = Counter(n.kind for n in self.notices)
-        return {kind: counts[kind] for kind in NOTICE_KINDS if counts[kind]}
+        return "".join(f", {counts[kind]} {words}" for kind, words in NOTICE_KINDS.items() if counts[kind])
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from .descriptions import DECISIONS as DECISIONS
 from .descriptions import EXISTING_POLICIES as EXISTING_POLICIES
 from .descriptions import WriteResult as WriteResult
 from .descriptions import check_policy, plan
-from .files import atomic_write, is_read_only
+from ..files import atomic_write, is_read_only
 
 X_NS = "adobe:ns:meta/"
 RDF_NS = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"

@@ -1,9 +1,9 @@
-"""Files on disk: finding photos, hashing them, and Loupe's atomic writes and temp files.
+"""Files on disk: finding photos, hashing, Loupe's atomic writes and its temp files.
 
-Every file Loupe writes next to a photo goes through `atomic_write`: a temp file named
-`.loupe-tmp-<pid>-<random><ext>` in the same folder, fsync, rename over the target, fsync
-the folder. A kill at any point leaves either the old file or the new one, plus at worst a
-temp file that `cleanup_stale` removes at the next scan.
+Every file Loupe writes (a sidecar, an embedded photo, settings, a manifest) goes through
+`atomic_write`: a temp file named `.loupe-tmp-<pid>-<random><ext>` in the same folder, fsync,
+rename over the target, fsync the folder. A kill at any point leaves either the old file or the
+new one, plus at worst a temp file that `cleanup_stale` removes later (its owner is dead).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ..images import is_photo_name
+from .images import is_photo_name
 
 TEMP_PREFIX = ".loupe-tmp-"
 _CHUNK = 1 << 20
@@ -159,17 +159,23 @@ def _owner_alive(name: str) -> bool:
     """Whether the process id in a temp name is another live process (a concurrent scan)."""
     rest = name[len(TEMP_PREFIX):]
     pid_text = rest.split("-", 1)[0]
-    if not pid_text.isdigit() or sys.platform == "win32":
+    if not pid_text.isdigit():
         return False
     pid = int(pid_text)
     if pid == os.getpid():
         return False  # our own leftovers from an earlier scan in this process
+    return pid_alive(pid)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs (also when it belongs to another user). On Windows, where
+    os.kill(pid, 0) would terminate it, every pid counts as alive: nothing is cleaned up early."""
+    if sys.platform == "win32":  # pragma: no cover
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except OSError:  # PermissionError: alive, someone else's
         return True
-    except OSError:
-        return False
     return True
