@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Callable
 
 from ..images import is_photo_name
+from ..weights import sha256_file
 
 TEMP_PREFIX = ".loupe-tmp-"
-_CHUNK = 1 << 20
 
 
 def walk_photos(folder: Path, on_error: Callable[[OSError], None] | None = None) -> list[Path]:
@@ -47,13 +47,8 @@ def walk_photos(folder: Path, on_error: Callable[[OSError], None] | None = None)
     return found
 
 
-def hash_file(path: Path) -> str:
-    """sha256 of the bytes (with SHA-NI it is ~2x faster than blake2b on this kind of CPU)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+# sha256 of a file's bytes: the one helper, shared with the weights pins.
+hash_file = sha256_file
 
 
 def hash_bytes(data: bytes) -> str:
