@@ -17,6 +17,7 @@ from engine import weights
 from engine.errors import Cancelled, LoupeError
 from engine.images import load_image
 from engine.inference import CAPTION_MODEL, CLASSIFY_MODEL, get_engine
+from engine.units import format_size as _size
 
 log = logging.getLogger("loupe.ui")
 
@@ -59,12 +60,11 @@ def _example_files() -> list[str]:
     return sorted(str(p) for p in EXAMPLES.glob("*.jpg"))
 
 
-def _size(n: int) -> str:
-    return f"{n / 1e9:,.2f} GB" if n >= 1e9 else f"{n / 1e6:,.0f} MB" if n >= 1e6 else f"{n / 1e3:,.0f} KB"
-
-
 def _missing_text(name: str) -> str:
     src = weights.source(name)
+    st = weights.check(name)
+    if st.state == weights.DAMAGED:
+        return f"**{src.title}**: {weights.damaged_message(st)} *Download* repairs it here."
     return (f"**{src.title}** is not installed yet ({_size(src.size)}, downloaded once and "
             f"verified; after that Loupe works offline). Download it here, or use *Models → Import* "
             f"if this computer never goes online.")
@@ -123,7 +123,7 @@ def _download(names: list[str], progress: gr.Progress) -> None:
         title = weights.source(name).title
 
         def report(p: weights.Progress, title: str = title) -> None:
-            progress(p.fraction, desc=f"{title}: {p.overall_done / 1e6:,.1f} of {p.overall_total / 1e6:,.1f} MB")
+            progress(p.fraction, desc=f"{title}: {_size(p.overall_done)} of {_size(p.overall_total)}")
 
         report(weights.Progress(name, "", 0, 0, 0, weights.source(name).size))
         weights.install(name, progress=report, cancel=cancel)
@@ -226,7 +226,7 @@ def models_table() -> str:
 
     rows = ["| Model | State | Size | Source |", "|---|---|---|---|"]
     for s in weights.status():
-        state = "**installed**" if s.installed else "not installed"
+        state = "**installed**" if s.installed else s.state  # "damaged", "not installed", ...
         src = weights.source(s.name)
         origin = f"{src.repo}@{src.revision[:7]}" if src.kind == "hf" else src.url_for(src.files[0].name)
         rows.append(f"| **{s.name}** — {s.title} | {state} | {_size(s.size)} | `{origin}` |")

@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="loupe",
         description="Offline photo captioning and classification. With no command, opens the Loupe window.",
         epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 unreadable photo, 4 weights missing, "
-        "5 download failed, 6 integrity check failed, 130 cancelled.",
+        "5 download failed, 6 integrity check failed (download or installed weights damaged), 130 cancelled.",
     )
     parser.add_argument("--version", action="version", version=f"loupe {_version()}")
     parser.add_argument("--browser", action="store_true", help="serve the app for a web browser instead of opening a window; prints the URL")
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("folder")
     rm = msub.add_parser("remove", help="delete installed weights")
     rm.add_argument("names", nargs="+", metavar="NAME")
-    vf = msub.add_parser("verify", help="re-check the sha256 of installed weights")
+    vf = msub.add_parser("verify", help="re-check the sha256 of every file of installed (or damaged) weights")
     vf.add_argument("names", nargs="*", metavar="NAME")
 
     _add_library(sub)
@@ -154,30 +154,27 @@ def _classify(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from . import weights
+    from . import weights, weights_report
 
     weights.cleanup_stale()
     if args.action == "status":
         rows = weights.status()
         if args.json:
-            print(json.dumps([{"name": r.name, "title": r.title, "installed": r.installed, "path": str(r.path),
-                               "bytes": r.size, "revision": r.revision} for r in rows], indent=2))
+            print(json.dumps(weights_report.status_json(rows), indent=2))
             return 0
-        print(f"Weights folder: {weights.paths.weights_dir()}")
-        for r in rows:
-            state = f"installed, {r.size / 1e6:,.0f} MB" if r.installed else f"not installed ({r.size / 1e6:,.0f} MB to download)"
-            print(f"  {r.name:10} {state:34} {r.title}")
+        print("\n".join(weights_report.status_lines(rows)))
         return 0
     if args.action == "download":
         names = args.names or list(weights.sources())
         for name in names:
             weights.source(name)
         for name in names:
-            if weights.is_installed(name):
+            before = weights.check(name)
+            if before.installed:
                 print(f"{name}: already installed")
                 continue
             _download_with_bar(name)
-            print(f"{name}: installed and verified")
+            print(f"{name}: {'repaired' if before.state == weights.DAMAGED else 'installed'} and verified")
         return 0
     if args.action == "import":
         names = weights.import_folder(args.folder)
@@ -189,9 +186,12 @@ def _models(args: argparse.Namespace) -> int:
             print(f"{name}: {'removed' if weights.remove(name) else 'was not installed'}")
         return 0
     if args.action == "verify":
-        for name in args.names or [n for n in weights.sources() if weights.is_installed(n)]:
-            weights.verify(name)
-            print(f"{name}: ok")
+        results = weights_report.verify(args.names)
+        if not results:
+            print(weights_report.nothing_to_verify())
+        for s in results:
+            print(weights_report.verify_line(s))
+        weights_report.raise_if_bad(results)  # one line, exit 6 (damaged) or 4 (not installed)
         return 0
     return 2
 
@@ -203,7 +203,7 @@ def _download_with_bar(name: str) -> None:
 
     src = weights.source(name)
     cancel = threading.Event()
-    bar = tqdm(total=src.size, unit="B", unit_scale=True, unit_divisor=1024, desc=name, file=sys.stderr)
+    bar = tqdm(total=src.size, unit="B", unit_scale=True, unit_divisor=1000, desc=name, file=sys.stderr)
 
     def progress(p: "weights.Progress") -> None:
         bar.n = p.overall_done

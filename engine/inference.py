@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-import pickle
 import sys
 import threading
 import time
@@ -45,18 +44,10 @@ class Engine:
             return model
         with self._load_lock:
             if name not in self._models:
-                folder = weights.model_dir(name)  # WeightsMissing says what to do
+                folder = weights.model_dir(name)  # WeightsMissing / WeightsDamaged say what to do
                 started = time.perf_counter()
-                try:
+                with weights.load_guard(name, folder):  # any load failure: one LoupeError line
                     self._models[name] = _model_class(name).load(folder, self.placement)
-                except pickle.UnpicklingError:
-                    # torch.load(weights_only=True) met a pickle that would run code (or is no
-                    # weights file at all). torch's own text advises weights_only=False: never.
-                    raise LoupeError(
-                        f"{name}: the weights file in {folder} is not plain tensor data (it would "
-                        "run code when loaded); refused. Remove the model and download or import "
-                        "it again from a trusted source."
-                    ) from None
                 self.load_seconds[name] = time.perf_counter() - started
                 _release_freed_memory()
             return self._models[name]
