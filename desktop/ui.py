@@ -69,6 +69,9 @@ def _slider(opt: Option) -> gr.Slider:
 
 def _missing_text(name: str) -> str:
     src = weights.source(name)
+    st = weights.check(name)
+    if st.state == weights.DAMAGED:
+        return f"**{src.title}**: {weights.damaged_message(st)} *Download* repairs it here."
     return (f"**{src.title}** is not installed yet ({format_size(src.size)}, downloaded once and "
             f"verified; after that Loupe works offline). Download it here, or use *Models → Import* "
             f"if this computer never goes online.")
@@ -122,7 +125,7 @@ def _download(names: list[str], progress: gr.Progress) -> None:
         title = weights.source(name).title
 
         def report(p: weights.Progress, title: str = title) -> None:
-            progress(p.fraction, desc=f"{title}: {p.overall_done / 1e6:,.1f} of {p.overall_total / 1e6:,.1f} MB")
+            progress(p.fraction, desc=f"{title}: {format_size(p.overall_done)} of {format_size(p.overall_total)}")
 
         report(weights.Progress(name, "", 0, 0, 0, weights.source(name).size))
         weights.install(name, progress=report, cancel=cancel)
@@ -225,7 +228,7 @@ def models_table() -> str:
 
     rows = ["| Model | State | Size | Source |", "|---|---|---|---|"]
     for s in weights.status():
-        state = "**installed**" if s.installed else "not installed"
+        state = "**installed**" if s.installed else s.state  # "damaged", "not installed", ...
         src = weights.source(s.name)
         origin = f"{src.repo}@{src.revision[:7]}" if src.kind == "hf" else src.url_for(src.files[0].name)
         rows.append(f"| **{s.name}** — {s.title} | {state} | {format_size(s.size)} | `{origin}` |")

@@ -43,6 +43,16 @@ class IntegrityError(DownloadError):
     exit_code = 6
 
 
+class WeightsDamaged(LoupeError):
+    """Installed weights no longer match their pins (a file missing, of the wrong size or hash)
+    or cannot be loaded. The message names the model, the file and the reason, and what to do.
+
+    Exit code 6, like IntegrityError: the same fault (bytes that are not the pinned ones), found
+    on disk instead of during a download. Not a DownloadError: nothing was being fetched."""
+
+    exit_code = 6
+
+
 class Cancelled(LoupeError):
     """The person cancelled a long operation (download, scan)."""
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import os
-import pickle
 import sys
 import threading
 import time
@@ -66,18 +65,10 @@ class Engine:
             return self._models[spec.task]
 
     def _load(self, spec: ModelSpec) -> Any:
-        folder = weights.model_dir(spec.name)  # WeightsMissing says what to do
+        folder = weights.model_dir(spec.name)  # WeightsMissing / WeightsDamaged say what to do
         started = time.perf_counter()
-        try:
+        with weights.load_guard(spec.name, folder):  # any load failure: one LoupeError line
             model = spec.model_class().load(folder, self.placement)
-        except pickle.UnpicklingError:
-            # torch.load(weights_only=True) met a pickle that would run code (or is no
-            # weights file at all). torch's own text advises weights_only=False: never.
-            raise LoupeError(
-                f"{spec.name}: the weights file in {folder} is not plain tensor data (it would "
-                "run code when loaded); refused. Remove the model and download or import "
-                "it again from a trusted source."
-            ) from None
         self.load_seconds[spec.name] = time.perf_counter() - started
         _release_freed_memory()
         return model

@@ -1,13 +1,23 @@
-"""Sizes as people read them."""
+"""Units a person reads: the one formatter of byte sizes."""
 from __future__ import annotations
 
+_UNITS = ("KB", "MB", "GB", "TB")
 
-def format_size(n_bytes: int) -> str:
-    """Bytes in decimal units that fit: "991 MB", "1.20 GB", "250 KB", "12 bytes"."""
-    if n_bytes >= 1e9:
-        return f"{n_bytes / 1e9:,.2f} GB"
-    if n_bytes >= 1e6:
-        return f"{n_bytes / 1e6:,.0f} MB"
-    if n_bytes >= 1e3:
-        return f"{n_bytes / 1e3:,.0f} KB"
-    return f"{n_bytes} bytes"
+
+def format_size(n_bytes: int | float) -> str:
+    """A byte count in decimal units (1 KB = 1000 bytes, like the README and file managers).
+
+    About three significant digits: "512 B", "4.1 KB", "250 KB", "47.0 MB", "990 MB", "1.2 GB".
+    Negative counts keep their sign. Never "0 MB" for a small file: the unit follows the size.
+    """
+    sign = "-" if n_bytes < 0 else ""
+    value = float(abs(n_bytes))
+    if value < 1000:
+        return f"{sign}{int(value)} B"
+    for unit in _UNITS:
+        value /= 1000
+        text = f"{value:.1f}" if value < 99.95 else f"{value:.0f}"
+        # Decide on the rounded text, so 999.6 KB is "1.0 MB", never "1000 KB".
+        if float(text) < 1000 or unit == _UNITS[-1]:
+            return f"{sign}{text} {unit}"
+    raise AssertionError("unreachable")

@@ -6,25 +6,39 @@ checkpoints). Downloads go to a per-model staging folder under the
 weights folder, are checked against the pins, and only then is the folder renamed into place:
 the final path never holds a half or unverified file. A retry resumes from what is staged.
 
+Each model folder's manifest (`.loupe-weights.json`) carries a verified stamp per file: its size,
+mtime_ns and the sha256 computed for them. `check()` trusts a stamp while size and mtime are
+unchanged and re-hashes only a file whose size or mtime changed (then stores the new stamp), so
+a start costs a few stat calls, not a hash of 1 GB. `verify()` re-hashes everything. A model is
+"installed" only when every pinned file is there and verified; files that are present but
+missing, of the wrong size or the wrong hash make it "damaged", and loading it is refused.
+
 `LOUPE_SOURCES` may name a JSON file that overrides entries of the table (a mirror, an
 internal endpoint; the test suite uses it to serve tiny models from 127.0.0.1).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
+import pickle
 import shutil
+import stat
 import threading
 import time
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from . import paths
-from .files import atomic_write
-from .errors import Cancelled, DownloadError, IntegrityError, UsageError, WeightsMissing
+from .errors import Cancelled, DownloadError, IntegrityError, LoupeError, UsageError, WeightsDamaged, WeightsMissing
+from .files import atomic_write, sha256_file
+from .units import format_size
+
+log = logging.getLogger("loupe.weights")
 
 MANIFEST = ".loupe-weights.json"
 HF_ENDPOINT = "https://huggingface.co"
@@ -76,14 +90,45 @@ class Progress:
         return self.overall_done / self.overall_total if self.overall_total else 1.0
 
 
+# The states of a model's weights (Status.state).
+INSTALLED = "installed"  # every pinned file present and verified (by its stamp or its hash)
+DAMAGED = "damaged"  # files present, but one is missing, of the wrong size or hash, or unexpected
+PARTIAL = "partial download"  # nothing installed; a started download waits to be resumed
+NOT_INSTALLED = "not installed"  # nothing on disk
+
+
+@dataclass(frozen=True)
+class FileProblem:
+    """Why one file of an installed model is not the pinned one."""
+
+    file: str  # the file's name in the model folder
+    reason: str  # "missing", "size 4,096 bytes, expected 8,192", "sha256 ... does not match ..."
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.reason}"
+
+
 @dataclass(frozen=True)
 class Status:
+    """A model's weights as found on disk (see `check`)."""
+
     name: str
     title: str
-    installed: bool
-    path: Path
+    state: str  # INSTALLED, DAMAGED, PARTIAL or NOT_INSTALLED
+    path: Path  # the model folder (it need not exist)
     size: int  # bytes on disk when installed, else the download size
     revision: str
+    problems: tuple[FileProblem, ...] = ()  # when DAMAGED: each bad file and why, in table order
+    on_disk: int = 0  # bytes now on disk for this model: its folder, or the staged download
+
+    @property
+    def installed(self) -> bool:
+        return self.state == INSTALLED
+
+    @property
+    def reason(self) -> str:
+        """The problems in one line ("" unless damaged)."""
+        return "; ".join(map(str, self.problems))
 
 
 # --------------------------------------------------------------------------- the table
@@ -128,54 +173,207 @@ def model_path(name: str) -> Path:
 
 
 def _read_manifest(folder: Path) -> dict | None:
+    """The model folder's manifest, or None when absent or unreadable (then stamps are re-made)."""
     try:
-        return json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    if not isinstance(data, dict):
+        return None
+    if not isinstance(data.get("verified"), dict):
+        data.pop("verified", None)
+    return data
+
+
+def _staging(name: str) -> Path:
+    return paths.weights_dir() / ".partial" / name
+
+
+def check(name: str, *, full: bool = False) -> Status:
+    """Where `name`'s weights stand on disk: INSTALLED, DAMAGED, PARTIAL or NOT_INSTALLED.
+
+    Fast by default: a file whose size and mtime_ns equal its stamp is taken as verified
+    without reading it; any other file is re-hashed and its stamp updated (atomically; a
+    read-only weights folder just keeps re-hashing). `full=True` re-hashes every file.
+    Any pinned file or a manifest in the model folder counts as "files present": from then
+    on a missing file is damage, not "not installed". Unexpected non-hidden files in the
+    folder are damage too: a loader could read them instead of the pinned ones (an extra
+    `model.safetensors` wins over `pytorch_model.bin` in transformers). Raises UsageError
+    for an unknown name only.
+    """
+    src = source(name)
+    folder = model_path(name)
+    revision = src.revision or src.base_url
+    manifest = _read_manifest(folder)
+    pinned = {f.name for f in src.files}
+    try:
+        entries = {e.name for e in os.scandir(folder)}
+    except OSError:
+        entries = set()
+    if manifest is None and not entries & pinned:
+        staged = _du(_staging(name))
+        return Status(name, src.title, PARTIAL if staged else NOT_INSTALLED, folder, src.size, revision,
+                      on_disk=staged)
+    stamps = dict((manifest or {}).get("verified") or {})
+    fresh: dict[str, dict] = {}
+    problems = []
+    for f in src.files:
+        stamp, problem = _stamp_of(folder / f.name, f, None if full else stamps.get(f.name))
+        if stamp is not None and stamp != stamps.get(f.name):
+            fresh[f.name] = stamp
+        if problem:
+            problems.append(FileProblem(f.name, problem))
+    for extra in sorted(entries - pinned):
+        if not extra.startswith("."):
+            problems.append(FileProblem(extra, "not one of the pinned files (a loader could read it instead)"))
+    if fresh:
+        _save_stamps(folder, src, manifest, {**stamps, **fresh})
+    state = DAMAGED if problems else INSTALLED
+    on_disk = _du(folder)
+    return Status(name, src.title, state, folder, on_disk if state == INSTALLED else src.size, revision,
+                  tuple(problems), on_disk)
+
+
+def _stamp_of(path: Path, wf: WeightFile, stamp: dict | None) -> tuple[dict | None, str]:
+    """(the file's stamp, "" or why it is not the pinned file). `stamp`, when its size and
+    mtime_ns still match the file, stands in for hashing it."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None, "missing"
+    except OSError as exc:
+        return None, f"cannot be read ({exc.strerror or exc})"
+    if not stat.S_ISREG(st.st_mode):
+        return None, "not a regular file"
+    if st.st_size != wf.size:
+        return None, f"size {st.st_size:,} bytes, expected {wf.size:,}: incomplete or another file"
+    if not (isinstance(stamp, dict) and stamp.get("size") == st.st_size and stamp.get("mtime_ns") == st.st_mtime_ns
+            and isinstance(stamp.get("sha256"), str)):
+        try:
+            digest = sha256_file(path)
+            after = path.stat()
+        except OSError as exc:
+            return None, f"cannot be read ({exc.strerror or exc})"
+        # A file that changed while being hashed gets no stamp: the next check hashes it again.
+        same = (after.st_size, after.st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+        stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest} if same else None
+        if stamp is None:
+            return None, "changed while being checked"
+    if stamp["sha256"] != wf.sha256:
+        return stamp, f"sha256 {stamp['sha256'][:12]}… does not match the pinned {wf.sha256[:12]}…: damaged or changed"
+    return stamp, ""
+
+
+def _save_stamps(folder: Path, src: Source, manifest: dict | None, stamps: dict[str, dict]) -> None:
+    """Store verified stamps in the manifest. A stamp is a cache: failing to write it (a
+    read-only weights folder, a full disk) only means hashing again next time."""
+    data = dict(manifest) if manifest else _new_manifest(src)
+    data["verified"] = stamps
+    try:
+        atomic_write(folder / MANIFEST, json.dumps(data, indent=2).encode("utf-8"))
+    except OSError as exc:
+        log.info("cannot store verified stamps in %s: %s", folder, exc)
+
+
+def _new_manifest(src: Source) -> dict:
+    return {
+        "name": src.name,
+        "revision": src.revision or src.base_url,
+        "files": {f.name: f.sha256 for f in src.files},
+        "installed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 def is_installed(name: str) -> bool:
-    src = source(name)
-    folder = model_path(name)
-    manifest = _read_manifest(folder)
-    if not manifest or manifest.get("files") != {f.name: f.sha256 for f in src.files}:
-        return False
-    # Sizes are cheap to check on every start; full hashes are checked by `verify`.
-    for f in src.files:
-        try:
-            if (folder / f.name).stat().st_size != f.size:
-                return False
-        except OSError:
-            return False
-    return True
+    """True when every pinned file of `name` is present and verified (the fast `check`)."""
+    return check(name).installed
 
 
 def status() -> list[Status]:
-    out = []
-    for name, src in sources().items():
-        installed = is_installed(name)
-        size = _du(model_path(name)) if installed else src.size
-        out.append(Status(name, src.title, installed, model_path(name), size, src.revision or src.base_url))
-    return out
+    """The fast `check` of every model in the table, in table order."""
+    return [check(name) for name in sources()]
+
+
+def damaged_message(st: Status) -> str:
+    """One line: which model, which file and why, and what to do."""
+    first = str(st.problems[0]) if st.problems else "files do not match their pins"
+    more = f" and {len(st.problems) - 1} more" if len(st.problems) > 1 else ""
+    return (f"{st.title}: weights damaged in {st.path} ({first}{more}). Run `loupe models download "
+            f"{st.name}` to repair, or `loupe models verify` for details.")
+
+
+def _missing_message(st: Status) -> str:
+    src = source(st.name)
+    if st.state == PARTIAL:
+        return (f"{src.title}: weights not installed; a download was started ({format_size(st.on_disk)} of "
+                f"{format_size(src.size)}). Run `loupe models download {st.name}` to resume, or "
+                f"`loupe models import FOLDER`.")
+    return (f"{src.title}: weights not installed. Run `loupe models download` "
+            f"({format_size(src.size)}, needs internet once) or `loupe models import FOLDER`.")
 
 
 def model_dir(name: str) -> Path:
-    """The folder holding `name`'s verified files, or WeightsMissing saying what to do."""
-    if not is_installed(name):
-        src = source(name)
-        raise WeightsMissing(
-            f"{src.title}: weights not installed. Run `loupe models download` "
-            f"({_mb(src.size)}, needs internet once) or `loupe models import FOLDER`."
-        )
-    return model_path(name)
+    """The folder holding `name`'s verified files (the fast `check`).
+
+    Raises WeightsDamaged (files present but not the pinned ones: names the file and reason)
+    or WeightsMissing (nothing installed), each saying what to do."""
+    st = check(name)
+    if st.installed:
+        return st.path
+    if st.state == DAMAGED:
+        raise WeightsDamaged(damaged_message(st))
+    raise WeightsMissing(_missing_message(st))
 
 
-def verify(name: str) -> None:
-    """Re-hash every installed file; IntegrityError if one changed on disk."""
-    src = source(name)
-    folder = model_dir(name)
-    for f in src.files:
-        _check(folder / f.name, f)
+def verify(name: str) -> Status:
+    """Re-hash every file of installed `name`; its Status when intact.
+
+    Raises WeightsDamaged naming the bad file(s), or WeightsMissing when no file is there."""
+    st = check(name, full=True)
+    if st.state == DAMAGED:
+        raise WeightsDamaged(damaged_message(st))
+    if not st.installed:
+        raise WeightsMissing(_missing_message(st))
+    return st
+
+
+@contextlib.contextmanager
+def load_guard(name: str, folder: Path) -> Iterator[None]:
+    """Wrap loading `name` from `folder`: any failure becomes one LoupeError line.
+
+    A LoupeError passes through. Anything else (a truncated zip in torch, a pickle refused
+    by weights_only, a shape mismatch in transformers) first triggers a full re-hash, since
+    the likeliest cause is bytes changed behind an unchanged size and mtime: then it is
+    WeightsDamaged naming the file. When every file matches its pin, the message names the
+    model, the folder and the original error on one line (the traceback goes to the log).
+    """
+    try:
+        yield
+    except LoupeError:
+        raise
+    except MemoryError:
+        raise LoupeError(f"{name}: not enough memory to load the weights in {folder}. Close other "
+                         f"programs and retry.") from None
+    except Exception as exc:
+        log.info("loading %s from %s failed", name, folder, exc_info=True)
+        try:
+            st = check(name, full=True)
+        except LoupeError:
+            st = None
+        if st is not None and st.state == DAMAGED:
+            raise WeightsDamaged(damaged_message(st)) from None
+        if isinstance(exc, pickle.UnpicklingError):
+            # torch.load(weights_only=True) met a pickle that would run code. torch's own text
+            # advises weights_only=False: never.
+            raise LoupeError(
+                f"{name}: the weights file in {folder} is not plain tensor data (it would run code "
+                "when loaded); refused. Remove the model and download or import it again from a "
+                "trusted source."
+            ) from None
+        text = " ".join(str(exc).split())  # torch's messages run over several lines
+        text = text if len(text) <= 240 else text[:239] + "…"
+        raise LoupeError(f"{name}: cannot load the weights in {folder} ({type(exc).__name__}"
+                         f"{': ' + text if text else ''}); its files match their pinned sha256.") from None
 
 
 def disk_usage() -> int:
@@ -198,10 +396,14 @@ def install(
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
 ) -> Path:
-    """Download, verify and install one model; returns its folder. Idempotent."""
+    """Download, verify and install one model; returns its folder. Idempotent.
+
+    A damaged model is repaired: its verified files are kept (hard-linked into the staging
+    folder) and only the missing or wrong ones are fetched."""
     src = source(name)
-    if is_installed(name):
-        return model_path(name)
+    current = check(name)
+    if current.installed:
+        return current.path
     lock = _lock_for(name)
     if not lock.acquire(blocking=False):
         raise DownloadError(f"{src.title}: a download is already running")
@@ -213,8 +415,9 @@ def install(
         try:
             staging.mkdir(parents=True, exist_ok=True)
             with FileLock(str(root / ".partial" / f"{name}.lock"), timeout=0):
-                _download_all(src, staging, progress, cancel)
-                return _commit(src, staging)
+                known = _seed_from(current, staging) if current.state == DAMAGED else {}
+                stamps = _download_all(src, staging, progress, cancel, known)
+                return _commit(src, staging, stamps)
         except Timeout:
             raise DownloadError(f"{src.title}: another Loupe is downloading it already") from None
         except OSError as exc:  # the weights folder itself: read-only, full, gone
@@ -223,23 +426,45 @@ def install(
         lock.release()
 
 
-def _download_all(src: Source, staging: Path, progress: ProgressFn | None, cancel: threading.Event | None) -> None:
+def _seed_from(current: Status, staging: Path) -> dict[str, dict]:
+    """Put the verified files of a damaged install into `staging`, so a repair fetches only
+    the bad ones; returns their stamps (a hard link keeps size and mtime, so they still hold)."""
+    bad = {p.file for p in current.problems}
+    stamps = (_read_manifest(current.path) or {}).get("verified") or {}
+    for f in source(current.name).files:
+        target = staging / f.name
+        if f.name in bad or target.exists():
+            continue
+        try:
+            os.link(current.path / f.name, target)
+        except OSError:  # a file system without hard links
+            shutil.copy2(current.path / f.name, target)
+    return {n: s for n, s in stamps.items() if n not in bad}
+
+
+def _download_all(src: Source, staging: Path, progress: ProgressFn | None, cancel: threading.Event | None,
+                  known: dict[str, dict] | None = None) -> dict[str, dict]:
+    """Fetch every file not yet verified in `staging`; returns the verified stamps by file."""
     overall_total = src.size
     finished = 0
+    stamps: dict[str, dict] = {}
     for f in src.files:
         if cancel is not None and cancel.is_set():
             raise Cancelled("download cancelled")
         target = staging / f.name
-        if not (target.exists() and target.stat().st_size == f.size and sha256_file(target) == f.sha256):
+        stamp, problem = _stamp_of(target, f, (known or {}).get(f.name))
+        if problem:
             _fetch(src, f, staging, _reporter(src.name, f, finished, overall_total, progress, cancel))
             try:
-                _check(target, f)
+                stamp = _check(target, f)
             except IntegrityError:
                 target.unlink(missing_ok=True)  # never resume from bytes known to be wrong
                 raise
+        stamps[f.name] = stamp
         finished += f.size
         if progress:
             progress(Progress(src.name, f.name, f.size, f.size, finished, overall_total))
+    return stamps
 
 
 def _reporter(model, wf, before, overall_total, progress, cancel):
@@ -347,17 +572,13 @@ def _folder_failure(src: Source, root: Path, exc: OSError) -> str:
     return f"{src.title}: cannot save into the weights folder {root} ({reason}). Retry to resume."
 
 
-def _commit(src: Source, staging: Path) -> Path:
-    """Write the manifest, then swap the staged folder into place in one rename."""
+def _commit(src: Source, staging: Path, stamps: dict[str, dict]) -> Path:
+    """Write the manifest with the verified stamps, then swap the staged folder into place in
+    one rename."""
     for f in src.files:
         if not (staging / f.name).is_file():
             raise DownloadError(f"{src.title}: {f.name} is missing after download")
-    manifest = {
-        "name": src.name,
-        "revision": src.revision or src.base_url,
-        "files": {f.name: f.sha256 for f in src.files},
-        "installed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    manifest = {**_new_manifest(src), "verified": stamps}
     shutil.rmtree(staging / ".cache", ignore_errors=True)  # huggingface_hub's bookkeeping
     for leftover in staging.iterdir():
         if leftover.name not in manifest["files"]:
@@ -387,13 +608,25 @@ def remove(name: str) -> bool:
     return removed
 
 
+IMPORT_PREFIX = ".import-"
+_STALE_IMPORT_S = 3600  # an import that has not touched its folder for this long was killed
+
+
 def cleanup_stale() -> None:
-    """Drop trash and old folders that a killed process left behind."""
+    """Drop trash, old and import folders that a killed process left behind."""
     root = paths.weights_dir()
     if root.is_dir():
         for entry in root.iterdir():
             if entry.name.startswith((".trash-", ".old-")):
                 shutil.rmtree(entry, ignore_errors=True)
+            elif entry.name.startswith(IMPORT_PREFIX):
+                # Another process may be importing right now: only old folders are stale.
+                try:
+                    stale = time.time() - entry.stat().st_mtime > _STALE_IMPORT_S
+                except OSError:
+                    continue
+                if stale:
+                    shutil.rmtree(entry, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- import
@@ -420,19 +653,7 @@ def import_folder(folder: str | os.PathLike[str], progress: ProgressFn | None = 
                     chosen[f.name] = candidate
                     break
         if len(chosen) == len(src.files):
-            staging = paths.weights_dir() / ".partial" / name
-            try:
-                staging.mkdir(parents=True, exist_ok=True)
-                done = 0
-                for f in src.files:
-                    shutil.copyfile(chosen[f.name], staging / f.name)
-                    done += f.size
-                    if progress:
-                        progress(Progress(name, f.name, f.size, f.size, done, src.size))
-                    _check(staging / f.name, f)
-                _commit(src, staging)
-            except OSError as exc:  # the weights folder: read-only, full
-                raise DownloadError(_folder_failure(src, paths.weights_dir(), exc)) from None
+            _import_one(src, chosen, progress)
             installed.append(name)
         elif chosen or any(by_name.get(f.name) for f in src.files):
             missing = [f.name for f in src.files if f.name not in chosen]
@@ -441,6 +662,47 @@ def import_folder(folder: str | os.PathLike[str], progress: ProgressFn | None = 
         detail = "; ".join(problems) if problems else "none of the expected files are there"
         raise WeightsMissing(f"nothing to import from {root}: {detail}")
     return installed
+
+
+def _import_one(src: Source, chosen: dict[str, Path], progress: ProgressFn | None) -> None:
+    """Copy the chosen files into a private staging folder, verify the copies, commit.
+
+    The staging folder is this import's own (never a download's `.partial/NAME`), and is gone
+    afterwards whatever happens: renamed into place, or removed."""
+    root = paths.weights_dir()
+    staging = root / f"{IMPORT_PREFIX}{src.name}-{uuid.uuid4().hex[:8]}"
+    try:
+        staging.mkdir(parents=True)
+        stamps, done = {}, 0
+        for f in src.files:
+            shutil.copyfile(chosen[f.name], staging / f.name)
+            done += f.size
+            if progress:
+                progress(Progress(src.name, f.name, f.size, f.size, done, src.size))
+            stamps[f.name] = _check(staging / f.name, f)
+        _commit(src, staging, stamps)
+    except OSError as exc:  # the weights folder: read-only, full
+        raise DownloadError(_folder_failure(src, root, exc)) from None
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    _drop_download_staging(src.name)
+
+
+def _drop_download_staging(name: str) -> None:
+    """Remove what a started download had staged for `name`, now installed another way."""
+    from filelock import FileLock, Timeout
+
+    partial = paths.weights_dir() / ".partial"
+    if not (partial / name).exists():
+        return
+    try:
+        with FileLock(str(partial / f"{name}.lock"), timeout=0):
+            shutil.rmtree(partial / name, ignore_errors=True)
+    except Timeout:  # that download is running; it will find the model installed
+        return
+    except OSError:
+        return
 
 
 def _walk_files(root: Path) -> Iterable[Path]:
@@ -454,24 +716,20 @@ def _walk_files(root: Path) -> Iterable[Path]:
 # --------------------------------------------------------------------------- helpers
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
-def _check(path: Path, wf: WeightFile) -> None:
+def _check(path: Path, wf: WeightFile) -> dict:
+    """Hash a freshly fetched or copied file; its verified stamp, or IntegrityError."""
     try:
-        size = path.stat().st_size
+        st = path.stat()
     except OSError:
         raise IntegrityError(f"{wf.name}: missing") from None
-    if size != wf.size:
-        raise IntegrityError(f"{wf.name}: size {size:,} bytes, expected {wf.size:,}: the file is incomplete or wrong")
+    if st.st_size != wf.size:
+        raise IntegrityError(f"{wf.name}: size {st.st_size:,} bytes, expected {wf.size:,}: the file is incomplete or wrong")
     digest = sha256_file(path)
     if digest != wf.sha256:
         raise IntegrityError(f"{wf.name}: sha256 {digest[:12]}… does not match the pinned {wf.sha256[:12]}…: refusing it")
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
 
 
 def _du(folder: Path) -> int:
@@ -484,10 +742,6 @@ def _du(folder: Path) -> int:
                 except OSError:
                     pass
     return total
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:,.0f} MB" if n >= 1e6 else f"{n / 1e3:,.0f} KB"
 
 
 def _remove_path(p: Path) -> None:

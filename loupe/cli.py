@@ -114,37 +114,33 @@ def models() -> None:
 @models.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def status(as_json: bool) -> int:
-    """What is installed, where, and how big."""
-    from engine import weights
-    from engine.units import format_size
+    """What is installed (verified), damaged or missing, where, and how big."""
+    from engine import weights, weights_report
 
     rows = weights.status()
     if as_json:
-        click.echo(json.dumps([{"name": r.name, "title": r.title, "installed": r.installed, "path": str(r.path),
-                                "bytes": r.size, "revision": r.revision} for r in rows], indent=2))
-        return 0
-    click.echo(f"Weights folder: {weights.paths.weights_dir()}")
-    for r in rows:
-        state = f"installed, {format_size(r.size)}" if r.installed else f"not installed ({format_size(r.size)} to download)"
-        click.echo(f"  {r.name:10} {state:34} {r.title}")
+        click.echo(json.dumps(weights_report.status_json(rows), indent=2))
+    else:
+        click.echo("\n".join(weights_report.status_lines(rows)))
     return 0
 
 
 @models.command()
 @click.argument("names", nargs=-1, metavar="[NAME]...")
 def download(names: tuple[str, ...]) -> int:
-    """Download and verify weights (all models, or the ones named)."""
+    """Download and verify weights (all models, or the ones named); repairs damaged ones."""
     from engine import weights
 
     chosen = list(names) or list(weights.sources())
     for name in chosen:
         weights.source(name)  # an unknown name fails before anything is fetched
     for name in chosen:
-        if weights.is_installed(name):
+        before = weights.check(name)
+        if before.installed:
             click.echo(f"{name}: already installed")
             continue
         _download_with_bar(name)
-        click.echo(f"{name}: installed and verified")
+        click.echo(f"{name}: {'repaired' if before.state == weights.DAMAGED else 'installed'} and verified")
     return 0
 
 
@@ -173,12 +169,15 @@ def remove(names: tuple[str, ...]) -> int:
 @models.command()
 @click.argument("names", nargs=-1, metavar="[NAME]...")
 def verify(names: tuple[str, ...]) -> int:
-    """Re-check the sha256 of installed weights."""
-    from engine import weights
+    """Re-hash the files of every model that has any (or the ones named); exit 6 if one is damaged."""
+    from engine import weights_report
 
-    for name in names or [n for n in weights.sources() if weights.is_installed(n)]:
-        weights.verify(name)
-        click.echo(f"{name}: ok")
+    results = weights_report.verify(names)
+    if not results:
+        click.echo(weights_report.nothing_to_verify())
+    for s in results:
+        click.echo(weights_report.verify_line(s))
+    weights_report.raise_if_bad(results)  # one line, exit 6 (damaged) or 4 (not installed)
     return 0
 
 
@@ -189,7 +188,7 @@ def _download_with_bar(name: str) -> None:
 
     src = weights.source(name)
     cancel = threading.Event()
-    bar = tqdm(total=src.size, unit="B", unit_scale=True, unit_divisor=1024, desc=name, file=sys.stderr)
+    bar = tqdm(total=src.size, unit="B", unit_scale=True, unit_divisor=1000, desc=name, file=sys.stderr)
 
     def progress(p: "weights.Progress") -> None:
         bar.n = p.overall_done

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine import paths, weights
-from engine.errors import Cancelled, DownloadError, IntegrityError, UsageError, WeightsMissing
+from engine.errors import Cancelled, DownloadError, IntegrityError, UsageError, WeightsDamaged, WeightsMissing
 
 
 
@@ -27,7 +27,7 @@ def _assert_nothing_at_final_path(name: str) -> None:
 
 
 def test_table_pins_real_sources():
-    blip, resnet = weights.SOURCES["blip-base"], weights.SOURCES["resnet18"]
+    blip, resnet = weights.sources()["blip-base"], weights.sources()["resnet18"]
     assert len(blip.revision) == 40 and blip.repo == "Salesforce/blip-image-captioning-base"
     assert all(len(f.sha256) == 64 for s in (blip, resnet) for f in s.files)
     # torchvision's file name carries the first 8 hex of its sha256
@@ -191,12 +191,13 @@ def test_changed_file_on_disk_is_caught_by_verify(installed, tmp_path):
     paths.save_setting("weights_dir", str(copy))
     cfg = copy / "blip-base" / "config.json"
     text = cfg.read_text()
-    cfg.write_text(text.replace('"', "'", 1) if '"' in text else text + " ")
-    if cfg.stat().st_size != weights.source("blip-base").files[0].size:
-        assert not weights.is_installed("blip-base")  # size check on every start
-    else:
-        with pytest.raises(IntegrityError):
-            weights.verify("blip-base")
+    assert '"' in text
+    cfg.write_text(text.replace('"', "'", 1))  # same size, other bytes, new mtime
+    assert not weights.is_installed("blip-base")  # the changed mtime made the fast check re-hash
+    with pytest.raises(WeightsDamaged, match=r"config\.json: sha256 .* does not match"):
+        weights.verify("blip-base")
+    with pytest.raises(WeightsDamaged, match="loupe models download blip-base"):
+        weights.model_dir("blip-base")
 
 
 def test_cli_download_offline_is_one_line(tiny_sources, tmp_path, monkeypatch):

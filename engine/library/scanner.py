@@ -35,7 +35,7 @@ from ..models.registry import TASKS
 from ..results import Caption, Labels
 from . import xmp
 from .descriptions import WriteResult, check_policy
-from ..files import atomic_write, cleanup_stale, hash_bytes, hash_file, is_read_only, os_reason, walk_photos
+from ..files import atomic_write, cleanup_stale, hash_bytes, sha256_file, is_read_only, os_reason, walk_photos
 from .index import Index, IndexUnavailable, Known, PhotoRow
 from .progress import Meter, Progress, ProgressCallback
 from .rename import Renamer, RenameLog, recover, sidecars_of
@@ -238,7 +238,7 @@ class Scan:
             if row is not None and row.size == photo.st.st_size and row.mtime_ns == photo.st.st_mtime_ns:
                 photo.file_hash = row.file_hash  # unchanged since last seen: no re-read
             else:
-                photo.file_hash = hash_file(path)
+                photo.file_hash = sha256_file(path)
         except OSError as exc:
             photo.error = f"cannot read ({os_reason(exc)})"
             return photo
