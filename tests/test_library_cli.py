@@ -54,3 +54,40 @@ def test_errors_are_one_line(folder, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["library", "scan", str(folder), "--write", "paper"])
     assert info.value.code == 2
+
+
+def test_search_any_text_is_a_query_and_no_match_says_so(tmp_path, monkeypatch, capsys):
+    from library_fixtures import index_captions
+
+    monkeypatch.setenv("LOUPE_HOME", str(tmp_path / "home"))
+    photos = index_captions(tmp_path / "photos", {"a green boat on a lake": "p0.jpg",
+                                                  "a boat that is green": "p1.jpg"})
+    boat_first, boat_second = (str(p) for p in photos.values())
+
+    def search(*argv: str) -> tuple[int, str, str]:
+        code = main(["library", "search", *argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, err = search("-boat")  # issue 11: was "unrecognized arguments", exit 2
+    assert code == 0 and err == "" and boat_first in out and boat_second in out
+    code, out, err = search("green-boat", "--json")  # issue 11: matched both
+    assert code == 0 and [h["path"] for h in json.loads(out)] == [boat_first]
+    code, out, err = search("--limit", "1", "-boat", "--json")
+    assert code == 0 and len(json.loads(out)) == 1
+    code, out, err = search("--db", str(tmp_path / "home" / "data" / "library.db"), "-green", "-boat")
+    assert code == 0 and out.count("\n    ") == 2
+    assert search("--", "--json")[0] == 1  # after "--" even an option's name is a word
+
+    # issue 11: no hits printed nothing; now one line on stderr, exit 1 like grep
+    code, out, err = search("-zebra", "NOT", "*")
+    assert (code, out, err) == (1, "", "loupe: no photos match -zebra NOT *\n")
+    code, out, err = search("zebra", "--json")
+    assert (code, json.loads(out), err) == (1, [], "loupe: no photos match zebra\n")
+
+    with pytest.raises(SystemExit) as info:  # still usage errors: no words, a bad option value
+        main(["library", "search", "--json"])
+    assert info.value.code == 2 and "required: WORDS" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["library", "search", "boat", "--limit", "0"])
+    assert info.value.code == 2 and "must be at least 1" in capsys.readouterr().err

@@ -9,6 +9,8 @@
 
 Exit codes follow `loupe caption`: 0 all good, 3 some photos unreadable/unwritten (listed on
 stderr as `loupe: PATH: reason`), 2 usage, 130 cancelled; LoupeErrors are handled by engine.cli.
+`search` exits 1 when no photo matches, like grep (stdout keeps only results, so scripts see
+nothing or `[]`; the "no photos match" line for people goes to stderr).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from ..errors import UnreadableImage
 
 def add_parser(sub: Any) -> None:
     lib = sub.add_parser("library", help="caption and label whole folders, write sidecars, search by words")
-    lsub = lib.add_subparsers(dest="library_command", metavar="COMMAND", required=True)
+    lsub = lib.add_subparsers(dest="library_command", metavar="COMMAND", required=True, parser_class=_Parser)
 
     sc = lsub.add_parser("scan", help="caption and label every new photo under FOLDER (resumable)")
     sc.add_argument("folder")
@@ -38,8 +40,12 @@ def add_parser(sub: Any) -> None:
     sc.add_argument("--json", action="store_true", help="print the summary as JSON")
     sc.set_defaults(handler=_scan)
 
-    se = lsub.add_parser("search", help="photos whose caption, labels or name hold all the words")
-    se.add_argument("words", nargs="+")
+    se = lsub.add_parser(
+        "search", help="photos whose caption, labels or name hold all the words", words_dest="words",
+        description="Any text is a query: -boat, t-shirt, NOT, * are plain words; green-boat is a phrase.",
+        epilog="Exit codes: 0 photos found, 1 no photo matches (like grep), 2 usage.",
+    )
+    se.add_argument("words", nargs="*", metavar="WORDS")
     se.add_argument("--limit", type=_positive, default=50)
     se.add_argument("--db", default=None)
     se.add_argument("--json", action="store_true")
@@ -60,6 +66,41 @@ def add_parser(sub: Any) -> None:
     ls.add_argument("--db", default=None)
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(handler=_scans)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser; with `words_dest`, every argument that is not one of the command's own
+    options is a word of the query, in order: `-boat` too (argparse alone rejects it as an
+    unknown option, exit 2). `--` makes all that follows words (`search -- --json`)."""
+
+    def __init__(self, *args: Any, words_dest: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.words_dest = words_dest
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:
+        if self.words_dest is None:
+            return super().parse_known_args(args, namespace)
+        rest = list(sys.argv[1:] if args is None else args)
+        own = {name: action for action in self._actions for name in action.option_strings}
+        options: list[str] = []
+        words: list[str] = []
+        while rest:
+            arg = rest.pop(0)
+            action = own.get(arg.split("=", 1)[0]) if arg.startswith("-") else None
+            if arg == "--":
+                words += rest
+                break
+            if action is None:
+                words.append(arg)
+                continue
+            options.append(arg)
+            if action.nargs != 0 and "=" not in arg and rest:
+                options.append(rest.pop(0))  # the option's value, even one like "-3"
+        ns, extras = super().parse_known_args(options, namespace)
+        if not words:
+            self.error("the following arguments are required: WORDS")
+        setattr(ns, self.words_dest, words)
+        return ns, extras
 
 
 def _positive(text: str) -> int:
@@ -101,15 +142,19 @@ def _scan(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from . import search
+    from . import NO_MATCH, search
 
-    hits = search(" ".join(args.words), limit=args.limit, db_path=args.db)
+    words = " ".join(args.words)
+    hits = search(words, limit=args.limit, db_path=args.db)
     if args.json:
         print(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
     else:
         for h in hits:
             labels = ", ".join(l.name for l in h.labels)
             print(f"{h.path}\n    {h.caption}" + (f"  [{labels}]" if labels else ""))
+    if not hits:
+        print("loupe: " + NO_MATCH.format(words=words), file=sys.stderr)
+        return 1
     return 0
 
 
