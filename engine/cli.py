@@ -76,9 +76,22 @@ def _add_library(sub: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:
+        return _open_app(args)  # the app logs for itself
+    from .logs import command_run
+
+    # One line per command in the log the app also writes (engine.logs).
+    name = " ".join(str(v) for v in (args.command, getattr(args, "action", None),
+                                     getattr(args, "library_command", None)) if v)
+    options = {k: v for k, v in vars(args).items()
+               if k not in ("command", "action", "library_command", "handler", "browser", "port")}
+    with command_run(name, options) as run:
+        run.exit_code = _run(parser, args)
+    return run.exit_code
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
-        if args.command is None:
-            return _open_app(args)
         if args.command == "caption":
             return _caption(args)
         if args.command == "classify":
@@ -101,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # a bug: one line here, the traceback in the log file
+        from .logs import report_unexpected
+
+        return report_unexpected(exc)
 
 
 def _open_app(args: argparse.Namespace) -> int:
@@ -129,6 +146,9 @@ def _print_results(results: list[tuple[str, Any]], as_json: bool, render) -> int
                 print(render(path, result, len(results) > 1))
     if as_json:
         print(json.dumps(payload, indent=2, ensure_ascii=False))
+    from .logs import note
+
+    note(photos=len(results), failed=failures)
     return EXIT_PARTIAL if failures else 0
 
 

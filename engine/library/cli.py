@@ -20,6 +20,7 @@ import sys
 from typing import Any
 
 from ..errors import UnreadableImage
+from ..logs import note
 
 
 def add_parser(sub: Any) -> None:
@@ -133,6 +134,8 @@ def _scan(args: argparse.Namespace) -> int:
             f"{summary.failed} unreadable, {summary.written} written, {summary.renamed} renamed"
             f" ({summary.rate:.1f} photos/s, scan {summary.scan_id})"
         )
+    note(done=summary.done, skipped=summary.skipped, failed=summary.failed, written=summary.written,
+         renamed=summary.renamed, cancelled=summary.cancelled)
     for problem in summary.problems:
         print(f"loupe: {problem.path}: {problem.reason}", file=sys.stderr)
     if summary.cancelled:
@@ -152,6 +155,7 @@ def _search(args: argparse.Namespace) -> int:
         for h in hits:
             labels = ", ".join(l.name for l in h.labels)
             print(f"{h.path}\n    {h.caption}" + (f"  [{labels}]" if labels else ""))
+    note(hits=len(hits))
     if not hits:
         print("loupe: " + NO_MATCH.format(words=words), file=sys.stderr)
         return 1
@@ -162,6 +166,7 @@ def _export(args: argparse.Namespace) -> int:
     from . import export
 
     n = export(args.out, fmt=args.format, scan_id=args.scan, db_path=args.db)
+    note(photos=n)
     print(f"{args.out}: {n} photos")
     return 0
 
@@ -170,6 +175,7 @@ def _undo(args: argparse.Namespace) -> int:
     from . import undo
 
     n = undo(db_path=args.db)
+    note(put_back=n)
     print(f"{n} photos put back" if n else "nothing to undo")
     return 0
 
