@@ -1,4 +1,5 @@
-"""The desktop app's log file and start-up timings.
+"""The desktop app's logging (the file itself is engine.logs', shared with the CLI) and
+start-up timings.
 
 A windowed build has no console: `sys.stdout`/`sys.stderr` may be None, so they are pointed at
 the log file. Every handler carries the server's `TokenFilter`, so a per-launch token never
@@ -7,14 +8,12 @@ reaches the log even if some library logs a URL.
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import os
 import sys
 import time
 from pathlib import Path
 
 _IMPORTED_AT = time.time()
-LOG_NAME = "loupe.log"
 
 
 def process_start() -> float:
@@ -46,37 +45,20 @@ class Timings:
         return value
 
 
-def log_file() -> Path:
-    from engine.paths import log_dir
-
-    return log_dir() / LOG_NAME
-
-
 def setup_logging(level: int = logging.INFO) -> Path:
-    """Log to <log_dir>/loupe.log (rotated); give a windowed build a stdout/stderr."""
+    """The shared log file (engine.logs: <log_dir>/loupe.log, rotated, also the CLI's) with the
+    server's token filter; give a windowed build a stdout/stderr."""
     from desktop.server import token_filter
+    from engine.logs import log_file, setup_logging as setup_file
 
-    path = log_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    root = logging.getLogger()
-    for handler in root.handlers:
-        if getattr(handler, "_loupe", False):
-            return path
-    handler = logging.handlers.RotatingFileHandler(path, maxBytes=2_000_000, backupCount=3,
-                                                   encoding="utf-8")
-    handler._loupe = True  # type: ignore[attr-defined]
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(token_filter())
-    root.addHandler(handler)
-    root.setLevel(level)
-    # Libraries that log full request URLs at INFO: keep them quiet (the token rides in one).
-    for name in ("httpx", "httpcore", "urllib3", "uvicorn.access"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    if sys.stdout is None:
-        sys.stdout = _LogStream(logging.getLogger("loupe.stdout"), logging.INFO)
-    if sys.stderr is None:
-        sys.stderr = _LogStream(logging.getLogger("loupe.stderr"), logging.WARNING)
-    return path
+    path = setup_file(level, filters=[token_filter()])
+    for name, threshold in (("stdout", logging.INFO), ("stderr", logging.WARNING)):
+        if getattr(sys, name) is None:
+            # With no log file, a _LogStream would feed logging's last resort, which writes
+            # to this very stream: discard instead.
+            stream = _LogStream(logging.getLogger(f"loupe.{name}"), threshold) if path else open(os.devnull, "w")
+            setattr(sys, name, stream)
+    return path or log_file()
 
 
 class _LogStream:

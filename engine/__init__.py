@@ -24,6 +24,14 @@ from typing import TYPE_CHECKING
 # huggingface_hub reads this once, at import: without it every download also pings the hub's
 # telemetry endpoint. Loupe sends nothing but the file requests themselves.
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# Importing torch._dynamo (torchvision and transformers' models do) creates torch's compile
+# cache folder, by default $TMPDIR/torchinductor_<user>, and every run would leave it behind.
+# torch reads this once, at that import; Loupe compiles nothing, so the folder stays empty in
+# Loupe's own cache. The CLI, the app (desktop imports engine before torch) and the bundle's
+# entry (loupe.cli) all import this package first.
+from . import paths as _paths  # noqa: E402  (light: platformdirs only)
+
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(_paths.cache_dir() / "torchinductor"))
 
 __all__ = ["get_engine"]
 

@@ -1,4 +1,4 @@
-"""Where Loupe keeps its things: data (weights, index), config (settings) and logs.
+"""Where Loupe keeps its things: data (weights, index), config (settings), cache and logs.
 
 `LOUPE_HOME` puts everything under one folder (tests, portable installs); otherwise the
 platform's user folders are used. The weights folder can also be moved by a setting.
@@ -28,6 +28,12 @@ def data_dir() -> Path:
 def config_dir() -> Path:
     home = _home()
     return home / "config" if home else Path(platformdirs.user_config_dir(APP, appauthor=False))
+
+
+def cache_dir() -> Path:
+    """Files Loupe can always rebuild (torch's compile cache); safe to delete."""
+    home = _home()
+    return home / "cache" if home else Path(platformdirs.user_cache_dir(APP, appauthor=False))
 
 
 def log_dir() -> Path:

@@ -15,6 +15,7 @@ import click
 
 from engine.errors import Cancelled, LoupeError, UsageError
 
+from .logged import LoggedGroup
 from .options import model_options, pick
 
 EXIT_CODES = ("Exit codes: 0 ok, 1 error, 2 usage, 3 unreadable photo (the others are still done), "
@@ -30,7 +31,7 @@ def _version() -> str:
         return "dev"
 
 
-@click.group(invoke_without_command=True, epilog=EXIT_CODES,
+@click.group(cls=LoggedGroup, invoke_without_command=True, epilog=EXIT_CODES,
              context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(_version(), prog_name="loupe", message="%(prog)s %(version)s")
 @click.option("--browser", is_flag=True, help="Serve the app for a web browser instead of opening a window; prints the URL.")
@@ -66,6 +67,9 @@ def _print_results(photos: Sequence[str], results: list[Any], as_json: bool,
                 click.echo(render(path, result, len(photos) > 1))
     if as_json:
         click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+    from engine.logs import note
+
+    note(photos=len(results), failed=failures)
     return 3 if failures else 0
 
 
@@ -216,10 +220,14 @@ _register_library()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run `loupe` with `argv` (default: sys.argv[1:]); returns the exit code."""
+    """Run `loupe` with `argv` (default: sys.argv[1:]); returns the exit code. Each command
+    leaves one line in the log file the app also writes (engine.logs); the window logs itself."""
+    return _invoke(list(sys.argv[1:] if argv is None else argv))
+
+
+def _invoke(args: list[str]) -> int:
     try:
-        result = cli.main(args=list(sys.argv[1:] if argv is None else argv), prog_name="loupe",
-                          standalone_mode=False)
+        result = cli.main(args=args, prog_name="loupe", standalone_mode=False)
     except click.exceptions.Exit as exc:  # --help, --version
         return exc.exit_code
     except click.exceptions.Abort:
@@ -237,6 +245,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # a bug: one line here, the traceback in the log file
+        from engine.logs import report_unexpected
+
+        return report_unexpected(exc)
     return result if isinstance(result, int) else 0
 
 

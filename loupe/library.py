@@ -13,13 +13,14 @@ import click
 
 from engine.library.descriptions import EXISTING_POLICIES
 
+from .logged import LoggedGroup
 from .options import model_options, pick
 
 _DB = click.option("--db", default=None, metavar="PATH", help="Index file (default: the data folder's library.db).")
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 
 
-@click.group()
+@click.group(cls=LoggedGroup)
 def library() -> None:
     """Caption and label whole folders, write sidecars, search by words."""
 
@@ -45,10 +46,13 @@ def scan(folder: str, write: str | None, sidecar_style: str | None, rename: bool
     """Caption and label every new photo under FOLDER (resumable)."""
     from engine import library
 
+    from engine.logs import note
+
     model_options = {**pick("caption", options), **pick("classify", options)}
     with library.progress_bar() as bar:  # on stderr, only when it is a terminal
         summary = library.scan(folder, write=write, sidecar_style=sidecar_style, rename=rename, existing=existing, db_path=db,
                                progress=bar, batch_size=batch_size, workers=workers, **model_options)
+    note(done=summary.done, skipped=summary.skipped, failed=summary.failed, written=summary.written)
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
     else:
@@ -78,18 +82,23 @@ def summary_text(summary: Any) -> str:
 @_DB
 @_JSON
 def search(words: tuple[str, ...], limit: int, db: str | None, as_json: bool) -> int:
-    """Photos whose caption, labels or name hold all the WORDS (any text, `-` included)."""
+    """Photos whose caption, labels or name hold all the WORDS.
+
+    Any text is a query (a leading `-` included; after `--` even an option's name); a
+    hyphenated word is a phrase. Exit 1 with "no photos match" when nothing matches."""
     from engine import library
+
+    from engine.logs import note
 
     query = " ".join(words)
     hits = library.search(query, limit=limit, db_path=db)
+    note(hits=len(hits))
     if as_json:
         click.echo(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
-        return 0
-    if not hits:
-        click.echo(f"no photos match {query!r}")
-        return 0
-    for h in hits:
+    if not hits:  # like grep: nothing on stdout, a line on stderr, exit 1
+        click.echo(f"loupe: {library.NO_MATCH.format(words=query)}", err=True)
+        return 1
+    for h in hits if not as_json else ():
         labels = ", ".join(label.name for label in h.labels)
         click.echo(f"{h.path}\n    {h.caption}" + (f"  [{labels}]" if labels else ""))
     return 0

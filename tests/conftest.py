@@ -2,8 +2,12 @@
 the weights table points at a local server that serves tiny models the suite builds itself."""
 from __future__ import annotations
 
+import atexit
+import logging
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,6 +22,13 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ.pop("HF_HUB_OFFLINE", None)
 for _var in ("NO_PROXY", "no_proxy"):
     os.environ[_var] = ",".join(filter(None, [os.environ.get(_var), "127.0.0.1,localhost"]))
+
+# torch creates its compile cache folder when torch._dynamo is imported, at the path engine sets
+# from LOUPE_HOME when first imported: in this process that is before any test's LOUPE_HOME,
+# so pin it to a folder of the run's own (subprocesses inherit it unless a test removes it).
+_INDUCTOR = tempfile.mkdtemp(prefix="loupe-tests-torchinductor-")
+os.environ["TORCHINDUCTOR_CACHE_DIR"] = _INDUCTOR
+atexit.register(shutil.rmtree, _INDUCTOR, ignore_errors=True)
 
 ARTIFACTS = ROOT / "artifacts"
 
@@ -69,6 +80,10 @@ def loupe_home(tmp_path, monkeypatch) -> Path:
     reset_engine()
     yield home
     reset_engine()
+    root = logging.getLogger()  # a command run in process opened the log file of this home
+    for handler in [h for h in root.handlers if getattr(h, "_loupe", False)]:
+        root.removeHandler(handler)
+        handler.close()
 
 
 @pytest.fixture

@@ -256,5 +256,19 @@ def load_like_scan(path: Path) -> Image.Image:
     return load_photo(for_task("caption"), path)
 
 
-__all__ = ["FakeEngine", "make_tree", "save_photo", "bomb_png", "decoded", "read_xmp_file", "read_exif_file",
+def index_captions(root: Path, captions: dict[str, str], *, seed: int = 100) -> dict[str, Path]:
+    """Scan one real photo per caption into the default index (one subfolder and one
+    FakeEngine(fixed_caption=...) each). Returns {caption: photo path}. FakeEngine's labels
+    come from LABELS, so keep search words in tests clear of those."""
+    from engine import library
+
+    out = {}
+    for i, caption in enumerate(captions):
+        folder = Path(root) / f"s{i}"
+        out[caption] = save_photo(folder / captions[caption], seed + i)
+        library.scan(folder, engine=FakeEngine(fixed_caption=caption), write="none")
+    return out
+
+
+__all__ = ["FakeEngine", "index_captions", "make_tree", "save_photo", "bomb_png", "decoded", "read_xmp_file", "read_exif_file",
            "tmp_files", "sha", "pixel_digest", "load_like_scan", "THIRD_PARTY_XMP"]

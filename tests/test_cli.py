@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -118,3 +119,43 @@ def test_caption_makes_no_connection_and_imports_no_gui(installed, photo):
                           capture_output=True, text=True, timeout=180)
     result = proc.stderr.strip().splitlines()[-1]
     assert result == "RESULT 0 [] []", proc.stderr
+
+
+def test_commands_leave_nothing_in_the_temp_folder_and_log_each_run(installed, photo, tmp_path, loupe_home):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = dict(os.environ, TMPDIR=str(tmp))
+    env.pop("TORCHINDUCTOR_CACHE_DIR", None)  # the test process pins its own; a person has none
+    for args in (["caption", photo, "--beams", "1", "--max-tokens", "5"], ["classify", photo, "--top", "2"]):
+        proc = subprocess.run([sys.executable, "-m", "loupe", *map(str, args)], env=env,
+                              capture_output=True, text=True, timeout=180)
+        assert proc.returncode == 0, proc.stderr
+    # issue 11: every run left an empty torchinductor_<user> here
+    assert sorted(p.name for p in tmp.iterdir()) == []
+    assert (loupe_home / "cache" / "torchinductor").is_dir()  # torch's folder, in Loupe's cache
+
+    # issue 11: the CLI wrote no log; now the app's file has one line per command
+    lines = [line for line in (loupe_home / "logs" / "loupe.log").read_text(encoding="utf-8").splitlines()
+             if " loupe.cli: " in line]
+    assert len(lines) == 2, lines
+    assert "INFO loupe.cli: loupe caption: exit 0 in " in lines[0]
+    assert "'num_beams': 1" in lines[0] and "'max_new_tokens': 5" in lines[0] and lines[0].endswith("photos 1, failed 0")
+    assert "loupe classify: exit 0" in lines[1] and "'top': 2" in lines[1]
+
+
+def test_a_bug_is_one_line_on_the_terminal_and_a_traceback_in_the_log(installed, photo, loupe_home,
+                                                                       monkeypatch, capsys):
+    from engine import inference
+    from loupe.cli import main
+
+    def broken(self, task, photos, **options):
+        raise KeyError("a bug\nover two lines")
+
+    monkeypatch.setattr(inference.Engine, "run", broken)
+    assert main(["caption", str(photo)]) == 1
+    err = capsys.readouterr().err
+    log_path = loupe_home / "logs" / "loupe.log"
+    assert err == f"loupe: unexpected error (KeyError: 'a bug\\nover two lines'); details in {log_path}\n"
+    log = log_path.read_text(encoding="utf-8")
+    assert "Traceback (most recent call last)" in log and "in broken" in log
+    assert "loupe caption: exit 1" in log

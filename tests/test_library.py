@@ -25,7 +25,7 @@ from engine.files import TEMP_PREFIX, cleanup_stale, walk_photos
 from engine.library.rename import slugify
 
 from library_fixtures import (
-    FakeEngine, THIRD_PARTY_XMP, decoded, load_like_scan, make_tree, pixel_digest, read_exif_file,
+    FakeEngine, THIRD_PARTY_XMP, decoded, index_captions, load_like_scan, make_tree, pixel_digest, read_exif_file,
     read_xmp_file, save_photo, sha, tmp_files,
 )
 
@@ -327,6 +327,76 @@ def test_search_ranks_and_never_raises_on_fts_syntax(tree, tmp_path):
     assert len(library.search("v1", limit=2)) == 2
     with pytest.raises(UsageError):
         library.search("x", limit=0)
+
+
+# Captions chosen to tell plain text from FTS5 syntax apart; none of their words is in
+# FakeEngine's labels.
+SEARCH_CAPTIONS = {
+    "a green boat on a lake": "p0.jpg",
+    "a boat that is green and red": "p1.jpg",
+    "a man in a t-shirt holding a phone": "p2.jpg",
+    "an e-mail open on a laptop screen": "p3.jpg",
+    "a 35mm film camera on a table": "p4.jpg",
+    "a dog near a fence": "p5.jpg",
+    "a sign that says do not enter": "p6.jpg",
+}
+
+
+@pytest.fixture()
+def captioned(tmp_path):
+    index_captions(tmp_path / "photos", SEARCH_CAPTIONS)
+    return lambda words: sorted(h.caption for h in library.search(words))
+
+
+@pytest.mark.parametrize("words, expected", [
+    # issue 11: a leading "-" is a word, not an exclusion (nor an argument error)
+    ("-boat", ["a boat that is green and red", "a green boat on a lake"]),
+    # issue 11: a hyphenated word is a phrase, not two words anywhere
+    ("green-boat", ["a green boat on a lake"]),
+    ("green boat", ["a boat that is green and red", "a green boat on a lake"]),
+    ("boats", ["a boat that is green and red", "a green boat on a lake"]),  # stemmed
+    ("e-mail", ["an e-mail open on a laptop screen"]),
+    ("35mm", ["a 35mm film camera on a table"]),
+    ("t-shirt", ["a man in a t-shirt holding a phone"]),
+    ('"t-shirt"', ["a man in a t-shirt holding a phone"]),
+    ('"green boat"', ["a boat that is green and red", "a green boat on a lake"]),  # quotes are text
+    ("NEAR", ["a dog near a fence"]),
+    ("dog NEAR fence", ["a dog near a fence"]),
+    ("sign NOT enter", ["a sign that says do not enter"]),  # as syntax: sign minus enter
+    ("boat OR dog", []),  # "or" is a stop word, not OR: boat and dog
+    ("caption:boat", []),  # as syntax: column filter; as text: the phrase "caption boat"
+    ("boat*", ["a boat that is green and red", "a green boat on a lake"]),
+    ("^green (boat)", ["a boat that is green and red", "a green boat on a lake"]),
+    ("lake-boat", []),
+    ("zebra", []),
+])
+def test_search_takes_any_text_as_words_and_punctuated_words_as_phrases(captioned, words, expected):
+    assert captioned(words) == expected
+
+
+TRICKY_QUERIES = [
+    '"', '""', "'", "-", "--", "---boat", "*", "**", "^", ":", "(", ")", "()", "NEAR(", "NEAR(a b, 2)",
+    "NEAR/2", "AND", "OR NOT", "a OR", "col:x", "{caption name}: x", "a:b:c", "x^y", "+", "%", "_", "\\",
+    "'; DROP TABLE photos; --", "\x00", "a\x00b", "\udcff", "\ud800x", "é", "日本の船", "🙂", " ", "", "\t\n",
+    "x" * 10_000, " ".join(["boat"] * 500), "boat -", "-" * 100, "[unused16]", '"a" "b"', "the", "of the",
+]
+
+
+def test_tricky_queries_never_raise(captioned):
+    for words in TRICKY_QUERIES:
+        assert isinstance(library.search(words), list), repr(words)
+    assert captioned("the") == []  # only stop words: searched as they are
+    assert captioned("---boat") == captioned("boat") != []
+    assert captioned(" ".join(["boat"] * 500)) == captioned("boat")
+    assert captioned("the boat") == captioned("boat")  # stop word dropped
+
+
+def test_fts_query_quotes_every_token():
+    q = index_mod.fts_query
+    assert q('-boat green-boat "t-shirt" NOT') == '"-boat" "green-boat" """t-shirt""" "NOT"'
+    assert q("the dog") == '"dog"' and q("the") == '"the"' and q("of, the") == '"of," "the"'
+    assert q("* - ()") is None and q("") is None and q(None) is None  # type: ignore[arg-type]
+    assert q("x\x00y \udcff") == '"x" "y"'  # NUL splits; undecodable bytes are no word
 
 
 def test_search_without_index_is_empty(tmp_path):

@@ -82,3 +82,39 @@ def test_decisions_are_in_the_text_summary(folder, tmp_path, capsys):
     # walk order: "copy of p1.jpg" comes first and is captioned; p1.jpg is the duplicate
     assert f"{folder / 'p1.jpg'}: same content as {folder / 'copy of p1.jpg'}; captioned once" in listed
     assert len(out) == 1 + 4
+
+
+def test_search_any_text_is_a_query_and_no_match_says_so(tmp_path, monkeypatch, capsys):
+    from library_fixtures import index_captions
+
+    monkeypatch.setenv("LOUPE_HOME", str(tmp_path / "home"))
+    photos = index_captions(tmp_path / "photos", {"a green boat on a lake": "p0.jpg",
+                                                  "a boat that is green": "p1.jpg"})
+    boat_first, boat_second = (str(p) for p in photos.values())
+
+    def search(*argv: str) -> tuple[int, str, str]:
+        code = main(["library", "search", *argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, err = search("-boat")  # issue 11: was "unrecognized arguments", exit 2
+    assert code == 0 and err == "" and boat_first in out and boat_second in out
+    code, out, err = search("green-boat", "--json")  # issue 11: matched both
+    assert code == 0 and [h["path"] for h in json.loads(out)] == [boat_first]
+    code, out, err = search("--limit", "1", "-boat", "--json")
+    assert code == 0 and len(json.loads(out)) == 1
+    code, out, err = search("--db", str(tmp_path / "home" / "data" / "library.db"), "-green", "-boat")
+    assert code == 0 and out.count("\n    ") == 2
+    assert search("--", "--json")[0] == 1  # after "--" even an option's name is a word
+
+    # issue 11: no hits printed nothing; now one line on stderr, exit 1 like grep
+    code, out, err = search("-zebra", "NOT", "*")
+    assert (code, out, err) == (1, "", "loupe: no photos match -zebra NOT *\n")
+    code, out, err = search("zebra", "--json")
+    assert (code, json.loads(out), err) == (1, [], "loupe: no photos match zebra\n")
+
+    # still usage errors: no words, a bad option value
+    assert main(["library", "search", "--json"]) == 2
+    assert "Missing argument 'WORDS...'" in capsys.readouterr().err
+    assert main(["library", "search", "boat", "--limit", "0"]) == 2
+    assert "'--limit': 0 is not in the range" in capsys.readouterr().err

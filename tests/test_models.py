@@ -109,3 +109,53 @@ def test_precision_setting_is_honoured(installed, monkeypatch):
     monkeypatch.setenv("LOUPE_PRECISION", "bogus")
     with pytest.raises(UsageError):
         Engine().model("resnet18")
+
+
+# -- tokenizer debris (issue 11): never "[unused16]", "[UNK]" or a leading "##s" in a caption
+
+@pytest.fixture(scope="module")
+def tiny_captioner(tiny_dir):
+    from engine.device import Placement
+    from engine.models.captioner import Captioner
+
+    return Captioner.load(tiny_dir / "blip", Placement("cpu", "fp32"))
+
+
+@pytest.mark.parametrize("tokens, expected", [
+    ("[DEC] [unused16] a dog sitting on grass [SEP] [PAD] [PAD]", "a dog sitting on grass"),
+    ("[DEC] ##s dog ##s on snow [SEP]", "dogs on snow"),  # a leading piece is dropped, the next joins
+    ("[DEC] a dog [unused16] ##s near [UNK] water [SEP]", "a dogs near water"),
+    ("[DEC] [CLS] [MASK] ##ing man [unused0] standing [SEP]", "man standing"),
+    ("[DEC] [unused16] ##ed ##s [SEP]", ""),
+    ("[DEC] a red boat . [SEP] [unused0]", "a red boat."),
+])
+def test_caption_ids_of_special_and_unused_tokens_are_dropped_before_decoding(tiny_captioner, tokens, expected):
+    import torch
+
+    vocab = tiny_captioner.processor.tokenizer.get_vocab()
+    ids = [vocab[t] for t in tokens.split()]
+    assert tiny_captioner.processor.batch_decode([ids], skip_special_tokens=True)[0] != expected  # decode alone
+    # a batch as generate() returns it: one tensor, rows padded to the same length
+    pad = vocab["[PAD]"]
+    batch = torch.tensor([ids + [pad] * 3, [vocab["[DEC]"], vocab["cat"]] + [pad] * (len(ids) + 1)])
+    first, second = tiny_captioner.postprocess(batch)
+    assert (first.text, second.text) == (expected, "cat")
+    assert [c.text for c in tiny_captioner.postprocess([ids])] == [expected]  # plain lists too
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("[unused16] a dog on grass", "a dog on grass"),
+    ("##s a dog ##s on grass", "a dogs on grass"),
+    ("a dog [UNK] on [PAD] [PAD]", "a dog on"),
+    ("[CLS] [MASK] a  cat [SEP]", "a cat"),
+    ("[DEC] a man's hat", "a man's hat"),
+    ("## a dog", "a dog"),
+    ("a dog##s", "a dogs"),
+    ("a #1 sign on a c++ book", "a #1 sign on a c++ book"),  # real text is kept
+    ("a [red] box", "a [red] box"),
+    ("  ", ""),
+])
+def test_tidy_removes_debris_and_keeps_text(text, expected):
+    from engine.models.captioner import _tidy
+
+    assert _tidy(text) == expected

@@ -29,6 +29,9 @@ BLIP_FILES = (
 )
 
 _SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+# The real vocab's "[unusedN]" slots are plain entries (not special tokens): keep two, so
+# tests can check that none ever reaches a caption.
+_UNUSED = ["[unused0]", "[unused16]"]
 _WORDS = (
     "a an the cat dog bird man woman child car bus tree sky water house ball table chair "
     "field road beach flower boat horse red blue green white black small large sitting "
@@ -40,7 +43,7 @@ IMAGE_SIZE = 32
 
 
 def _vocab() -> dict[str, int]:
-    tokens = _SPECIAL + _WORDS + ["##s", "##ing", "##ed", ".", ","]
+    tokens = _SPECIAL + _WORDS + ["##s", "##ing", "##ed", ".", ","] + _UNUSED
     return {t: i for i, t in enumerate(tokens)}
 
 

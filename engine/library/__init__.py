@@ -21,14 +21,14 @@ from typing import Any
 
 from ..errors import UsageError
 from ..files import TEMP_PREFIX, cleanup_stale
-from .index import Hit, Index, IndexUnavailable
+from .index import NO_MATCH, Hit, Index, IndexUnavailable
 from .progress import Progress, ProgressCallback, progress_bar
 from .descriptions import EXISTING_POLICIES
 from .scanner import NOTICE_KINDS, Notice, Options, Problem, ScanSummary, WRITERS
 
 __all__ = [
     "scan", "search", "export", "undo", "scans", "cleanup_stale", "progress_bar", "default_db_path",
-    "EXISTING_POLICIES", "Hit", "Progress", "Problem", "Notice", "NOTICE_KINDS", "ScanSummary", "IndexUnavailable", "TEMP_PREFIX", "WRITERS",
+    "EXISTING_POLICIES", "Hit", "NO_MATCH", "Progress", "Problem", "Notice", "NOTICE_KINDS", "ScanSummary", "IndexUnavailable", "TEMP_PREFIX", "WRITERS",
 ]
 
 
@@ -110,7 +110,11 @@ def scan(
 def search(words: str, *, limit: int = 50, db_path: str | os.PathLike[str] | None = None) -> list[Hit]:
     """Photos whose caption, labels or file name hold all the words, best (bm25) first.
 
-    Words are matched as plain words (stemmed: "dogs" finds "dog"); no search syntax."""
+    Any text is a query, never an error: words are matched as plain words (stemmed: "dogs"
+    finds "dog"), a punctuated word ("green-boat", "e-mail") as the phrase of its parts, and
+    a leading "-", quotes, *, ^, :, parentheses, AND/OR/NOT/NEAR are plain text (see
+    `index.fts_query`). An empty list when nothing matches (say `NO_MATCH`) or there is no
+    index yet. Raises UsageError for a bad `limit`, IndexUnavailable for a broken index."""
     if not isinstance(limit, int) or limit < 1:
         raise UsageError("limit must be a whole number of at least 1.")
     db = _db(db_path)

@@ -459,20 +459,38 @@ def _export_dict(r: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-_WORD = re.compile(r"\w+", re.UNICODE)
+# A whitespace-separated token counts when it holds a letter or digit (FTS5's unicode61 token
+# characters); "*", "-" or "()" alone hold nothing to search for.
+_TOKEN_PART = re.compile(r"[^\W_]+")
 # Words too common in captions to narrow anything ("a dog on the beach"); dropped from a
 # query unless the query has nothing else.
 _STOPWORDS = frozenset("a an the and or of on in at with to by for is are from".split())
 
+NO_MATCH = "no photos match {words}"
+"""What a front end says when a search finds nothing; `.format(words=the text typed)`."""
+
 
 def fts_query(words: str) -> str | None:
-    """User words -> an FTS5 query where every word is a quoted string (AND of all words).
+    """Text a person typed -> an FTS5 MATCH expression: every whitespace-separated token must
+    match (AND), stemmed ("boats" finds "boat").
 
-    Quoting makes FTS5 operators (AND, OR, NOT, NEAR, *, ^, :, -, parentheses, quotes) plain
-    words, so no input can raise an FTS5 syntax error. None when there is no word at all.
+    Each token goes to FTS5 as one quoted string, which FTS5 splits with the index's own
+    tokenizer: a punctuated token (green-boat, e-mail, "t-shirt", plage.jpeg) becomes a
+    phrase of its parts, in that order, and everything else is plain text — a leading "-",
+    quotes, *, ^, :, parentheses, AND/OR/NOT/NEAR are never syntax and never an error.
+    Tokens that are one stop word ("the", "of,") are dropped unless nothing else is left.
+    Returns None when the text holds no letter or digit at all.
     """
-    tokens = _WORD.findall(words or "")
+    # sqlite3 cannot bind lone surrogates (undecodable bytes in argv) and FTS5 stops a
+    # string at NUL: neither can be in an index entry, so neither may break the query.
+    text = (words or "").encode("utf-8", "replace").decode("utf-8").replace("\x00", " ")
+    tokens = [t for t in text.split() if _TOKEN_PART.search(t)]
     if not tokens:
         return None
-    tokens = [t for t in tokens if t.lower() not in _STOPWORDS] or tokens
-    return " ".join('"' + t.replace('"', '""') + '"' for t in tokens)
+    kept = [t for t in tokens if not _is_stopword(t)]
+    return " ".join('"' + t.replace('"', '""') + '"' for t in kept or tokens)
+
+
+def _is_stopword(token: str) -> bool:
+    parts = _TOKEN_PART.findall(token.lower())
+    return len(parts) == 1 and parts[0] in _STOPWORDS

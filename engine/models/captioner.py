@@ -1,6 +1,7 @@
 """BLIP captioning (Salesforce/blip-image-captioning-base) through transformers."""
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from pathlib import Path
@@ -83,8 +84,28 @@ class Captioner(Model[Caption]):
         return out
 
     def postprocess(self, outputs: Any, **_: Any) -> list[Caption]:
-        texts = self.processor.batch_decode(outputs, skip_special_tokens=True)
+        """Token ids (batch x length, a tensor or lists) -> one Caption per row. Ids of special
+        and unused tokens are dropped before decoding, so word pieces around them join up
+        ("dog [unused16] ##s" -> "dogs") and no bracket token can reach the text."""
+        rows = outputs.tolist() if hasattr(outputs, "tolist") else [list(r) for r in outputs]
+        texts = self.processor.batch_decode([self._caption_ids(r) for r in rows], skip_special_tokens=True)
         return [Caption(_tidy(t)) for t in texts]
+
+    @functools.cached_property
+    def _debris_ids(self) -> tuple[frozenset[int], frozenset[int]]:
+        """(ids never shown in a caption, ids of word pieces "##x"), from the tokenizer's vocab."""
+        tokenizer = self.processor.tokenizer
+        vocab = tokenizer.get_vocab()
+        drop = {i for token, i in vocab.items() if _BRACKET_TOKEN.fullmatch(token)}
+        drop.update(tokenizer.all_special_ids)
+        return frozenset(drop), frozenset(i for token, i in vocab.items() if token.startswith("##"))
+
+    def _caption_ids(self, ids: list[int]) -> list[int]:
+        drop, pieces = self._debris_ids
+        kept = [i for i in ids if i not in drop]
+        while kept and kept[0] in pieces:  # the rest of a word whose start is not there
+            del kept[0]
+        return kept
 
 
 def _fuse_vision_attention(model: Any) -> None:
@@ -118,6 +139,18 @@ def _fuse_vision_attention(model: Any) -> None:
             module.forward = types.MethodType(forward, module)
 
 
+# BERT vocabulary entries that are no words: [PAD] [UNK] [CLS] [SEP] [MASK], BLIP's [DEC]/[ENC]
+# and the 994 "[unusedN]" slots, which are plain vocab entries (not special) and so survive
+# skip_special_tokens; a weak or fine-tuned model can emit them.
+_BRACKET_TOKEN = re.compile(r"\[(?:unused\d+|[A-Z]+)\]")
+
+
 def _tidy(text: str) -> str:
+    """Decoded caption -> clean text: no bracket tokens, word pieces ("##s") joined to the word
+    before them or dropped when nothing is before them, single spaces. A last guard: decoding
+    through `postprocess` already leaves none of them."""
+    text = _BRACKET_TOKEN.sub(" ", text)
+    text = re.sub(r"(?<=\w)\s*##(?=\w)", "", text)  # "dog ##s" -> "dogs"
+    text = re.sub(r"(?:^|(?<=\s))##+\w*", " ", text)  # a piece with no word before it
     # BLIP's word pieces leave " ' s" style gaps; collapse runs of spaces.
     return re.sub(r"\s+", " ", text).strip()
