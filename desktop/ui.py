@@ -124,10 +124,10 @@ def _download(names: list[str], progress: gr.Progress) -> None:
             continue
         title = weights.source(name).title
 
-        def report(p: weights.Progress, title: str = title) -> None:
+        def report(p: weights.DownloadProgress, title: str = title) -> None:
             progress(p.fraction, desc=f"{title}: {format_size(p.overall_done)} of {format_size(p.overall_total)}")
 
-        report(weights.Progress(name, "", 0, 0, 0, weights.source(name).size))
+        report(weights.DownloadProgress(name, "", 0, 0, 0, weights.source(name).size))
         weights.install(name, progress=report, cancel=cancel)
 
 

@@ -73,11 +73,11 @@ class Source:
         return f"{endpoint.rstrip('/')}/{self.repo}/resolve/{self.revision}/{filename}"
 
 
-ProgressFn = Callable[["Progress"], None]
+ProgressFn = Callable[["DownloadProgress"], None]
 
 
 @dataclass(frozen=True)
-class Progress:
+class DownloadProgress:
     model: str
     file: str
     done: int  # bytes of this file
@@ -463,7 +463,7 @@ def _download_all(src: Source, staging: Path, progress: ProgressFn | None, cance
         stamps[f.name] = stamp
         finished += f.size
         if progress:
-            progress(Progress(src.name, f.name, f.size, f.size, finished, overall_total))
+            progress(DownloadProgress(src.name, f.name, f.size, f.size, finished, overall_total))
     return stamps
 
 
@@ -473,7 +473,7 @@ def _reporter(model, wf, before, overall_total, progress, cancel):
             raise Cancelled("download cancelled")
         if progress:
             done = max(0, min(done, wf.size))
-            progress(Progress(model, wf.name, done, wf.size, before + done, overall_total))
+            progress(DownloadProgress(model, wf.name, done, wf.size, before + done, overall_total))
 
     return report
 
@@ -678,7 +678,7 @@ def _import_one(src: Source, chosen: dict[str, Path], progress: ProgressFn | Non
             shutil.copyfile(chosen[f.name], staging / f.name)
             done += f.size
             if progress:
-                progress(Progress(src.name, f.name, f.size, f.size, done, src.size))
+                progress(DownloadProgress(src.name, f.name, f.size, f.size, done, src.size))
             stamps[f.name] = _check(staging / f.name, f)
         _commit(src, staging, stamps)
     except OSError as exc:  # the weights folder: read-only, full

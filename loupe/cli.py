@@ -194,7 +194,7 @@ def _download_with_bar(name: str) -> None:
     cancel = threading.Event()
     bar = tqdm(total=src.size, unit="B", unit_scale=True, unit_divisor=1000, desc=name, file=sys.stderr)
 
-    def progress(p: "weights.Progress") -> None:
+    def progress(p: "weights.DownloadProgress") -> None:
         bar.n = p.overall_done
         bar.refresh()
 

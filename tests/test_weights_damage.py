@@ -347,7 +347,7 @@ def test_import_interrupted_mid_copy_leaves_nothing(tiny_sources, tiny_dir, tmp_
     stick = tmp_path / "stick"
     shutil.copytree(tiny_dir / "blip", stick)
 
-    def cancel_after_first_file(p: weights.Progress) -> None:
+    def cancel_after_first_file(p: weights.DownloadProgress) -> None:
         raise Cancelled("import cancelled")
 
     with pytest.raises(Cancelled):

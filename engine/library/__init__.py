@@ -22,13 +22,13 @@ from typing import Any
 from ..errors import UsageError
 from ..files import TEMP_PREFIX, cleanup_stale
 from .index import NO_MATCH, Hit, Index, IndexUnavailable
-from .progress import Progress, ProgressCallback, progress_bar
+from .progress import ProgressCallback, ScanProgress, progress_bar
 from .descriptions import EXISTING_POLICIES
 from .scanner import NOTICE_KINDS, Notice, Options, Problem, ScanSummary, WRITERS
 
 __all__ = [
     "scan", "search", "export", "undo", "scans", "cleanup_stale", "progress_bar", "default_db_path",
-    "EXISTING_POLICIES", "Hit", "NO_MATCH", "Progress", "Problem", "Notice", "NOTICE_KINDS", "ScanSummary", "IndexUnavailable", "TEMP_PREFIX", "WRITERS",
+    "EXISTING_POLICIES", "Hit", "NO_MATCH", "ScanProgress", "Problem", "Notice", "NOTICE_KINDS", "ScanSummary", "IndexUnavailable", "TEMP_PREFIX", "WRITERS",
 ]
 
 

@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterator
 
 
 @dataclass(frozen=True)
-class Progress:
+class ScanProgress:
     """One report. `done` counts every photo handled (captioned, already done, or failed)."""
 
     done: int
@@ -30,7 +30,7 @@ class Progress:
         return asdict(self)
 
 
-ProgressCallback = Callable[[Progress], None]
+ProgressCallback = Callable[[ScanProgress], None]
 
 
 class Meter:
@@ -56,7 +56,7 @@ def progress_bar(*, file: Any = None, disable: bool | None = None) -> Iterator[P
 
     bar = tqdm(total=0, unit="photo", file=file or sys.stderr, disable=disable, dynamic_ncols=True)
 
-    def update(p: Progress) -> None:
+    def update(p: ScanProgress) -> None:
         if bar.total != p.total:
             bar.total = p.total
         bar.n = p.done

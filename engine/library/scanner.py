@@ -37,7 +37,7 @@ from . import xmp
 from .descriptions import WriteResult, check_policy
 from ..files import atomic_write, cleanup_stale, hash_bytes, sha256_file, is_read_only, os_reason, walk_photos
 from .index import Index, IndexUnavailable, Known, PhotoRow
-from .progress import Meter, Progress, ProgressCallback
+from .progress import Meter, ScanProgress, ProgressCallback
 from .rename import Renamer, RenameLog, recover, sidecars_of
 
 WRITERS = ("sidecar", "embed", "none")
@@ -517,7 +517,7 @@ class Scan:
         handled = s.done + s.skipped + s.failed
         rate = self.meter.rate(handled, now)
         eta = (s.total - handled) / rate if rate > 0 else None
-        self.progress(Progress(handled, s.total, rate, eta, path, s.done, s.skipped, s.failed))
+        self.progress(ScanProgress(handled, s.total, rate, eta, path, s.done, s.skipped, s.failed))
 
 
 def _reason(exc: BaseException) -> str:
