@@ -116,19 +116,23 @@ class Engine:
     def run(self, task: str, photos: Sequence[Photo], **options: Any) -> list[Any]:
         """Results for `photos` in input order; a photo that cannot be read gets its
         UnreadableImage in its place. Options are checked before any file or model is touched
-        (UsageError); WeightsMissing/WeightsDamaged when the model cannot be loaded."""
+        (UsageError); the model is loaded at the first readable photo (WeightsMissing or
+        WeightsDamaged then). Photos are decoded a batch at a time, so memory stays bounded."""
+        spec = for_task(task)
         checked = check_options(task, options)
-        self.model(task)
         results: list[Any] = [None] * len(photos)
-        ready: list[tuple[int, Any]] = []
-        for i, photo in enumerate(photos):
-            try:
-                ready.append((i, self.prepare(task, photo, checked)))
-            except UnreadableImage as exc:
-                results[i] = exc
-        if ready:
-            for (i, _), result in zip(ready, self.infer(task, [inp for _, inp in ready], checked)):
-                results[i] = result
+        for start in range(0, len(photos), spec.batch_size):
+            ready: list[tuple[int, Any]] = []
+            for i in range(start, min(start + spec.batch_size, len(photos))):
+                try:
+                    image = photos[i] if isinstance(photos[i], Image) else load_photo(spec, photos[i])
+                except UnreadableImage as exc:
+                    results[i] = exc
+                    continue
+                ready.append((i, self.prepare(task, image, checked)))
+            if ready:
+                for (i, _), result in zip(ready, self.infer(task, [inp for _, inp in ready], checked)):
+                    results[i] = result
         return results
 
     def run_one(self, task: str, photo: Photo, **options: Any) -> Any:

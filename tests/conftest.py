@@ -80,6 +80,9 @@ def loupe_home(tmp_path, monkeypatch) -> Path:
     reset_engine()
     yield home
     reset_engine()
+    # `loupe caption` run in-process sets it for its own process (captioning never downloads);
+    # the next test's subprocesses must not inherit it.
+    os.environ.pop("HF_HUB_OFFLINE", None)
     root = logging.getLogger()  # a command run in process opened the log file of this home
     for handler in [h for h in root.handlers if getattr(h, "_loupe", False)]:
         root.removeHandler(handler)

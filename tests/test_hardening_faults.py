@@ -436,7 +436,8 @@ def test_corrupt_index_through_the_cli_and_the_ui(tmp_path):
     assert "damaged" in one_line(str(info.value.message))
     # the person moves it aside, as the message says: the next try works
     db.rename(db.with_name("library.db.damaged"))
-    assert cli("library", "search", "p1").returncode == 0
+    retry = cli("library", "search", "p1")  # a fresh, empty index: no error, just no match
+    assert (retry.returncode, retry.stderr) == (1, "loupe: no photos match p1\n"), retry.stderr
     db.write_bytes(saved)  # the good copy back: nothing was lost but what the damage took
     assert [Path(h.path).name for h in library.search("p1")] == ["p1.jpg"]
     record("fault_index_corrupt", {"cli": message, "ui": ui_message})

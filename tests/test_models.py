@@ -159,3 +159,31 @@ def test_tidy_removes_debris_and_keeps_text(text, expected):
     from engine.models.captioner import _tidy
 
     assert _tidy(text) == expected
+
+
+class _SetAfter:
+    """An Event-like flag that turns on after `n` looks: cancellation during generation,
+    without timing."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.looks = n, 0
+
+    def is_set(self) -> bool:
+        self.looks += 1
+        return self.looks > self.n
+
+
+def test_stop_is_checked_at_every_generation_step(installed, photos):
+    from engine.errors import Cancelled
+
+    engine = get_engine()
+    options = engine.model("caption") and {"prefix": None, "max_new_tokens": 40, "num_beams": 1}
+    inputs = [engine.prepare("caption", p, options) for p in photos]
+    flag = _SetAfter(4)  # 1 look before the batch, then one per generated token
+    with pytest.raises(Cancelled):
+        engine.infer("caption", inputs, options, cancel=flag)
+    assert flag.looks <= 6, "generation went on after Stop"
+    # not cancelled: the same call gives captions, and looked once per step at most
+    flag = _SetAfter(10_000)
+    assert all(c.text for c in engine.infer("caption", inputs, options, cancel=flag))
+    assert 2 <= flag.looks <= 1 + 40 + 1
