@@ -29,7 +29,7 @@ from urllib.request import Request, urlopen
 
 import pytest
 
-from desktop.testing import XDisplay, kill_tree, missing_qt_libs, missing_tools
+from app_process import XDisplay, kill_tree, missing_qt_libs, missing_tools
 
 pytestmark = pytest.mark.build
 

@@ -1,7 +1,8 @@
-"""Helpers for testing the shell: a headless X display, the app in a subprocess, process trees.
+"""Helpers for testing the shell: a headless X display, the app in a subprocess, process trees,
+the app's start-up timings from its log.
 
-Used by tests/test_guard.py, tests/test_window.py and tests/test_browser_shell.py. Nothing here
-runs in the app itself. Linux only (Xvfb, /proc).
+Used by the window, guard, browser, hardening and bundle tests and by bench/startup.py. Test code
+only (not in the package). Linux only (Xvfb, /proc).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
+GREET_APP = Path(__file__).resolve().with_name("greet_app.py")
 
 # tool -> the Debian package that ships it
 APT = {
@@ -140,11 +142,14 @@ def _read_line(fd: int, timeout: float) -> str:
 
 
 class AppProcess:
-    """`python -m desktop ARGS` in a subprocess, its output collected line by line."""
+    """`python -m desktop ARGS` (Loupe's UI) or, with greet=True, `python tests/greet_app.py ARGS`
+    (the same shell around the tiny greet app) in a subprocess, its output collected line by line.
+    """
 
     def __init__(self, *args: str, env: dict[str, str] | None = None,
-                 python: list[str] | None = None) -> None:
-        cmd = (python or [sys.executable]) + ["-m", "desktop", *args]
+                 python: list[str] | None = None, greet: bool = False) -> None:
+        target = [str(GREET_APP)] if greet else ["-m", "desktop"]
+        cmd = (python or [sys.executable]) + [*target, *args]
         environment = dict(env or os.environ)
         environment["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(ROOT), environment.get("PYTHONPATH")]))
@@ -274,6 +279,23 @@ def wait_for(predicate, timeout: float, interval: float = 0.1) -> bool:  # type:
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+TIMING_LINE = re.compile(r" loupe\.timing: (\w+): ([0-9.]+) s after process start")
+
+
+def log_timings(log: Path) -> dict[str, float]:
+    """The start-up marks the app logged (desktop.logs.Timings), name -> seconds after process
+    start; the first of each name (a log may hold several launches: use one home per launch).
+    {} when there is no log yet."""
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return {}
+    marks: dict[str, float] = {}
+    for name, seconds in TIMING_LINE.findall(text):
+        marks.setdefault(name, float(seconds))
+    return marks
 
 
 def iter_temp_dirs(pid: int) -> Iterator[Path]:
