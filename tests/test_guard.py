@@ -317,7 +317,7 @@ def test_browser_mode_cleans_up(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         wanted = s.getsockname()[1]
-    with AppProcess("--browser", greet=True, "--port", str(wanted), env=env) as proc:
+    with AppProcess("--browser", "--port", str(wanted), greet=True, env=env) as proc:
         proc.wait_for_url(timeout=120)
         assert proc.port == wanted
         dirs = list(iter_temp_dirs(proc.proc.pid))
