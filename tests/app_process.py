@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 GREET_APP = Path(__file__).resolve().with_name("greet_app.py")
@@ -281,21 +281,43 @@ def wait_for(predicate, timeout: float, interval: float = 0.1) -> bool:  # type:
     return bool(predicate())
 
 
+START_FAILED = ("Loupe could not start", "did not mount in the window")
+
+
+def _log_text(log: Path, since: int = 0) -> str:
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(since)
+            return fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
 TIMING_LINE = re.compile(r" loupe\.timing: (\w+): ([0-9.]+) s after process start")
 
 
-def log_timings(log: Path) -> dict[str, float]:
+def log_timings(log: Path, since: int = 0) -> dict[str, float]:
     """The start-up marks the app logged (desktop.logs.Timings), name -> seconds after process
-    start; the first of each name (a log may hold several launches: use one home per launch).
-    {} when there is no log yet."""
-    try:
-        text = log.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return {}
+    start; the first of each name after byte offset `since` (a log may hold earlier launches:
+    pass its size before this one). {} when there is no log yet."""
     marks: dict[str, float] = {}
-    for name, seconds in TIMING_LINE.findall(text):
+    for name, seconds in TIMING_LINE.findall(_log_text(log, since)):
         marks.setdefault(name, float(seconds))
     return marks
+
+
+def wait_mounted(log: Path, running: Callable[[], bool], timeout: float,
+                 since: int = 0) -> dict[str, float]:
+    """Wait up to `timeout` s until the app has logged `app_mounted` (checked by the window from
+    inside the page), a start-up failure, or `running()` is false; the marks logged by then
+    (after byte offset `since`, as in log_timings)."""
+    def settled() -> bool:
+        if not running() or "app_mounted" in log_timings(log, since):
+            return True
+        return any(line in _log_text(log, since) for line in START_FAILED)
+
+    wait_for(settled, timeout, interval=0.2)
+    return log_timings(log, since)
 
 
 def iter_temp_dirs(pid: int) -> Iterator[Path]:

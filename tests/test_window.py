@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from app_process import (AppProcess, XDisplay, alive, distinct_colours, iter_temp_dirs,
-                         log_timings, missing_qt_libs, missing_tools, wait_for)
+                         missing_qt_libs, missing_tools, wait_for, wait_mounted)
 from devtools import DevToolsPage, remote_debugging_env, unused_port
 
 # Typed into the page like a person: the name, the Greet button, the greeting read back.
@@ -92,19 +92,13 @@ def launch(display: XDisplay, tmp_path: Path, devtools: bool = True) -> Launched
     return Launched(AppProcess(greet=True, env=env), tmp_path / "home", port)
 
 
-def wait_mounted(app: Launched, timeout: float = 120) -> dict[str, float]:
-    """The start-up marks once the app has mounted in the window (the app checks that from inside
-    the page and logs `app_mounted`); fails on an early exit or a start-up error in the log."""
-    def done() -> bool:
-        if app.proc.proc.poll() is not None or "app_mounted" in log_timings(app.log):
-            return True
-        text = app.log.read_text() if app.log.exists() else ""
-        return "Loupe could not start" in text or "did not mount" in text
-
-    assert wait_for(done, timeout), f"not mounted within {timeout} s:\n{app.proc.output}"
+def mounted(app: Launched, timeout: float = 120) -> dict[str, float]:
+    """The start-up marks, once the app has mounted in the window; fails on an early exit or a
+    start-up error."""
+    timings = wait_mounted(app.log, lambda: app.proc.proc.poll() is None, timeout)
     assert app.proc.proc.poll() is None, f"the app exited early:\n{app.proc.output}"
-    timings = log_timings(app.log)
-    assert "app_mounted" in timings, app.log.read_text()
+    assert "app_mounted" in timings, (app.log.read_text() if app.log.exists() else "no log",
+                                      app.proc.output)
     return timings
 
 
@@ -118,7 +112,7 @@ def test_window_mounts_works_and_closes_like_a_person(display, tmp_path, artifac
     app = launch(display, tmp_path)
     proc = app.proc
     with proc:
-        timings = wait_mounted(app)
+        timings = mounted(app)
         print("timings (s after process start):", timings)
         assert set(timings) >= {"window_shown", "loading_page_loaded", "gradio_imported",
                                 "server_up", "app_mounted"}
@@ -187,7 +181,7 @@ def test_window_exits_cleanly_on_signal(display, tmp_path, signum, artifacts_dir
             painted = wait_for(loading_page_painted, 10, interval=0.2)
             if "gradio_imported" not in log_path.read_text():  # else it was too quick to catch
                 assert painted, "the loading page was not painted"
-        wait_mounted(app)
+        mounted(app)
         children = proc.descendants()
         code, elapsed = proc.stop(signum, timeout=10)
     assert code == 0, proc.output
