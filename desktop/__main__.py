@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None, factory: Callable[[], Any] | None = None
 
     `factory` builds the gradio Blocks to serve, called once in the start-up thread; default
     `build_loupe_ui`. Exit codes: 0 closed normally, 1 could not start or serve (the message is in
-    the window / on stderr and in the log), 2 no display (use `--browser`) or bad arguments.
+    the window / on stderr and in the log), 2 no display (use `--browser`); bad arguments raise
+    argparse's SystemExit(2).
     """
     args = _parser().parse_args(argv)
     # torch imports triton when it is installed, and triton crashes the process when Mesa's
