@@ -1,7 +1,6 @@
 """Start-up times: `loupe caption photo.jpg` end to end, and the window's time to visible."""
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import statistics

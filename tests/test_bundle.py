@@ -29,7 +29,8 @@ from urllib.request import Request, urlopen
 
 import pytest
 
-from app_process import XDisplay, kill_tree, missing_qt_libs, missing_tools
+from app_process import XDisplay, kill_tree, missing_qt_libs, missing_tools, wait_mounted
+from devtools import DevToolsPage, remote_debugging_env, unused_port
 
 pytestmark = pytest.mark.build
 
