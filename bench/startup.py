@@ -1,7 +1,6 @@
 """Start-up times: `loupe caption photo.jpg` end to end, and the window's time to visible."""
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import statistics
@@ -48,10 +47,12 @@ def cold_start(photo: Path, repeats: int) -> dict:
 
 
 def window_visible(timeout: float = 120) -> dict:
-    """`python -m desktop` (the real UI) under a private Xvfb; its own LOUPE_TEST_REPORT hook
-    gives seconds after process start for window_shown and app_mounted."""
+    """`python -m desktop` (the real UI) under a private Xvfb; the app's own timing lines in its
+    log give seconds after process start for window_shown and app_mounted."""
+    sys.path.insert(0, str(fixtures.ROOT.parent / "tests"))  # the test suite's process helpers
     try:
-        from desktop.testing import AppProcess, XDisplay, missing_qt_libs, missing_tools
+        from app_process import (AppProcess, XDisplay, log_timings, missing_qt_libs,
+                                 missing_tools, wait_mounted)
         import desktop.window  # noqa: F401
     except ImportError as exc:
         return {"skipped": f"the desktop window is not there yet ({exc})"}
@@ -59,27 +60,20 @@ def window_visible(timeout: float = 120) -> dict:
     if problem:
         return {"skipped": problem}
     tmp = Path(tempfile.mkdtemp(prefix="loupe-bench-window-"))
-    report = tmp / "report.json"
+    env = fixtures.env()
+    log = Path(env["LOUPE_HOME"]) / "logs" / "loupe.log"
+    since = log.stat().st_size if log.exists() else 0  # earlier launches stay in the log
     try:
         with XDisplay() as display:
-            env = display.env(**{k: v for k, v in fixtures.env().items() if k != "DISPLAY"})
-            env.update(LOUPE_TEST_REPORT=str(report), GRADIO_TEMP_DIR=str(tmp / "gradio"),
+            env = display.env(**{k: v for k, v in env.items() if k != "DISPLAY"})
+            env.update(GRADIO_TEMP_DIR=str(tmp / "gradio"),
                        QTWEBENGINE_CHROMIUM_FLAGS="--no-sandbox --disable-gpu")
             with AppProcess(env=env) as app:
-                deadline = time.monotonic() + timeout
-                data = {}
-                while time.monotonic() < deadline and app.proc.poll() is None:
-                    try:
-                        data = json.loads(report.read_text())
-                    except (OSError, ValueError):
-                        data = {}
-                    if "mounted" in data or "error" in data:
-                        break
-                    time.sleep(0.2)
+                wait_mounted(log, lambda: app.proc.poll() is None, timeout, since)
                 app.stop()
-        marks = data.get("timings", {})
+        marks = log_timings(log, since)
         if "window_shown" not in marks:
-            return {"error": f"no window report ({data or 'nothing written'})"}
+            return {"error": f"no window timings in {log} ({marks or 'nothing logged'})"}
         return {"visible_s": marks["window_shown"], "mounted_s": marks.get("app_mounted"), "marks": marks}
     except Exception as exc:  # the bench goes on without this column
         return {"error": f"{type(exc).__name__}: {exc}"}

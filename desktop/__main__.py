@@ -2,7 +2,6 @@
 
     python -m desktop              open the Loupe window
     python -m desktop --browser    serve only; print the URL (with its one-time token); Ctrl-C stops
-    python -m desktop --greet      the tiny greet app instead of Loupe's UI (tests)
     python -m desktop --port N     serve on port N instead of a free one
 """
 from __future__ import annotations
@@ -22,20 +21,15 @@ _START = process_start()
 log = logging.getLogger("loupe.desktop")
 
 
-def _factory(greet: bool) -> Callable[[], Any]:
-    """The Blocks builder; its module is imported only when called (in the start-up thread,
-    after the window is up), so a UI module importing gradio at its top costs no window time."""
-    if greet:
-        def build() -> Any:
-            from desktop.greet import build_greet
+def build_loupe_ui() -> Any:
+    """Loupe's Blocks (the default factory). Its module is imported only when this is called (in
+    the start-up thread, after the window is up), so a UI module importing gradio at its top costs
+    no window time. In the window, the Library tab gets the window's native folder chooser."""
+    import desktop.ui as ui
+    from desktop.window import folder_dialog
 
-            return build_greet()
-    else:
-        def build() -> Any:
-            from desktop.ui import build_ui
-
-            return build_ui()
-    return build
+    ui.folder_picker = folder_dialog()  # None when serving to a browser: the button stays hidden
+    return ui.build_ui()
 
 
 def _icon() -> str | None:
@@ -50,7 +44,6 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="loupe", description="Loupe: offline photo captions and labels.")
     p.add_argument("--browser", action="store_true",
                    help="do not open a window: serve and print the URL to open in a browser")
-    p.add_argument("--greet", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, default=None, help="serve on this port (default: a free one)")
     return p
 
@@ -88,7 +81,14 @@ def serve_in_browser(factory: Callable[[], Any], port: int | None, timings: Timi
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, factory: Callable[[], Any] | None = None) -> int:
+    """Open the window (or serve, with `--browser`) for `factory()`'s Blocks; the exit code.
+
+    `factory` builds the gradio Blocks to serve, called once in the start-up thread; default
+    `build_loupe_ui`. Exit codes: 0 closed normally, 1 could not start or serve (the message is in
+    the window / on stderr and in the log), 2 no display (use `--browser`); bad arguments raise
+    argparse's SystemExit(2).
+    """
     args = _parser().parse_args(argv)
     # torch imports triton when it is installed, and triton crashes the process when Mesa's
     # LLVM (loaded by Qt's GL) is already there. Loupe never compiles kernels: hide it.
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     timings = Timings(_START)
     log.info("Loupe desktop starting (pid %d, %s mode); log: %s", os.getpid(),
              "browser" if args.browser else "window", path)
-    factory = _factory(args.greet)
+    factory = factory or build_loupe_ui
     if args.browser:
         return serve_in_browser(factory, args.port, timings)
     from desktop.window import NoDisplay, run_window
@@ -117,9 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def run(argv: list[str] | None = None) -> None:
+def run(argv: list[str] | None = None, factory: Callable[[], Any] | None = None) -> None:
     """The process entry (python -m desktop, the frozen app): main(), then a prompt exit."""
-    _exit(main(argv))
+    _exit(main(argv, factory))
 
 
 def _exit(code: int) -> None:

@@ -8,14 +8,13 @@ SIGINT or SIGTERM stop the server and return 0.
 Navigation leaving the server's origin never happens inside the window: links to other sites
 (plain or target=_blank) open in the system browser; anything else is refused.
 
-Test hook: with LOUPE_TEST_REPORT=path the window writes a JSON report (timings, whether gradio's
-app mounted, checked from inside the page) to that path; LOUPE_TEST_JS=path names a script run in
-the page once it is mounted, which must leave a JSON-able value in `window.__loupeTestResult`.
+Start-up steps are logged as "loupe.timing" lines (seconds after process start): window_shown,
+loading_page_loaded, gradio_imported, server_up, app_mounted. The window has no test hooks; tests
+act inside the page through QtWebEngine's own remote debugging (tests/devtools.py).
 """
 from __future__ import annotations
 
 import html
-import json
 import logging
 import os
 import signal
@@ -102,7 +101,6 @@ class _NavPolicy:
 
     def __init__(self) -> None:
         self.origins: set[tuple[str, int]] = set()  # (host, port) of the Loupe server
-        self.opened: list[str] = []
 
     def allow_server(self, port: int) -> None:
         self.origins = {(h, port) for h in ("127.0.0.1", "localhost", "::1")}
@@ -126,7 +124,6 @@ class _NavPolicy:
             return
         import webbrowser
 
-        self.opened.append(url)
         log.info("opening in the system browser: %s", url)
         try:
             webbrowser.open(url, 2, True)
@@ -189,9 +186,16 @@ def _close_server(state: _State) -> None:
         server.close()
 
 
-def _offer_folder_dialog(window: Any) -> None:
-    """Let the UI open the native folder chooser of this window (the Library tab)."""
-    import desktop.ui as ui
+_window: Any = None  # the open window, while run_window runs
+
+
+def folder_dialog() -> Callable[[], str | None] | None:
+    """A function opening the window's native folder chooser (the chosen path, or None when the
+    person cancels); None when no window is open (browser mode), where the page has no such
+    chooser. Call the returned function from a gradio handler thread, not the GUI thread."""
+    window = _window
+    if window is None:
+        return None
 
     def pick() -> str | None:
         import webview
@@ -199,7 +203,7 @@ def _offer_folder_dialog(window: Any) -> None:
         chosen = window.create_file_dialog(webview.FileDialog.FOLDER)
         return chosen[0] if chosen else None
 
-    ui.folder_picker = pick
+    return pick
 
 
 def _boot(window: Any, state: _State, blocks_factory: Callable[[], Any], timings: Any,
@@ -212,7 +216,6 @@ def _boot(window: Any, state: _State, blocks_factory: Callable[[], Any], timings
         timings.mark("gradio_imported")
         from desktop.server import serve
 
-        _offer_folder_dialog(window)
         server = serve(blocks_factory, port=port)
         timings.mark("server_up")
         with state.lock:
@@ -226,12 +229,11 @@ def _boot(window: Any, state: _State, blocks_factory: Callable[[], Any], timings
         _policy.allow_server(server.port)
         window.events.shown.wait(15)
         window.load_url(server.url)
-        threading.Thread(target=_watch_mount, args=(window, state, timings, server),
+        threading.Thread(target=_watch_mount, args=(window, state, timings),
                          name="loupe-mount-watch", daemon=True).start()
     except Exception as exc:  # show it in the window, keep it in the log
         log.exception("Loupe could not start")
         state.error = f"{type(exc).__name__}: {exc}"
-        _write_report(timings, {"error": state.error})
         if not state.closing.is_set():
             try:
                 window.load_html(_error_html(state.error))
@@ -239,73 +241,19 @@ def _boot(window: Any, state: _State, blocks_factory: Callable[[], Any], timings
                 pass
 
 
-def _watch_mount(window: Any, state: _State, timings: Any, server: Any) -> None:
+def _watch_mount(window: Any, state: _State, timings: Any) -> None:
     """Poll the page until gradio's app has mounted (pywebview's `loaded` comes too early)."""
     deadline = time.monotonic() + 60
-    mounted = False
     while not state.closing.is_set() and time.monotonic() < deadline:
         try:
-            mounted = bool(window.evaluate_js(MOUNTED_JS))
+            if window.evaluate_js(MOUNTED_JS):
+                timings.mark("app_mounted")
+                return
         except Exception:
-            mounted = False
-        if mounted:
-            break
+            pass
         time.sleep(0.05)
-    if not mounted:
-        if not state.closing.is_set():
-            log.error("the app did not mount in the window within 60 s")
-        _write_report(timings, {"mounted": False})
-        return
-    timings.mark("app_mounted")
-    report: dict[str, Any] = {"mounted": True}
-    if os.environ.get("LOUPE_TEST_REPORT"):
-        report.update(_page_facts(window, server))
-        script = os.environ.get("LOUPE_TEST_JS")
-        if script:
-            report["js_result"] = _run_test_js(window, state, Path(script).read_text("utf-8"))
-            report["opened_outside"] = list(_policy.opened)
-            report.update({"after_js_" + k: v for k, v in _page_facts(window, server).items()})
-    _write_report(timings, report)
-
-
-def _page_facts(window: Any, server: Any) -> dict[str, Any]:
-    try:
-        facts = json.loads(window.evaluate_js(
-            "JSON.stringify({href: location.href, cookie: document.cookie, title: document.title})"))
-    except Exception as exc:
-        return {"facts_error": repr(exc)}
-    facts["token_in_href"] = server.token in facts.get("href", "")
-    facts["token_in_cookie"] = server.token in facts.get("cookie", "")
-    facts.pop("cookie", None)
-    facts["href"] = facts.get("href", "").replace(server.token, "[token]")
-    return facts
-
-
-def _run_test_js(window: Any, state: _State, script: str) -> Any:
-    try:
-        window.evaluate_js(script)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not state.closing.is_set():
-            value = window.evaluate_js(
-                "window.__loupeTestResult === undefined ? null : "
-                "JSON.stringify(window.__loupeTestResult)")
-            if value:
-                return json.loads(value)
-            time.sleep(0.1)
-        return {"error": "timed out"}
-    except Exception as exc:
-        return {"error": repr(exc)}
-
-
-def _write_report(timings: Any, extra: dict[str, Any]) -> None:
-    path = os.environ.get("LOUPE_TEST_REPORT")
-    if not path:
-        return
-    data = {"timings": dict(timings.marks), "pid": os.getpid(), **extra}
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2)
-    os.replace(tmp, path)
+    if not state.closing.is_set():
+        log.error("the app did not mount in the window within 60 s")
 
 
 def run_window(blocks_factory: Callable[[], Any], *, title: str = "Loupe",
@@ -326,10 +274,11 @@ def run_window(blocks_factory: Callable[[], Any], *, title: str = "Loupe",
     webview.settings["OPEN_EXTERNAL_LINKS_IN_BROWSER"] = True
     webview.settings["ALLOW_DOWNLOADS"] = True  # exports (CSV, ...) get a save dialog
     webview.settings["ALLOW_FILE_URLS"] = False
+    global _window
     state = _State()
-    window = webview.create_window(title, html=loading_html(title), width=width, height=height,
-                                   min_size=(640, 480), text_select=True,
-                                   background_color="#F7F7F8")
+    window = _window = webview.create_window(title, html=loading_html(title), width=width,
+                                             height=height, min_size=(640, 480), text_select=True,
+                                             background_color="#F7F7F8")
     window.events.shown += lambda: timings.mark("window_shown")
 
     def on_loaded() -> None:  # the first page loaded is the inline "Starting…" page
@@ -370,6 +319,7 @@ def run_window(blocks_factory: Callable[[], Any], *, title: str = "Loupe",
         if boot is not None and boot is not threading.current_thread():
             boot.join(timeout=2)
         _close_server(state)
+        _window = None
         for sig, handler in previous.items():
             try:
                 signal.signal(sig, handler)

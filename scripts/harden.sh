@@ -23,12 +23,25 @@ export LOUPE_HARDEN_SLOW=1
 mkdir -p artifacts
 rm -f artifacts/hardening.json
 
-status=0
-"$PY" -m pytest -s -p no:cacheprovider -q \
+# -m '' overrides pyproject's addopts (-m 'not slow'): without it the soak and the long fuzz are
+# deselected and their figures would read "(not run)". LOUPE_HARDEN_SLOW=1 lifts their own skip.
+"$PY" -m pytest -s -p no:cacheprovider -q -m '' \
   tests/test_hardening_load.py tests/test_hardening_hostile.py tests/test_hardening_faults.py \
   tests/test_library_kill.py tests/test_hardening_security.py tests/test_hardening_offline.py \
-  2>&1 | tee artifacts/harden.log | grep -E '^\[hardening\]|kill rounds|passed|failed|skipped|error' || true
+  2>&1 | tee artifacts/harden.log \
+  | { grep -E '^\[hardening\]|kill rounds|passed|failed|skipped|deselected|^(SKIPPED|FAILED|ERROR)' || true; }
 status=${PIPESTATUS[0]}
+
+# Every test named above must have run, the slow ones included: a deselected or slow-skipped
+# test means the figures below are not all from this run.
+deselected=$(grep -Eo '[0-9]+ deselected' artifacts/harden.log | tail -n 1 | grep -Eo '[0-9]+')
+slow_skipped=$(grep -c 'slow: run with -m slow' artifacts/harden.log)
+if [ "${deselected:-0}" -gt 0 ] || [ "${slow_skipped:-0}" -gt 0 ]; then
+  echo
+  echo "HARDEN FAILED: ${deselected:-0} test(s) deselected, ${slow_skipped:-0} slow test(s) skipped;"
+  echo "make harden must run every test it names (check -m and LOUPE_HARDEN_SLOW in scripts/harden.sh)."
+  [ "$status" -ne 0 ] || status=1
+fi
 
 echo
 echo "== dependency audit (scripts/audit.sh)"

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from desktop.testing import AppProcess, missing_tools
+from app_process import AppProcess, missing_tools
 
 pytestmark = pytest.mark.browser
 
@@ -20,7 +20,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     env = dict(os.environ, LOUPE_HOME=str(tmp_path_factory.mktemp("browser-home")))
-    with AppProcess("--browser", "--greet", env=env) as proc:
+    with AppProcess("--browser", greet=True, env=env) as proc:
         proc.wait_for_url(timeout=120)
         yield proc
         code, _ = proc.stop(signal.SIGINT)

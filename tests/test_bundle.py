@@ -4,10 +4,11 @@
     LOUPE_BUNDLE=dist/Loupe python -m pytest -m build tests/test_bundle.py -s   reuses a build
 
 The bundle is copied to a read-only folder and started there with a clean environment
-(`env -i` + DISPLAY, HOME, LOUPE_HOME, LOUPE_SOURCES and the window's test hooks) on a private
-Xvfb display with openbox. The window must appear, the app must mount in it, and a script run
-inside the page (LOUPE_TEST_JS: it has the per-launch token cookie, nothing outside has) uploads
-a photo and calls the `caption` and `classify` endpoints. Then the window is closed like a
+(`env -i` + DISPLAY, HOME, LOUPE_HOME, LOUPE_SOURCES and QTWEBENGINE_REMOTE_DEBUGGING, Qt
+WebEngine's own DevTools server) on a private Xvfb display with openbox. The window must appear,
+the app must mount in it (its log says so), and a script run inside the page through the DevTools
+protocol (tests/devtools.py; the page has the per-launch token cookie, nothing outside has)
+uploads a photo and calls the `caption` and `classify` endpoints. Then the window is closed like a
 person would (Alt+F4 through the window manager): exit code 0, no process left, nothing written
 next to the executable. The frozen CLI (`Loupe caption PHOTO`) is checked too. Build time,
 bundle size and launch timings are printed (run with -s).
@@ -15,7 +16,6 @@ bundle size and launch timings are printed (run with -s).
 from __future__ import annotations
 
 import base64
-import contextlib
 import importlib.util
 import json
 import os
@@ -29,7 +29,8 @@ from urllib.request import Request, urlopen
 
 import pytest
 
-from desktop.testing import XDisplay, kill_tree, missing_qt_libs, missing_tools
+from app_process import XDisplay, kill_tree, missing_qt_libs, missing_tools, wait_mounted
+from devtools import DevToolsPage, remote_debugging_env, unused_port
 
 pytestmark = pytest.mark.build
 
@@ -169,10 +170,9 @@ def _processes_running_from(folder: Path) -> list[tuple[int, str]]:
 
 def _page_script(photo: Path) -> str:
     """Runs inside the Loupe page (same origin, token cookie): upload a photo, call the app's
-    `caption` and `classify` endpoints with their defaults for every other input, and leave the
-    results in window.__loupeTestResult."""
+    `caption` and `classify` endpoints with their defaults for every other input; the results."""
     data = base64.b64encode(photo.read_bytes()).decode()
-    return """(function () {
+    return """(async function () {
   const PHOTO = "%s", NAME = "%s";
   const isFile = (p) => ["Image", "File", "Files", "Gallery", "UploadButton"].includes(p.component)
       || /FileData|filepath/i.test(JSON.stringify(p.python_type || {}));
@@ -199,28 +199,25 @@ def _page_script(photo: Path) -> str:
                           inputs: ep.parameters.map((p) => p.component)},
                          result || {error: "no result", sse: sse.slice(0, 500)});
   }
-  (async function () {
-    const out = {};
-    try {
-      const info = await (await fetch("/gradio_api/info")).json();
-      out.endpoints = Object.keys(info.named_endpoints || {});
-      const bytes = Uint8Array.from(atob(PHOTO), (c) => c.charCodeAt(0));
-      const form = new FormData();
-      form.append("files", new Blob([bytes], {type: "image/jpeg"}), NAME);
-      const up = await fetch("/gradio_api/upload", {method: "POST", body: form});
-      if (!up.ok) throw new Error("upload " + up.status);
-      const path = (await up.json())[0];
-      const file = {path: path, orig_name: NAME, mime_type: "image/jpeg",
-                    meta: {_type: "gradio.FileData"}};
-      out.caption = await call("caption", info, file);
-      out.classify = await call("classify", info, file);
-    } catch (e) {
-      out.error = String(e && e.stack || e);
-    }
-    window.__loupeTestResult = out;
-  })();
-  return true;
-})();
+  const out = {};
+  try {
+    const info = await (await fetch("/gradio_api/info")).json();
+    out.endpoints = Object.keys(info.named_endpoints || {});
+    const bytes = Uint8Array.from(atob(PHOTO), (c) => c.charCodeAt(0));
+    const form = new FormData();
+    form.append("files", new Blob([bytes], {type: "image/jpeg"}), NAME);
+    const up = await fetch("/gradio_api/upload", {method: "POST", body: form});
+    if (!up.ok) throw new Error("upload " + up.status);
+    const path = (await up.json())[0];
+    const file = {path: path, orig_name: NAME, mime_type: "image/jpeg",
+                  meta: {_type: "gradio.FileData"}};
+    out.caption = await call("caption", info, file);
+    out.classify = await call("classify", info, file);
+  } catch (e) {
+    out.error = String(e && e.stack || e);
+  }
+  return out;
+})()
 """ % (data, photo.name)
 
 
@@ -231,17 +228,6 @@ def _wait_window(xd: XDisplay, proc: subprocess.Popen, timeout: float) -> str | 
         if ids:
             return ids[0]
         time.sleep(0.1)
-    return None
-
-
-def _wait_report(path: Path, proc: subprocess.Popen, timeout: float) -> dict | None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        with contextlib.suppress(OSError, ValueError):
-            report = json.loads(path.read_text(encoding="utf-8"))
-            if "mounted" in report or "error" in report:
-                return report
-        time.sleep(0.2)
     return None
 
 
@@ -272,14 +258,14 @@ def test_frozen_app_opens_works_and_closes(read_only_bundle, bundle, installed, 
     exe = read_only_bundle / EXE_NAME
     home, loupe_home = tmp_path / "home", Path(os.environ["LOUPE_HOME"])
     home.mkdir()
-    report_path, script_path = tmp_path / "report.json", tmp_path / "page-test.js"
-    script_path.write_text(_page_script(PHOTO), encoding="utf-8")
+    app_log = loupe_home / "logs" / "loupe.log"
+    devtools_port = unused_port()
     before = _tree(read_only_bundle)
     log = tmp_path / "app-output.txt"
 
     with XDisplay(window_manager=True) as xd, open(log, "w") as out:
-        cmd = _clean_env(xd.display, home, loupe_home, LOUPE_TEST_REPORT=str(report_path),
-                         LOUPE_TEST_JS=str(script_path)) + [str(exe)]
+        cmd = _clean_env(xd.display, home, loupe_home,
+                         **remote_debugging_env(devtools_port)) + [str(exe)]
         t0 = time.monotonic()
         proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
@@ -287,15 +273,21 @@ def test_frozen_app_opens_works_and_closes(read_only_bundle, bundle, installed, 
             wid = _wait_window(xd, proc, WINDOW_TIMEOUT)
             t_window = time.monotonic() - t0
             assert wid, f"no Loupe window within {WINDOW_TIMEOUT} s:\n{log.read_text()[-4000:]}"
-            report = _wait_report(report_path, proc, USABLE_TIMEOUT)
+            marks = wait_mounted(app_log, lambda: proc.poll() is None, USABLE_TIMEOUT)
+            assert "app_mounted" in marks, (
+                f"the app did not mount:\n{log.read_text()[-4000:]}\n"
+                + (app_log.read_text()[-4000:] if app_log.exists() else "no log"))
+            with DevToolsPage.attach(devtools_port, timeout=30,
+                                     alive=lambda: proc.poll() is None) as page:
+                href = page.evaluate("location.href")
+                assert "?" not in href and "token" not in href, href  # the token left the address
+                assert page.evaluate("document.cookie") == ""  # the token cookie is HttpOnly
+                assert [c["httpOnly"] for c in page.cookies()
+                        if c["name"].startswith("loupe_token_")] == [True], page.cookies()
+                result = page.evaluate(_page_script(PHOTO), timeout=USABLE_TIMEOUT) or {}
             t_report = time.monotonic() - t0
-            assert report, f"the app never reported:\n{log.read_text()[-4000:]}"
             shot = xd.screenshot(artifacts / "bundle-window.png")
-            assert "error" not in report, report
-            assert report.get("mounted") is True, report
-            assert report.get("token_in_href") is False, report  # the token left the address
-            result = report.get("js_result") or {}
-            assert _refused_without_token(report["href"]) == 403  # the guard is in the bundle
+            assert _refused_without_token(href) == 403  # the guard is in the bundle
 
             print(f"\nfrozen app endpoints: {result.get('endpoints')}")
             print(f"caption:  {json.dumps(result.get('caption'))[:300]}")
@@ -332,7 +324,6 @@ def test_frozen_app_opens_works_and_closes(read_only_bundle, bundle, installed, 
 
     assert _tree(read_only_bundle) == before, "the app wrote next to its executable"
     assert (loupe_home / "logs" / "loupe.log").is_file(), "the log did not go to LOUPE_HOME"
-    marks = report["timings"]
     print(f"\nlaunch (frozen, {read_only_bundle}):")
     print(f"  window on screen   {t_window:6.2f} s after spawn (xdotool saw it); "
           f"app's own mark window_shown {marks.get('window_shown', float('nan')):.2f} s")

@@ -1,7 +1,7 @@
 """The guard in front of Loupe's local server, tested against a real served greet app.
 
-The server runs as `python -m desktop --browser --greet` in a subprocess (its own env, log and
-temp folder), like a user's `loupe --browser`.
+The server runs as `python tests/greet_app.py --browser` (Loupe's shell around the greet app) in
+a subprocess (its own env, log and temp folder), like a user's `loupe --browser`.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from desktop.testing import ROOT, AppProcess, alive, iter_temp_dirs
+from app_process import ROOT, AppProcess, alive, iter_temp_dirs
 
 TIMEOUT = httpx.Timeout(20.0)
 
@@ -33,7 +33,7 @@ def home(tmp_path_factory) -> Path:
 def app(home):
     env = dict(os.environ, LOUPE_HOME=str(home))
     env.pop("GRADIO_TEMP_DIR", None)
-    proc = AppProcess("--browser", "--greet", env=env)
+    proc = AppProcess("--browser", greet=True, env=env)
     try:
         proc.wait_for_url(timeout=120)
         yield proc
@@ -317,7 +317,7 @@ def test_browser_mode_cleans_up(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         wanted = s.getsockname()[1]
-    with AppProcess("--browser", "--greet", "--port", str(wanted), env=env) as proc:
+    with AppProcess("--browser", "--port", str(wanted), greet=True, env=env) as proc:
         proc.wait_for_url(timeout=120)
         assert proc.port == wanted
         dirs = list(iter_temp_dirs(proc.proc.pid))
@@ -333,7 +333,7 @@ def test_browser_mode_cleans_up(tmp_path):
 
 
 def test_server_api_in_process(loupe_home):
-    from desktop.greet import build_greet
+    from greet_app import build_greet
     from desktop.server import serve
 
     before = os.environ.get("GRADIO_TEMP_DIR")
@@ -390,7 +390,8 @@ AUDIT_SCRIPT = textwrap.dedent("""
                 record.write(json.dumps(["getaddrinfo", str(args[0])]) + "\\n")
     sys.addaudithook(hook)
     from desktop.__main__ import main
-    sys.exit(main(["--browser", "--greet"]))
+    from greet_app import build_greet
+    sys.exit(main(["--browser"], factory=build_greet))
 """)
 
 
@@ -399,7 +400,8 @@ def test_no_outbound_connections(tmp_path):
     script.write_text(AUDIT_SCRIPT)
     record = tmp_path / "outbound.jsonl"
     record.touch()
-    env = dict(os.environ, LOUPE_HOME=str(tmp_path / "home"), PYTHONPATH=str(ROOT))
+    env = dict(os.environ, LOUPE_HOME=str(tmp_path / "home"),
+               PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         env.pop(var, None)
     proc = subprocess.Popen([sys.executable, str(script), str(record)], env=env, cwd=ROOT,

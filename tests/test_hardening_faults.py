@@ -320,7 +320,7 @@ def test_disk_full_during_metadata_writes(tmp_path, mode):
 
 
 def test_port_taken_is_one_line(tmp_path):
-    from desktop.testing import AppProcess
+    from app_process import AppProcess
 
     env = dict(os.environ, LOUPE_HOME=str(tmp_path / "home"))
     env.pop("GRADIO_TEMP_DIR", None)
@@ -342,7 +342,7 @@ def test_port_taken_is_one_line(tmp_path):
     assert message.startswith("loupe: ") and str(port) in message and "in use" in message, message
     assert bad.returncode != 0 and one_line(bad.stderr).startswith("loupe: cannot serve on port 70000"), bad.stderr
     # the next try, on the same port now free, serves
-    with AppProcess("--browser", "--greet", "--port", str(port), env=env) as app:
+    with AppProcess("--browser", "--port", str(port), greet=True, env=env) as app:
         app.wait_for_url(timeout=120)
         assert app.port == port
         code, _ = app.stop()

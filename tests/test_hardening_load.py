@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from desktop.testing import AppProcess
+from app_process import AppProcess
 from hardening import record, require_slow
 
 ROOT = Path(__file__).resolve().parents[1]

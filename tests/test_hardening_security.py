@@ -228,7 +228,7 @@ def _ws_through_guard(guard, path: str, headers: dict[str, str]) -> list:
 
 
 def test_tokens_differ_per_launch(loupe_home):
-    from desktop.greet import build_greet
+    from greet_app import build_greet
     from desktop.server import serve
 
     tokens = []

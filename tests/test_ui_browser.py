@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from desktop.testing import AppProcess
+from app_process import AppProcess
 
 pytestmark = pytest.mark.browser
 

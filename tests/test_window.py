@@ -1,12 +1,12 @@
 """A real Loupe window (pywebview + Qt WebEngine) on a private Xvfb display with openbox.
 
-`python -m desktop --greet` runs in a subprocess; with LOUPE_TEST_REPORT the window reports, from
-inside the page, when gradio's app has mounted (and runs LOUPE_TEST_JS there). Screenshots go to
-artifacts/ at the repo root.
+`python tests/greet_app.py` (Loupe's shell around the tiny greet app) runs in a subprocess. Its
+log gives the start-up marks (app_mounted is checked by the app from inside the page); the test
+acts inside the page through Qt WebEngine's own remote debugging (tests/devtools.py).
+Screenshots go to artifacts/ at the repo root.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -16,34 +16,37 @@ from pathlib import Path
 
 import pytest
 
-from desktop.testing import (AppProcess, XDisplay, alive, distinct_colours, iter_temp_dirs,
-                             missing_qt_libs, missing_tools, wait_for)
+from app_process import (AppProcess, XDisplay, alive, distinct_colours, iter_temp_dirs,
+                         missing_qt_libs, missing_tools, wait_for, wait_mounted)
+from devtools import DevToolsPage, remote_debugging_env, unused_port
 
+# Typed into the page like a person: the name, the Greet button, the greeting read back.
 GREET_JS = r"""
-(function () {
-  var t0 = Date.now();
-  var ta = document.querySelector('#name textarea');
+(async function () {
+  const t0 = Date.now();
+  const ta = document.querySelector('#name textarea');
   ta.value = 'Window'; ta.dispatchEvent(new Event('input', {bubbles: true}));
-  setTimeout(function () { document.querySelector('#greet').click(); }, 200);
-  var iv = setInterval(function () {
-    var out = document.querySelector('#output textarea');
-    if (out && out.value.indexOf('Hello') === 0) {
-      clearInterval(iv);
-      var greeting = out.value;
-      // links to other sites: a new-window one and a plain one
-      var a = document.createElement('a'); a.href = 'https://example.com/blank'; a.target = '_blank';
-      a.textContent = 'x'; document.body.appendChild(a); a.click();
-      var b = document.createElement('a'); b.href = 'https://example.org/same-tab';
-      b.textContent = 'y'; document.body.appendChild(b); b.click();
-      setTimeout(function () {
-        window.__loupeTestResult = {output: greeting, href: location.href, cookie: document.cookie,
-                                    ms: Date.now() - t0};
-      }, 1500);
-    } else if (Date.now() - t0 > 20000) {
-      clearInterval(iv); window.__loupeTestResult = {error: 'no greeting'};
-    }
-  }, 100);
-})();
+  await new Promise((r) => setTimeout(r, 200));
+  document.querySelector('#greet').click();
+  while (Date.now() - t0 < 20000) {
+    const out = document.querySelector('#output textarea');
+    if (out && out.value.indexOf('Hello') === 0) return {output: out.value, ms: Date.now() - t0};
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {error: 'no greeting'};
+})()
+"""
+
+# Links to other sites, a new-window one and a plain one: both must leave for the system browser.
+LINKS_JS = r"""
+(async function () {
+  const a = document.createElement('a'); a.href = 'https://example.com/blank'; a.target = '_blank';
+  a.textContent = 'x'; document.body.appendChild(a); a.click();
+  const b = document.createElement('a'); b.href = 'https://example.org/same-tab';
+  b.textContent = 'y'; document.body.appendChild(b); b.click();
+  await new Promise((r) => setTimeout(r, 1500));
+  return location.href;
+})()
 """
 
 
@@ -66,36 +69,37 @@ def artifacts_dir() -> Path:
     return path
 
 
-def launch(display: XDisplay, tmp_path: Path, script: str | None = None) -> tuple[AppProcess, Path]:
-    report = tmp_path / "report.json"
+class Launched:
+    def __init__(self, proc: AppProcess, home: Path, devtools_port: int) -> None:
+        self.proc, self.home, self.devtools_port = proc, home, devtools_port
+        self.log = home / "logs" / "loupe.log"
+
+    def page(self) -> DevToolsPage:
+        return DevToolsPage.attach(self.devtools_port, timeout=60,
+                                   alive=lambda: self.proc.proc.poll() is None)
+
+
+def launch(display: XDisplay, tmp_path: Path, devtools: bool = True) -> Launched:
+    """The greet app in a window; with `devtools`, Qt WebEngine's remote debugging turned on."""
     opened = tmp_path / "opened.txt"
     browser = tmp_path / "fake-browser"
     browser.write_text(f"#!/bin/sh\necho \"$1\" >> {opened}\n")
     browser.chmod(0o755)
-    env = display.env(LOUPE_HOME=str(tmp_path / "home"), LOUPE_TEST_REPORT=str(report),
-                      BROWSER=str(browser))
+    port = unused_port() if devtools else 0
+    env = display.env(LOUPE_HOME=str(tmp_path / "home"), BROWSER=str(browser),
+                      **(remote_debugging_env(port) if devtools else {}))
     env.pop("GRADIO_TEMP_DIR", None)
-    if script:
-        (tmp_path / "test.js").write_text(script)
-        env["LOUPE_TEST_JS"] = str(tmp_path / "test.js")
-    return AppProcess("--greet", env=env), report
+    return Launched(AppProcess(greet=True, env=env), tmp_path / "home", port)
 
 
-def read_report(report: Path, proc: AppProcess, want: str, timeout: float = 120) -> dict:
-    def ready() -> bool:
-        if proc.proc.poll() is not None:
-            return True
-        try:
-            data = json.loads(report.read_text())
-        except (OSError, ValueError):
-            return False
-        return want in data or "error" in data or data.get("mounted") is False
-
-    assert wait_for(ready, timeout), f"no report within {timeout} s:\n{proc.output}"
-    assert proc.proc.poll() is None, f"the app exited early:\n{proc.output}"
-    data = json.loads(report.read_text())
-    assert data.get("mounted") is True, (data, proc.output)
-    return data
+def mounted(app: Launched, timeout: float = 120) -> dict[str, float]:
+    """The start-up marks, once the app has mounted in the window; fails on an early exit or a
+    start-up error."""
+    timings = wait_mounted(app.log, lambda: app.proc.proc.poll() is None, timeout)
+    assert app.proc.proc.poll() is None, f"the app exited early:\n{app.proc.output}"
+    assert "app_mounted" in timings, (app.log.read_text() if app.log.exists() else "no log",
+                                      app.proc.output)
+    return timings
 
 
 def window_children_gone(proc: AppProcess, children: list[int]) -> None:
@@ -105,23 +109,27 @@ def window_children_gone(proc: AppProcess, children: list[int]) -> None:
 
 @pytest.mark.window
 def test_window_mounts_works_and_closes_like_a_person(display, tmp_path, artifacts_dir):
-    proc, report = launch(display, tmp_path, GREET_JS)
+    app = launch(display, tmp_path)
+    proc = app.proc
     with proc:
-        data = read_report(report, proc, "js_result")
-        timings = data["timings"]
+        timings = mounted(app)
         print("timings (s after process start):", timings)
         assert set(timings) >= {"window_shown", "loading_page_loaded", "gradio_imported",
                                 "server_up", "app_mounted"}
         assert timings["loading_page_loaded"] < timings["gradio_imported"], timings  # window first
-        # checked from inside the page
-        assert data["href"] == data["href"].split("?")[0] and not data["token_in_href"]
-        assert not data["token_in_cookie"]
-        result = data["js_result"]
-        assert result.get("output") == "Hello, Window!!!", result
-        assert result["cookie"] == ""  # HttpOnly
-        assert result["href"].startswith("http://127.0.0.1:")  # still on Loupe, not example.org
+        with app.page() as page:  # checked from inside the page
+            href = page.evaluate("location.href")
+            assert href.startswith("http://127.0.0.1:") and "?" not in href, href  # token gone
+            assert page.evaluate("document.cookie") == ""  # the token cookie is HttpOnly
+            tokens = [c for c in page.cookies() if c["name"].startswith("loupe_token_")]
+            assert len(tokens) == 1 and tokens[0]["httpOnly"], page.cookies()
+            assert tokens[0]["sameSite"] == "Strict", tokens
+            result = page.evaluate(GREET_JS)
+            assert result.get("output") == "Hello, Window!!!", result
+            after = page.evaluate(LINKS_JS)
+            assert after == href, after  # still on Loupe, not example.org
         opened = (tmp_path / "opened.txt")
-        assert wait_for(opened.exists, 5), data
+        assert wait_for(opened.exists, 5), proc.output
         urls = opened.read_text().split()
         assert "https://example.org/same-tab" in urls and "https://example.com/blank" in urls, urls
 
@@ -136,13 +144,12 @@ def test_window_mounts_works_and_closes_like_a_person(display, tmp_path, artifac
 
         # Alt+F4 through openbox: the window manager asks the window to close. Under load a
         # synthetic key is now and then lost before openbox sees it: press again, up to 3 times.
-        log_path = tmp_path / "home" / "logs" / "loupe.log"
         for attempt in range(3):
             t0 = time.monotonic()
             subprocess.run(["xdotool", "windowactivate", "--sync", wins[0], "key",
                             "--clearmodifiers", "alt+F4"], env=display.env(), timeout=10)
             if wait_for(lambda: proc.proc.poll() is not None
-                        or "window closing" in log_path.read_text(), 2):
+                        or "window closing" in app.log.read_text(), 2):
                 break
         code = proc.wait(10)
         elapsed = time.monotonic() - t0
@@ -150,18 +157,16 @@ def test_window_mounts_works_and_closes_like_a_person(display, tmp_path, artifac
     assert elapsed < 3, f"exit took {elapsed:.2f} s"
     window_children_gone(proc, children)
     assert not temp_dirs[0].exists()
-    log = (tmp_path / "home" / "logs" / "loupe.log").read_text()
-    for name in ("window_shown", "gradio_imported", "server_up", "app_mounted"):
-        assert f"{name}:" in log
-    print(f"close -> exit {elapsed:.2f} s (Alt+F4 pressed {attempt + 1} time(s))")
+    print(f"greet in the page {result['ms']} ms; close -> exit {elapsed:.2f} s "
+          f"(Alt+F4 pressed {attempt + 1} time(s))")
 
 
 @pytest.mark.window
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_window_exits_cleanly_on_signal(display, tmp_path, signum, artifacts_dir):
-    proc, report = launch(display, tmp_path)
+    app = launch(display, tmp_path, devtools=False)
+    proc, log_path = app.proc, app.log
     with proc:
-        log_path = tmp_path / "home" / "logs" / "loupe.log"
         assert wait_for(lambda: log_path.exists() and "window_shown" in log_path.read_text(), 60)
         if signum == signal.SIGTERM:  # the loading page, painted before gradio is imported
             shot = artifacts_dir / "window-loading.png"
@@ -176,7 +181,7 @@ def test_window_exits_cleanly_on_signal(display, tmp_path, signum, artifacts_dir
             painted = wait_for(loading_page_painted, 10, interval=0.2)
             if "gradio_imported" not in log_path.read_text():  # else it was too quick to catch
                 assert painted, "the loading page was not painted"
-        read_report(report, proc, "mounted")
+        mounted(app)
         children = proc.descendants()
         code, elapsed = proc.stop(signum, timeout=10)
     assert code == 0, proc.output
@@ -192,11 +197,20 @@ def test_no_display_suggests_browser_mode(tmp_path):
     env["LOUPE_HOME"] = str(tmp_path)
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
     t0 = time.monotonic()
-    out = subprocess.run([sys.executable, "-m", "desktop", "--greet"], env=env,
+    out = subprocess.run([sys.executable, "-m", "desktop"], env=env,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2, out
     assert "--browser" in out.stderr
     assert time.monotonic() - t0 < 10  # no gradio or Qt import before saying so
+
+
+def test_the_shell_has_no_test_switches(tmp_path):
+    """Test-only apps are started from tests/ (greet_app.py); the product refuses `--greet`."""
+    env = dict(os.environ, LOUPE_HOME=str(tmp_path),
+               PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    out = subprocess.run([sys.executable, "-m", "desktop", "--browser", "--greet"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "unrecognized arguments: --greet" in out.stderr, out
 
 
 def test_windowed_build_without_stdout(tmp_path):
@@ -207,7 +221,7 @@ def test_windowed_build_without_stdout(tmp_path):
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
     code = ("import sys; sys.stdout = sys.stderr = None\n"
             "from desktop.__main__ import main\n"
-            "raise SystemExit(main(['--greet']))")
+            "raise SystemExit(main([]))")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 2, out

@@ -1,7 +1,8 @@
-"""Helpers for testing the shell: a headless X display, the app in a subprocess, process trees.
+"""Helpers for testing the shell: a headless X display, the app in a subprocess, process trees,
+the app's start-up timings from its log.
 
-Used by tests/test_guard.py, tests/test_window.py and tests/test_browser_shell.py. Nothing here
-runs in the app itself. Linux only (Xvfb, /proc).
+Used by the window, guard, browser, hardening and bundle tests and by bench/startup.py. Test code
+only (not in the package). Linux only (Xvfb, /proc).
 """
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
+GREET_APP = Path(__file__).resolve().with_name("greet_app.py")
 
 # tool -> the Debian package that ships it
 APT = {
@@ -140,11 +142,14 @@ def _read_line(fd: int, timeout: float) -> str:
 
 
 class AppProcess:
-    """`python -m desktop ARGS` in a subprocess, its output collected line by line."""
+    """`python -m desktop ARGS` (Loupe's UI) or, with greet=True, `python tests/greet_app.py ARGS`
+    (the same shell around the tiny greet app) in a subprocess, its output collected line by line.
+    """
 
     def __init__(self, *args: str, env: dict[str, str] | None = None,
-                 python: list[str] | None = None) -> None:
-        cmd = (python or [sys.executable]) + ["-m", "desktop", *args]
+                 python: list[str] | None = None, greet: bool = False) -> None:
+        target = [str(GREET_APP)] if greet else ["-m", "desktop"]
+        cmd = (python or [sys.executable]) + [*target, *args]
         environment = dict(env or os.environ)
         environment["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(ROOT), environment.get("PYTHONPATH")]))
@@ -274,6 +279,45 @@ def wait_for(predicate, timeout: float, interval: float = 0.1) -> bool:  # type:
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+START_FAILED = ("Loupe could not start", "did not mount in the window")
+
+
+def _log_text(log: Path, since: int = 0) -> str:
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(since)
+            return fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+TIMING_LINE = re.compile(r" loupe\.timing: (\w+): ([0-9.]+) s after process start")
+
+
+def log_timings(log: Path, since: int = 0) -> dict[str, float]:
+    """The start-up marks the app logged (desktop.logs.Timings), name -> seconds after process
+    start; the first of each name after byte offset `since` (a log may hold earlier launches:
+    pass its size before this one). {} when there is no log yet."""
+    marks: dict[str, float] = {}
+    for name, seconds in TIMING_LINE.findall(_log_text(log, since)):
+        marks.setdefault(name, float(seconds))
+    return marks
+
+
+def wait_mounted(log: Path, running: Callable[[], bool], timeout: float,
+                 since: int = 0) -> dict[str, float]:
+    """Wait up to `timeout` s until the app has logged `app_mounted` (checked by the window from
+    inside the page), a start-up failure, or `running()` is false; the marks logged by then
+    (after byte offset `since`, as in log_timings)."""
+    def settled() -> bool:
+        if not running() or "app_mounted" in log_timings(log, since):
+            return True
+        return any(line in _log_text(log, since) for line in START_FAILED)
+
+    wait_for(settled, timeout, interval=0.2)
+    return log_timings(log, since)
 
 
 def iter_temp_dirs(pid: int) -> Iterator[Path]:

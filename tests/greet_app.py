@@ -1,6 +1,14 @@
-"""The tiny greet app: lets the window and the guard be tested without any model."""
+"""The tiny greet app: lets the window and the guard be tested without any model.
+
+    python tests/greet_app.py [--browser] [--port N]
+
+runs Loupe's real shell (`desktop.__main__.run`: log, guard, window or browser mode, prompt exit)
+around this app instead of Loupe's UI. Test code only: it is not part of the package.
+"""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -12,6 +20,7 @@ def greet(name: str, intensity: float) -> str:
 
 
 def build_greet() -> "gr.Blocks":
+    """Name, Intensity, a Greet button and the Greeting; one named endpoint, `/greet`."""
     import gradio as gr
 
     with gr.Blocks(title="Loupe") as demo:
@@ -22,3 +31,10 @@ def build_greet() -> "gr.Blocks":
         button.click(greet, [name, intensity], output, api_name="greet")
         name.submit(greet, [name, intensity], output, api_visibility="private")
     return demo
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's desktop/engine
+    from desktop.__main__ import run
+
+    run(sys.argv[1:], factory=build_greet)
