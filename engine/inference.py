@@ -82,8 +82,7 @@ class Engine:
         table = weights.sources()
         ids = {}
         for spec in MODELS:
-            src = table[spec.name]
-            ids[spec.task] = f"{spec.name}@{src.revision or ','.join(f.sha256[:12] for f in src.files)}"
+            ids[spec.task] = f"{spec.name}@{table[spec.name].pin}"
         ids["precision"] = self.placement.precision
         return ids
 

@@ -9,6 +9,9 @@ from typing import Any
 class Caption:
     text: str
 
+    def to_text(self) -> str:
+        return self.text
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -26,6 +29,10 @@ class Label:
 @dataclass(frozen=True)
 class Labels:
     top: tuple[Label, ...] = field(default_factory=tuple)
+
+    def to_text(self) -> str:
+        """One line per label, most likely first: " 93.1%  tabby cat"."""
+        return "\n".join(f"{label.score:6.1%}  {label.name}" for label in self.top)
 
     def as_confidences(self) -> dict[str, float]:
         """The mapping gr.Label takes."""

@@ -66,6 +66,11 @@ class Source:
     def size(self) -> int:
         return sum(f.size for f in self.files)
 
+    @property
+    def pin(self) -> str:
+        """The weights' identity: the repo revision, or the files' sha256 prefixes."""
+        return self.revision or ",".join(f.sha256[:12] for f in self.files)
+
     def url_for(self, filename: str) -> str:
         if self.kind == "url":
             return self.base_url.rstrip("/") + "/" + filename

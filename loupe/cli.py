@@ -14,6 +14,8 @@ from typing import Any, Callable, Sequence
 import click
 
 from engine.errors import Cancelled, LoupeError, UsageError
+from engine.models.registry import MODELS, ModelSpec
+from engine.results import Labels
 
 from .logged import LoggedGroup
 from .options import model_options, pick
@@ -52,8 +54,25 @@ def _offline() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def _print_results(photos: Sequence[str], results: list[Any], as_json: bool,
-                   render: Callable[[str, Any, bool], str]) -> int:
+def _task_command(spec: ModelSpec) -> click.Command:
+    """`loupe caption` / `loupe classify`: one command per task in the registry, its options
+    (flags, defaults, limits, help) read from the model's spec."""
+
+    @click.argument("photos", nargs=-1, required=True, metavar="PHOTO...")
+    @model_options(spec.task)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+    def command(photos: tuple[str, ...], as_json: bool, **options: Any) -> int:
+        _offline()
+        from engine import get_engine
+
+        results = get_engine().run(spec.task, list(photos), **pick(spec.task, options))
+        return _print_results(list(photos), results, as_json)
+
+    command.__doc__ = spec.summary
+    return cli.command(spec.task)(command)
+
+
+def _print_results(photos: Sequence[str], results: list[Any], as_json: bool) -> int:
     failures = 0
     payload = []
     for path, result in zip(photos, results):
@@ -61,10 +80,13 @@ def _print_results(photos: Sequence[str], results: list[Any], as_json: bool,
             failures += 1
             click.echo(f"loupe: {result}", err=True)
             payload.append({"path": path, "error": getattr(result, "reason", str(result))})
-        else:
-            payload.append({"path": path, **result.to_dict()})
-            if not as_json:
-                click.echo(render(path, result, len(photos) > 1))
+            continue
+        payload.append({"path": path, **result.to_dict()})
+        if not as_json:
+            text = result.to_text()
+            if len(photos) > 1:  # name the photo: "path: caption", or the path above the labels
+                text = f"{path}\n{text}" if "\n" in text or isinstance(result, Labels) else f"{path}: {text}"
+            click.echo(text)
     if as_json:
         click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
     from engine.logs import note
@@ -73,35 +95,8 @@ def _print_results(photos: Sequence[str], results: list[Any], as_json: bool,
     return 3 if failures else 0
 
 
-@cli.command()
-@click.argument("photos", nargs=-1, required=True, metavar="PHOTO...")
-@model_options("caption")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def caption(photos: tuple[str, ...], as_json: bool, **options: Any) -> int:
-    """Describe photos in a sentence (BLIP)."""
-    _offline()
-    from engine import get_engine
-
-    results = get_engine().run("caption", list(photos), **pick("caption", options))
-    return _print_results(list(photos), results, as_json, lambda p, c, many: f"{p}: {c.text}" if many else c.text)
-
-
-@cli.command()
-@click.argument("photos", nargs=-1, required=True, metavar="PHOTO...")
-@model_options("classify")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def classify(photos: tuple[str, ...], as_json: bool, **options: Any) -> int:
-    """Name what is in photos (ResNet-18, ImageNet classes)."""
-    _offline()
-    from engine import get_engine
-
-    results = get_engine().run("classify", list(photos), **pick("classify", options))
-
-    def render(path: str, labels: Any, many: bool) -> str:
-        lines = [f"{label.score:6.1%}  {label.name}" for label in labels.top]
-        return (f"{path}\n" if many else "") + "\n".join(lines)
-
-    return _print_results(list(photos), results, as_json, render)
+for _spec in MODELS:
+    _task_command(_spec)
 
 
 # ---------------------------------------------------------------------------- models

@@ -62,7 +62,7 @@ class Captioner(Model[Caption]):
             batch[key] = value.to(self.placement.dtype) if key == "pixel_values" else value
         return batch
 
-    def forward(self, batch: dict, max_new_tokens: int = 30, num_beams: int = 3,
+    def forward(self, batch: dict, *, max_new_tokens: int, num_beams: int,
                 cancel: threading.Event | None = None, **_: Any) -> Any:
         """Token ids [N, <= T + max_new_tokens] from beam search (greedy when num_beams is 1).
         Raises Cancelled within one generation step of `cancel` being set."""

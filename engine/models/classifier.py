@@ -67,7 +67,7 @@ class Classifier(Model[Labels]):
         with torch.inference_mode():
             return self.module(batch)
 
-    def postprocess(self, logits, top: int = 3, **_: Any) -> list[Labels]:
+    def postprocess(self, logits, *, top: int, **_: Any) -> list[Labels]:
         import torch
 
         probs = torch.softmax(logits.float(), dim=-1)

@@ -65,6 +65,7 @@ class ModelSpec:
     name: str  # the weights' name: `loupe models download NAME`
     task: str  # "caption" or "classify": what the engine and front ends call it by
     title: str
+    summary: str  # what the task does, in a sentence (the command's help)
     source: Source  # where the weights come from, every file pinned to size and sha256
     loader: str  # "module:Class" implementing engine.models.base.Model
     input_size: int  # short edge in pixels the model's own preprocessing resizes to
@@ -95,11 +96,6 @@ class ModelSpec:
             raise UsageError(f"{self.task}: unknown option(s) {', '.join(sorted(unknown))}")
         return {opt.name: opt.check(given.get(opt.name, opt.default)) for opt in self.options}
 
-    @property
-    def pin(self) -> str:
-        """The weights' identity: the repo revision, or the files' sha256 prefixes."""
-        return self.source.revision or ",".join(f.sha256[:12] for f in self.source.files)
-
 
 # Pinned from the public repositories. Salesforce/blip-image-captioning-base has no safetensors
 # file at this commit, so its pickle is loaded with weights_only=True.
@@ -107,6 +103,7 @@ BLIP_BASE = ModelSpec(
     name="blip-base",
     task="caption",
     title="BLIP image captioning (base)",
+    summary="Describe photos in a sentence (BLIP).",
     source=Source(
         name="blip-base",
         title="BLIP image captioning (base)",
@@ -130,11 +127,11 @@ BLIP_BASE = ModelSpec(
     license="BSD-3-Clause",
     options=(
         Option("prefix", "Start the caption with", str, None, maximum=200, cli="--prefix",
-               help='text every caption starts with (conditional captioning), e.g. "a photograph of"'),
+               help='Text every caption starts with (conditional captioning), e.g. "a photograph of"'),
         Option("max_new_tokens", "Longest caption", int, 30, minimum=1, maximum=60, cli="--max-tokens",
-               help="longest caption in word pieces (about 0.75 words each)"),
+               help="Longest caption in word pieces (about 0.75 words each)"),
         Option("num_beams", "Caption quality", int, 3, minimum=1, maximum=8, cli="--beams",
-               help="beam search width: 1 is fastest, more weighs more alternatives (slower)"),
+               help="Beam search width: 1 is fastest, more weighs more alternatives (slower)"),
     ),
 )
 
@@ -142,6 +139,7 @@ RESNET18 = ModelSpec(
     name="resnet18",
     task="classify",
     title="ResNet-18 ImageNet classifier (torchvision IMAGENET1K_V1)",
+    summary="Name what is in photos (ResNet-18, ImageNet classes).",
     source=Source(
         name="resnet18",
         title="ResNet-18 ImageNet classifier (torchvision IMAGENET1K_V1)",
@@ -158,7 +156,7 @@ RESNET18 = ModelSpec(
     license="BSD-3-Clause",
     options=(
         Option("top", "Labels per photo", int, 3, minimum=1, maximum=10, cli="--top",
-               help="how many ImageNet labels to give, most likely first"),
+               help="How many ImageNet labels to give, most likely first"),
     ),
 )
 
