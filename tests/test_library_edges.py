@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from engine import library
+from engine.errors import LoupeError, UsageError
 from library_fixtures import FakeEngine, THIRD_PARTY_XMP, read_xmp_file, save_photo, sha
 
 # Camera Raw's develop settings for IMG_1.CR2: Lightroom keeps them in IMG_1.xmp.
@@ -104,3 +105,72 @@ def test_scan_export_says_written_for_renamed_photos(tmp_path):
     rows = json.loads(out.read_text(encoding="utf-8"))
     assert [(r["status"], r["written"]) for r in rows] == [("done", True)] * 3
     assert all(Path(r["path"]).exists() and not Path(r["path"]).name.startswith("p") for r in rows)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", None])
+def test_export_never_replaces_a_photo(tmp_path, fmt):
+    photo = save_photo(tmp_path / "IMG_0001.JPG", 5)
+    before = sha(photo)
+    with pytest.raises(UsageError, match="photo's name"):
+        library.export(photo, fmt=fmt)
+    assert sha(photo) == before
+    assert not (tmp_path / "home" / "data" / "library.db").exists()  # refused before the index opened
+
+
+def test_cli_export_to_a_photo_is_a_usage_error(tmp_path, capsys):
+    from loupe.cli import main
+
+    photo = save_photo(tmp_path / "p.jpg", 6)
+    before = sha(photo)
+    assert main(["library", "export", str(photo), "--format", "csv"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("loupe: Will not export to 'p.jpg'"), err
+    assert sha(photo) == before
+
+
+@pytest.mark.parametrize("empty", [False, True])
+def test_an_index_named_like_a_photo_is_refused(tmp_path, capsys, empty):
+    """`--db IMG_1.jpg`: never "damaged, delete it" about a photo, never an empty photo made an index."""
+    from loupe.cli import main
+
+    photo = tmp_path / "p.jpg"
+    photo.write_bytes(b"") if empty else save_photo(photo, 7)
+    folder = tmp_path / "photos"
+    save_photo(folder / "x.jpg", 8)
+    before = sha(photo)
+    with pytest.raises(UsageError, match="photo's name, not a library index"):
+        library.scan(folder, engine=FakeEngine(), db_path=photo)
+    for args in (["library", "search", "dog"], ["library", "scans"], ["library", "export", str(tmp_path / "o.csv")]):
+        assert main([*args, "--db", str(photo)]) == 2, args
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all("photo's name" in line and "delete" not in line for line in err), err
+    assert sha(photo) == before and not (folder / "x.jpg.xmp").exists()
+
+
+def test_damaged_index_still_says_how_to_rebuild(tmp_path):
+    db = tmp_path / "library.db"
+    folder = tmp_path / "photos"
+    save_photo(folder / "x.jpg", 9)
+    library.scan(folder, engine=FakeEngine(), db_path=db)
+    data = bytearray(db.read_bytes())
+    data[100:4096] = b"\xff" * (4096 - 100)  # the header survives, the schema page does not
+    db.write_bytes(bytes(data))
+    for extra in ("-wal", "-shm"):
+        db.with_name(db.name + extra).unlink(missing_ok=True)
+    with pytest.raises(LoupeError, match="damaged.*rebuild"):
+        library.scan(folder, engine=FakeEngine(), db_path=db)
+
+
+def test_cli_summary_counts_what_was_not_written(tmp_path):
+    from loupe.library import summary_text
+
+    root = tmp_path / "p"
+    ok, locked = save_photo(root / "a.jpg", 11), save_photo(root / "b.jpg", 12)
+    locked.chmod(0o444)
+    try:
+        summary = library.scan(root, engine=FakeEngine(), write="embed")
+    finally:
+        locked.chmod(0o644)
+    assert summary.write_failed == 1
+    line = summary_text(summary).splitlines()[0]
+    assert "1 written, 1 not written," in line, line
