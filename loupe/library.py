@@ -69,7 +69,9 @@ def summary_text(summary: Any) -> str:
     """The scan's outcome: one summary line, then each decision Loupe took, one per line."""
     lines = [
         f"{summary.folder}: {summary.done} captioned, {summary.skipped} already done, "
-        f"{summary.failed} unreadable, {summary.written} written, {summary.renamed} renamed{summary.decisions_text()}"
+        f"{summary.failed} unreadable, {summary.written} written"
+        + (f", {summary.write_failed} not written" if summary.write_failed else "")
+        + f", {summary.renamed} renamed{summary.decisions_text()}"
         f" ({summary.rate:.1f} photos/s, scan {summary.scan_id})"
     ]
     lines += [f"  {notice.path}: {notice.message}" for notice in summary.notices]

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import LoupeError, UsageError
 from ..files import atomic_write
+from ..images import is_photo_name
 from .index import Index
 
 FORMATS = ("csv", "json")
@@ -17,9 +18,15 @@ _SCAN_COLUMNS = ("status", "written", "reason")
 
 
 def format_for(path: Path, fmt: str | None) -> str:
+    """"csv" or "json" for an export to `path`: `fmt` if given, else the extension. UsageError
+    for any other format, and for a photo's name (`IMG_1.jpg` with format csv would replace
+    the photo with a table)."""
+    if is_photo_name(path):
+        raise UsageError(f"Will not export to {path.name!r}: that is a photo's name. Choose a .csv or .json name.")
     fmt = (fmt or path.suffix.lstrip(".")).lower()
     if fmt not in FORMATS:
-        raise UsageError(f"Cannot tell the export format from {path.name!r}: use a .csv or .json name, or fmt='csv'/'json'.")
+        raise UsageError(f"Cannot tell the export format from {path.name!r}: use a .csv or .json name, "
+                         "or give the format (csv or json).")
     return fmt
 
 

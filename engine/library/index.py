@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import LoupeError, UsageError
+from ..images import is_photo_name
 from ..results import Label
 
 SCHEMA_VERSION = 1
@@ -175,6 +176,10 @@ class Index:
 
     def __init__(self, path: Path, *, timeout: float | None = None) -> None:
         self.path = Path(path)
+        if is_photo_name(self.path):
+            # `--db IMG_1.jpg`: SQLite would make an empty photo an index, and a real one would be
+            # reported "damaged" with advice to delete it.
+            raise UsageError(f"{self.path} is a photo's name, not a library index; choose another index file.")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

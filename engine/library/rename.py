@@ -18,10 +18,10 @@ import re
 import time
 import unicodedata
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable
 
-from ..images import is_photo_name
 from ..files import fsync_dir
 
 MAX_SLUG = 60
@@ -141,11 +141,12 @@ class Renamer:
         # Stems (lower case) of photos and sidecars: a new name must not share a stem with
         # another photo (Lightroom's photo.xmp would be shared; case-insensitive disks).
         if folder not in self._stems:
+            # Every file counts, not only photos Loupe reads: a RAW (IMG_1.CR2) or a video
+            # pairs with IMG_1.xmp just the same.
             stems: set[str] = set()
             for name in os.listdir(folder):
-                low = name.lower()
-                if is_photo_name(low) or low.endswith(".xmp"):
-                    stems.add(low.split(".", 1)[0])
+                if not name.startswith("."):
+                    stems.add(name.lower().split(".", 1)[0])
             self._stems[folder] = stems
         return self._stems[folder]
 
@@ -191,18 +192,31 @@ def _sidecar_target(sidecar: Path, photo: Path, target: Path) -> Path:
 
 def sidecars_of(photo: Path) -> list[Path]:
     """Sidecars to move with the photo: `photo.jpg.xmp`, and `photo.xmp` unless another
-    photo in the folder has the same stem (then it is not this photo's alone)."""
+    file in the folder has the same stem (then it is not this photo's alone: `IMG_1.xmp` next
+    to `IMG_1.jpg` and `IMG_1.CR2` holds the RAW's develop settings and stays with the RAW)."""
     out = [photo.with_name(photo.name + ".xmp")]
     lightroom = photo.with_suffix(".xmp")
-    if lightroom.exists():
-        stem = photo.stem.lower()
-        shared = any(
-            n != photo.name and is_photo_name(n) and n.rsplit(".", 1)[0].lower() == stem
-            for n in os.listdir(photo.parent)
-        )
-        if not shared:
-            out.append(lightroom)
+    if lightroom.exists() and stem_counts([photo.parent])[(photo.parent, photo.stem.lower())] <= 1:
+        out.append(lightroom)
     return [p for p in out if p.exists()]
+
+
+def stem_counts(folders: Iterable[Path]) -> Counter[tuple[Path, str]]:
+    """(folder, lower-case stem) -> how many files in `folders` a Lightroom-style `stem.xmp`
+    sidecar could belong to. Every file but sidecars and hidden files counts, not only the
+    photos Loupe reads: photo tools pair `IMG_1.xmp` with `IMG_1.CR2`, `IMG_1.MOV` or
+    `IMG_1.psd` as much as with `IMG_1.jpg`. A folder that cannot be listed counts nothing."""
+    counts: Counter[tuple[Path, str]] = Counter()
+    for folder in folders:
+        try:
+            with os.scandir(folder) as entries:
+                names = [e.name for e in entries if not e.is_dir()]
+        except OSError:
+            continue
+        for name in names:
+            if not name.startswith(".") and not name.lower().endswith(".xmp"):
+                counts[(folder, Path(name).stem.lower())] += 1
+    return counts
 
 
 def undo(log: RenameLog, on_move: Mover | None = None) -> int:

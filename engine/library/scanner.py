@@ -38,7 +38,7 @@ from .descriptions import WriteResult, check_policy
 from ..files import atomic_write, cleanup_stale, hash_bytes, sha256_file, is_read_only, os_reason, walk_photos
 from .index import Index, IndexUnavailable, Known, PhotoRow
 from .progress import Meter, ScanProgress, ProgressCallback
-from .rename import Renamer, RenameLog, recover, sidecars_of
+from .rename import Renamer, RenameLog, recover, sidecars_of, stem_counts
 
 WRITERS = ("sidecar", "embed", "none")
 
@@ -171,7 +171,7 @@ class Scan:
         started = time.perf_counter()
         paths = walk_photos(self.folder, self.unreadable_folder)
         self.summary.total = len(paths)
-        self.stems.update((p.parent, p.stem.lower()) for p in paths)
+        self.stems.update(stem_counts({p.parent for p in paths}))  # RAWs and videos share photo.xmp too
         batch: list[Photo] = []
         waiting: list[Photo] = []  # same bytes as a photo in the batch: routed once it is recorded
         photos = self.load(paths)
@@ -289,8 +289,9 @@ class Scan:
             if caption is None:
                 continue  # the models failed on this one photo: already a problem
             row = self.new_row(photo, caption, labels)
+            found_at = str(photo.path)  # the scan's item is recorded here; the rename's update moves it
             files = self.write_and_rename(photo, row)  # may rename: the record takes the new path
-            updates.append(self.result_update(photo, row))
+            updates.append(self.result_update(photo, row, found_at))
             updates.extend(files)
             self.summary.done += 1
         with self.index.transaction() as db:
@@ -380,8 +381,8 @@ class Scan:
                         f"another photo has the name stem {path.stem!r}, so this one got {path.name}.xmp, "
                         "which Lightroom does not read; rename one of them and scan again for photo.xmp")
         target = xmp.sidecar_path(path, style)
-        if row.written_key == self.written_key and target.exists():
-            return []
+        if row.written_key == self.written_key and row.path == str(path) and target.exists():
+            return []  # (the written key is the record's: a copy elsewhere has its own sidecar)
         result = xmp.write_sidecar(path, row.caption, [label.name for label in row.labels], style=style,
                                    settings=self.key, existing=self.options.existing)
         self.decided(target, result)
@@ -464,7 +465,7 @@ class Scan:
         inserted it, so the writers' updates (queued after it, same transaction) ask here."""
         return self.known[content_hash].row.id
 
-    def result_update(self, photo: Photo, row: PhotoRow) -> Callable[[Any], None]:
+    def result_update(self, photo: Photo, row: PhotoRow, found_at: str) -> Callable[[Any], None]:
         path, scan_id = str(photo.path), self.scan_id
 
         def save(db: Any) -> None:
@@ -473,7 +474,7 @@ class Scan:
                 caption=row.caption, labels=row.labels, settings_key=self.key, model_ids=self.model_ids,
                 scan_id=scan_id, photo_id=row.id if row.id >= 0 else None,
             )
-            self.index.record_item(db, scan_id, path, pid, "done")
+            self.index.record_item(db, scan_id, found_at, pid, "done")
             saved = PhotoRow(**{**asdict(row), "id": pid, "path": path, "labels": row.labels})
             self.known[row.hash] = Known(saved, None)
             self.by_path[path] = saved
