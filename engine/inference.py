@@ -8,7 +8,7 @@ Every entry point (the CLI, the UI, the library scanner, the bench) goes through
 steps, so a model gets the same tensor for the same file whoever asks:
 
     prepare(task, photo)  decode the file at the model's input size (`load_image` with the
-                          registry's `input_size` as draft size) and run the model's own
+                          model's own `input_size` as draft size) and run the model's own
                           per-photo `preprocess`; safe from several threads
     infer(task, inputs)   `collate` -> `forward` -> `postprocess`, one forward at a time
 
@@ -91,9 +91,8 @@ class Engine:
         """One photo -> the model's input for it (CPU tensors). `photo` is a path (decoded by
         `load_image` at the model's input size) or an RGB image already decoded by it.
         Raises UnreadableImage naming the file; options must be checked (`check_options`)."""
-        spec = for_task(task)
         if not isinstance(photo, Image):
-            photo = load_photo(spec, photo)
+            photo = self.decode(task, photo)
         return self.model(task).preprocess(photo, **options)
 
     def infer(self, task: str, inputs: Sequence[Any], options: Mapping[str, Any],
@@ -112,6 +111,11 @@ class Engine:
         _release_freed_memory()
         return out
 
+    def decode(self, task: str, path: str | os.PathLike[str]) -> Image:
+        """The photo at `path` decoded at `task`'s model input size (loads the model first:
+        the size comes from its own processor). Raises UnreadableImage."""
+        return load_photo(self.model(task).input_size, path)
+
     def run(self, task: str, photos: Sequence[Photo], **options: Any) -> list[Any]:
         """Results for `photos` in input order; a photo that cannot be read gets its
         UnreadableImage in its place. Options are checked before any file or model is touched
@@ -124,7 +128,7 @@ class Engine:
             ready: list[tuple[int, Any]] = []
             for i in range(start, min(start + spec.batch_size, len(photos))):
                 try:
-                    image = photos[i] if isinstance(photos[i], Image) else load_photo(spec, photos[i])
+                    image = photos[i] if isinstance(photos[i], Image) else self.decode(task, photos[i])
                 except UnreadableImage as exc:
                     results[i] = exc
                     continue
@@ -155,10 +159,10 @@ def check_options(task: str, options: Mapping[str, Any] | None = None) -> dict[s
     return for_task(task).check_options(options)
 
 
-def load_photo(spec: ModelSpec, path: str | os.PathLike[str]) -> Image:
-    """The photo at `path` decoded for `spec`'s model: JPEGs at a reduced scale that is still at
-    least the model's input size. The one decode every entry point uses."""
-    return load_image(path, draft_size=(spec.input_size, spec.input_size))
+def load_photo(size: int, path: str | os.PathLike[str]) -> Image:
+    """The photo at `path` decoded for a model whose input size is `size` pixels: JPEGs at a
+    reduced scale that is still at least that size. The one decode every entry point uses."""
+    return load_image(path, draft_size=(size, size))
 
 
 @functools.lru_cache(maxsize=1)

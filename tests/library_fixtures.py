@@ -37,10 +37,14 @@ def color_word(image: Image.Image) -> str:
     return ("red", "green", "blue")[int(mean.argmax())]
 
 
+# what blip-image-captioning-base's processor and ResNet18's transforms resize to
+REAL_INPUT_SIZES = {"caption": 384, "classify": 256}
+
+
 class FakeEngine:
     """Implements the scanner's engine contract (model_ids, prepare, infer, batch_size).
 
-    `prepare` is the real decode (`engine.inference.load_photo`, the registry's input sizes),
+    `prepare` is the real decode (`engine.inference.load_photo` at the real models' input sizes),
     so the photos it is handed are the pixels a real model's preprocessing would start from."""
 
     def __init__(
@@ -73,9 +77,8 @@ class FakeEngine:
 
     def prepare(self, task, path, options):
         from engine.inference import load_photo
-        from engine.models.registry import for_task
 
-        return load_photo(for_task(task), path)
+        return load_photo(REAL_INPUT_SIZES[task], path)
 
     def infer(self, task, inputs, options, cancel=None):
         if task == "caption":
@@ -251,9 +254,8 @@ def sha(path: Path) -> str:
 def load_like_scan(path: Path) -> Image.Image:
     """The photo the scan hands the captioner (the one decode every entry point uses)."""
     from engine.inference import load_photo
-    from engine.models.registry import for_task
 
-    return load_photo(for_task("caption"), path)
+    return load_photo(REAL_INPUT_SIZES["caption"], path)
 
 
 def index_captions(root: Path, captions: dict[str, str], *, seed: int = 100) -> dict[str, Path]:

@@ -109,16 +109,21 @@ def test_the_scan_and_the_request_path_prepare_identical_tensors(installed, fold
 
     engine = get_engine()
     for task in ("caption", "classify"):
-        spec = for_task(task)
-        options = spec.check_options()
+        options = for_task(task).check_options()
+        size = engine.model(task).input_size
         for p in folder:
             from_path = engine.prepare(task, p, options)
-            from_image = engine.prepare(task, load_photo(spec, p), options)
+            from_image = engine.prepare(task, load_photo(size, p), options)
             a = from_path["pixel_values"] if task == "caption" else from_path
             b = from_image["pixel_values"] if task == "caption" else from_image
             assert torch.equal(a, b), (task, p.name)
-    # and the decode is the model's own size: a 12 MP JPEG reaches the classifier decoded at
-    # 1/8 (500x375, the smallest scale >= 256) and the captioner at 1/4 (1000x750, >= 384)
+    # the decode size is the model's own (its processor / transforms), and JPEG drafting picks
+    # the smallest scale that stays at or above it: for the real models' sizes, a 12 MP JPEG
+    # reaches the classifier (256) at 1/8 (500x375) and the captioner (384) at 1/4 (1000x750)
     big = folder[1]
-    assert load_photo(for_task("classify"), big).size == (500, 375)
-    assert load_photo(for_task("caption"), big).size == (1000, 750)
+    assert engine.model("classify").input_size == 256  # the tiny ResNet uses the real transforms
+    from tiny_models import IMAGE_SIZE
+
+    assert engine.model("caption").input_size == IMAGE_SIZE  # read from the tiny processor's config
+    assert engine.decode("classify", big).size == load_photo(256, big).size == (500, 375)
+    assert load_photo(384, big).size == (1000, 750)

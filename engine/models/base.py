@@ -21,6 +21,10 @@ R = TypeVar("R")
 class Model(Generic[R]):
     """Base of the model classes named in the registry (`ModelSpec.loader`)."""
 
+    #: the short edge, in pixels, the model's own preprocessing resizes a photo to; read from
+    #: the weights' processor config or transforms. Photos are decoded at it (JPEG draft).
+    input_size: int
+
     @classmethod
     def load(cls, folder: Path, placement: Placement) -> "Model[R]":
         """Load verified weights from `folder` onto `placement`'s device and precision."""

@@ -23,7 +23,7 @@ class Captioner(Model[Caption]):
         self.processor = processor
         self.placement = placement
         size = getattr(processor.image_processor, "size", None) or {}
-        #: the square the processor resizes to (the registry's input_size; a test checks they agree)
+        #: the square the processor resizes to (384 in the pinned preprocessor_config.json)
         self.input_size = int(size.get("height") or size.get("shortest_edge") or 0)
         # The fast tokenizer is not safe to call from several loader threads at once.
         self._tokenize_lock = threading.Lock()

@@ -20,7 +20,7 @@ class Classifier(Model[Labels]):
         self.categories = list(categories)
         self.placement = placement
         resize = getattr(transform, "resize_size", None) or 0
-        #: the short edge the transforms resize to (the registry's input_size; a test checks they agree)
+        #: the short edge the transforms resize to (256 for IMAGENET1K_V1's)
         self.input_size = int(resize[0] if isinstance(resize, (list, tuple)) else resize)
 
     @classmethod

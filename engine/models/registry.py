@@ -67,8 +67,9 @@ class ModelSpec:
     title: str
     summary: str  # what the task does, in a sentence (the command's help)
     source: Source  # where the weights come from, every file pinned to size and sha256
-    loader: str  # "module:Class" implementing engine.models.base.Model
-    input_size: int  # short edge in pixels the model's own preprocessing resizes to
+    loader: str  # "module:Class" implementing engine.models.base.Model; its `input_size`
+    # (the short edge its own preprocessing resizes to) comes from the weights' own processor
+    # config or transforms, and is the size every entry point decodes a photo at
     batch_size: int  # photos per forward pass (measured in bench/)
     license: str
     options: tuple[Option, ...] = field(default_factory=tuple)
@@ -121,8 +122,6 @@ BLIP_BASE = ModelSpec(
         ),
     ),
     loader="engine.models.captioner:Captioner",
-    # preprocessor_config.json of the pinned revision: resize to 384x384.
-    input_size=384,
     batch_size=8,
     license="BSD-3-Clause",
     options=(
@@ -150,8 +149,6 @@ RESNET18 = ModelSpec(
         ),
     ),
     loader="engine.models.classifier:Classifier",
-    # ResNet18_Weights.IMAGENET1K_V1.transforms(): resize 256, centre crop 224.
-    input_size=256,
     batch_size=32,
     license="BSD-3-Clause",
     options=(
