@@ -71,7 +71,7 @@ def _missing_text(name: str) -> str:
     src = weights.source(name)
     st = weights.check(name)
     if st.state == weights.DAMAGED:
-        return f"**{src.title}**: {weights.damaged_message(st)} *Download* repairs it here."
+        return f"{weights.damaged_message(st)} *Download* below repairs it (only the bad files are fetched)."
     return (f"**{src.title}** is not installed yet ({format_size(src.size)}, downloaded once and "
             f"verified; after that Loupe works offline). Download it here, or use *Models → Import* "
             f"if this computer never goes online.")
@@ -277,7 +277,7 @@ def summary_markdown(summary: Any) -> str:
              + (f" · {summary.rate:.1f} photos/s" if summary.rate else "")]
     lines += _listed("Problems:", [(p.path, p.reason) for p in summary.problems], "see `loupe library scans`")
     lines += _listed("Decided for you:", [(n.path, n.message) for n in summary.notices],
-                     f"`loupe library export --scan {summary.scan_id}`")
+                     f"`loupe library scan` lists them all")
     return "\n".join(lines)
 
 
@@ -293,7 +293,7 @@ def _listed(title: str, rows: list[tuple[str, str]], more: str, limit: int = 200
 
 def cancel_scan() -> None:
     _cancel["scan"].set()
-    gr.Info("Stopping after the current batch; scan again to resume.")
+    gr.Info("Stopping: photos already finished are kept; scan again to resume.")
 
 
 @friendly

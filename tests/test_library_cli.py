@@ -74,7 +74,7 @@ def test_decisions_are_in_the_text_summary(folder, tmp_path, capsys):
         "</rdf:Alt></dc:description><dc:creator>"), encoding="utf-8")
     assert main(["library", "scan", str(folder), "--sidecar-style", "lightroom"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert "1 descriptions kept, 2 sidecar names changed, 1 duplicates" in out[0]
+    assert "1 description kept, 2 sidecar names changed, 1 duplicate" in out[0]
     listed = "\n".join(out[1:])
     assert f"{folder / 'p2.xmp'}: kept the description someone else wrote (\"Grandma's garden\")" in listed
     assert f"{folder / 'p0.jpg'}: another photo has the name stem 'p0', so this one got p0.jpg.xmp, " \

@@ -61,13 +61,13 @@ class Notice:
     message: str
 
 
-# kind -> how the summary counts it
+# kind -> how the summary counts it (one, several)
 NOTICE_KINDS = {
-    "kept": "descriptions kept",
-    "appended": "descriptions appended to",
-    "replaced": "descriptions replaced",
-    "sidecar-name": "sidecar names changed",
-    "duplicate": "duplicates",
+    "kept": ("description kept", "descriptions kept"),
+    "appended": ("description appended to", "descriptions appended to"),
+    "replaced": ("description replaced", "descriptions replaced"),
+    "sidecar-name": ("sidecar name changed", "sidecar names changed"),
+    "duplicate": ("duplicate", "duplicates"),
 }
 
 
@@ -95,7 +95,8 @@ class ScanSummary:
     def decisions_text(self) -> str:
         """", 1 descriptions kept, 2 duplicates": each kind of decision that occurred, counted."""
         counts = Counter(n.kind for n in self.notices)
-        return "".join(f", {counts[kind]} {words}" for kind, words in NOTICE_KINDS.items() if counts[kind])
+        return "".join(f", {counts[kind]} {words[counts[kind] != 1]}" for kind, words in NOTICE_KINDS.items()
+                       if counts[kind])
 
 
 @dataclass(frozen=True)
