@@ -78,7 +78,8 @@ class Captioner(Model[Caption]):
 
             extra["stopping_criteria"] = StoppingCriteriaList([Stop()])
         with torch.inference_mode():
-            out = self.model.generate(**batch, max_new_tokens=max_new_tokens, num_beams=num_beams, **extra)
+            out = self.model.generate(**batch, max_new_tokens=max_new_tokens, num_beams=num_beams,
+                                      suppress_tokens=self._never_generated, **extra)
         if cancel is not None and cancel.is_set():
             raise Cancelled("cancelled")  # the captions were cut short: not results
         return out
@@ -99,6 +100,17 @@ class Captioner(Model[Caption]):
         drop = {i for token, i in vocab.items() if _BRACKET_TOKEN.fullmatch(token)}
         drop.update(tokenizer.all_special_ids)
         return frozenset(drop), frozenset(i for token, i in vocab.items() if token.startswith("##"))
+
+    @functools.cached_property
+    def _never_generated(self) -> list[int]:
+        """Ids the decoder may not pick ([UNK], [MASK], [unusedN], ...): with them out of the
+        running it picks the best real word instead, so a caption is never only debris. The
+        ids that end or pad a caption stay allowed."""
+        tokenizer, config = self.processor.tokenizer, self.model.generation_config
+        enders = {tokenizer.sep_token_id, tokenizer.pad_token_id, config.pad_token_id}
+        eos = config.eos_token_id
+        enders.update(eos if isinstance(eos, (list, tuple)) else [eos])
+        return sorted(self._debris_ids[0] - enders)
 
     def _caption_ids(self, ids: list[int]) -> list[int]:
         drop, pieces = self._debris_ids
