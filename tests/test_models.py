@@ -190,12 +190,14 @@ def test_stop_is_checked_at_every_generation_step(installed, photos):
 
 
 def test_captions_are_never_only_debris(installed, tmp_path):
-    """The tiny model's vocabulary has [unusedN] slots it likes to pick; the decoder is kept
-    from choosing them, so no caption comes out empty (27 of 30 did, before)."""
+    """The tiny model's vocabulary has [unusedN] slots it sometimes prefers; the decoder is kept
+    from choosing them, so no caption comes out empty (the load test's photos, 96x72 JPEGs at
+    8 tokens and 1 beam, met an empty caption now and then before)."""
     paths = []
-    for i in range(30):
-        p = tmp_path / f"g{i}.png"
-        gradient(40 + 7 * i, 30 + 5 * i, seed=100 + i).save(p)
+    for seed in range(40):  # seed 4 came out empty before
+        p = tmp_path / f"p{seed}.jpg"
+        gradient(96, 72, seed).save(p, "JPEG", quality=85)
         paths.append(p)
-    captions = get_engine().run("caption", paths, num_beams=1, max_new_tokens=6)
-    assert all(c.text.strip() for c in captions), [c.text for c in captions]
+    captions = get_engine().run("caption", paths, num_beams=1, max_new_tokens=8)
+    empty = [p.name for p, c in zip(paths, captions) if not c.text.strip()]
+    assert not empty, empty
