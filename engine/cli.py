@@ -163,7 +163,10 @@ def _models(args: argparse.Namespace) -> int:
             print(json.dumps([{"name": r.name, "title": r.title, "installed": r.installed, "path": str(r.path),
                                "bytes": r.size, "revision": r.revision} for r in rows], indent=2))
             return 0
+        from .device import describe
+
         print(f"Weights folder: {weights.paths.weights_dir()}")
+        print(describe())
         for r in rows:
             state = f"installed, {r.size / 1e6:,.0f} MB" if r.installed else f"not installed ({r.size / 1e6:,.0f} MB to download)"
             print(f"  {r.name:10} {state:34} {r.title}")

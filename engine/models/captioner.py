@@ -34,9 +34,13 @@ class Captioner:
 
         # local_files_only: once installed, loading never touches the network.
         processor = BlipProcessor.from_pretrained(folder, local_files_only=True)
-        model = BlipForConditionalGeneration.from_pretrained(
-            folder, local_files_only=True, dtype=placement.dtype
-        )
+        load = lambda: BlipForConditionalGeneration.from_pretrained(folder, local_files_only=True, dtype=placement.dtype)
+        if placement.precision == "int8":
+            from ..quantize import empty_transformers_model, load_int8
+
+            model = load_int8(folder, load, lambda: empty_transformers_model(BlipForConditionalGeneration, folder))
+        else:
+            model = load()
         model.eval().to(placement.device)
         _fuse_vision_attention(model)
         return cls(model, processor, placement)
