@@ -1,8 +1,9 @@
 """Int8 weights with dynamic int8 activations, for CPUs without native bf16, and the cache of
 the quantized model beside its weights.
 
-`quantize_int8(module)` swaps a module's `nn.Linear` layers for int8 ones in place: weights int8 per output channel, activations quantized to int8 per call
-from their own range (no calibration data needed), outputs in float32.
+`quantize_int8(module)` swaps a module's `nn.Linear` layers for int8 ones in place: weights
+int8 per output channel, activations quantized to int8 per call from their own range (no
+calibration data needed), outputs in float32.
 
 `load_int8(folder, load_float, build_empty)` quantizes once and keeps the result in
 `folder/quantized/`: later loads read the small int8 state into an empty skeleton instead of
@@ -165,11 +166,15 @@ def load_int8(folder: Path, load_float: Callable[[], Any], build_empty: Callable
     # Continue from the cache just written, as every later start will: the float model's
     # memory (its memory-mapped checkpoint stays resident while any of its tensors lives) goes.
     del model
+    import gc
+
+    gc.collect()  # transformers models hold reference cycles: without this the float one lingers
     return _from_cache(data, build_empty)
 
 
 def _write_cache(model: Any, data: Path, manifest_path: Path, expected: dict) -> None:
     import tempfile
+    import time
 
     import torch
 
@@ -177,6 +182,12 @@ def _write_cache(model: Any, data: Path, manifest_path: Path, expected: dict) ->
     from .weights import sha256_file
 
     data.parent.mkdir(parents=True, exist_ok=True)
+    for stale in data.parent.glob(f".{data.name}.*.tmp"):  # a build killed mid-write (~0.3 GB each)
+        try:
+            if time.time() - stale.stat().st_mtime > 600:
+                stale.unlink()
+        except OSError:
+            pass
     fd, tmp = tempfile.mkstemp(prefix=f".{data.name}.", suffix=".tmp", dir=data.parent)
     try:
         # Straight to the temp file (not through bytes in memory): the state is ~250 MB for BLIP.

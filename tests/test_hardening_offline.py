@@ -158,8 +158,9 @@ def test_a_whole_session_stays_on_loopback(tmp_path, sources_file, _installed_we
             caption = _call(c, "caption", [photo, "", 10, 1])
             labels = _call(c, "classify", [photo])
             scan = _run_queued(c, _dep(config, input_labels=["Folder of photos", "Write results", "Sidecar name",
-                                                               "Rename files from captions (undo: loupe library undo)"]),
-                               [str(photos), "sidecar", "darktable", False], "offline-session")
+                                                               "Rename files from captions (undo: loupe library undo)",
+                                                               "Fast captions (1 beam)"]),
+                               [str(photos), "sidecar", "darktable", False, True], "offline-session")
             summary = json.dumps(scan["data"])
             assert "3 photos: 3 captioned" in summary, summary
             found = _run_queued(c, _dep(config, input_labels=["Search captions and labels"]), ["beach"], "offline-session")

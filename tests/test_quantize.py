@@ -247,3 +247,26 @@ def test_models_status_says_which_path_runs(own_weights):
     out = subprocess.run([sys.executable, "-m", "engine.cli", "models", "status"], env=env, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 2 and out.stderr.startswith("loupe: precision must be one of auto, fp32, bf16, int8")
+
+
+def test_scan_fast_choice_reaches_the_engine(tmp_path, monkeypatch, capsys):
+    """`loupe library scan --beams 1` (the Library tab's "Fast captions") captions with 1 beam."""
+    import engine
+    from engine.cli import main
+    from library_fixtures import FakeEngine, save_photo
+
+    beams = []
+
+    class Recording(FakeEngine):
+        def caption(self, images, **options):
+            beams.append(options.get("num_beams"))
+            return super().caption(images, **options)
+
+    monkeypatch.setattr(engine, "get_engine", lambda: Recording())
+    for i in range(2):
+        save_photo(tmp_path / "photos" / f"p{i}.jpg", i)
+    assert main(["library", "scan", str(tmp_path / "photos"), "--write", "none", "--beams", "1"]) == 0
+    assert beams and set(beams) == {1}
+    with pytest.raises(SystemExit) as exc:
+        main(["library", "scan", str(tmp_path / "photos"), "--beams", "9"])
+    assert exc.value.code == 2 and "--beams" in capsys.readouterr().err
