@@ -81,6 +81,22 @@ def test_caption_and_classify_in_chromium(installed, browser, artifacts):
         _stop(app)
 
 
+def test_fast_caption_is_one_click_away(installed, browser, artifacts):
+    """The Caption tab's "Fast (1 beam)" sets the beams option (in the closed Options) to 1."""
+    app = _serve()
+    try:
+        page, _ = _page(browser, app.url)
+        page.locator("#loupe-caption-speed").get_by_text("Fast (1 beam)").click()
+        page.get_by_text("Options").click()
+        beams = page.get_by_label("Beams (more: better, slower)", exact=False).first
+        page.wait_for_function("(el) => el.value === '1'", arg=beams.element_handle())
+        page.screenshot(path=str(artifacts / "ui-fast-caption.png"), full_page=True)
+        page.set_input_files("#loupe-caption-photo input[type=file]", EXAMPLE)
+        page.wait_for_function("document.querySelector('#loupe-caption textarea').value.length > 0")
+    finally:
+        _stop(app)
+
+
 def test_first_run_download_shows_progress_then_classifies(own_hub, browser, artifacts):
     own_hub.faults["resnet18-f37072fd.pth"] = "slow"  # so a person (and this test) sees it move
     own_hub.slow_delay = 0.05
