@@ -84,6 +84,10 @@ def choose(precision: str | None = None, device: str | None = None) -> Placement
         from .errors import UsageError
 
         raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision == "int8" and not _int8_available():
+        from .errors import UsageError
+
+        raise UsageError("int8 needs torch's x86 (fbgemm) quantized kernels, which this torch lacks: use fp32 or bf16")
     if precision == "int8" and device != "cpu":
         if device_asked not in (None, "auto"):
             from .errors import UsageError
@@ -94,10 +98,17 @@ def choose(precision: str | None = None, device: str | None = None) -> Placement
         if device == "cuda":
             precision = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
         elif device == "cpu":
-            precision = "bf16" if cpu_has_native_bf16() else "int8"
+            # int8 only where it was measured: x86 CPUs with fbgemm (bench/README.md, "int8")
+            precision = "bf16" if cpu_has_native_bf16() else ("int8" if _int8_available() else "fp32")
         else:
             precision = "fp32"
     return Placement(device=device, precision=precision)
+
+
+def _int8_available() -> bool:
+    from .quantize import int8_available
+
+    return int8_available()
 
 
 def describe() -> str:

@@ -48,6 +48,16 @@ def _quiet_deprecations() -> Iterator[None]:
         yield
 
 
+def int8_available() -> bool:
+    """Whether this torch can run the int8 path here: x86 dynamic quantization kernels
+    (fbgemm) present, and the API not yet removed from torch (it is marked deprecated)."""
+    import torch
+
+    quant = getattr(getattr(torch, "ao", None), "quantization", None)
+    engines = set(getattr(torch.backends, "quantized", None) and torch.backends.quantized.supported_engines or ())
+    return hasattr(quant, "quantize_dynamic") and bool(engines & {"fbgemm", "x86"})
+
+
 def quantize_int8(module: Any) -> Any:
     """Quantize `module` in place and return it: every `nn.Linear` becomes a dynamic int8 layer
     (weights int8 per output channel; activations quantized per call over the whole input

@@ -203,6 +203,15 @@ def test_precision_choice(monkeypatch):
     monkeypatch.setenv("LOUPE_DEVICE", "cuda")
     with pytest.raises(UsageError, match="CPU only"):
         choose()
+    # a torch without the x86 int8 kernels (ARM, or a future torch without the API): fp32
+    monkeypatch.setenv("LOUPE_DEVICE", "cpu")
+    monkeypatch.setattr(device, "_int8_available", lambda: False)
+    with pytest.raises(UsageError, match="fbgemm"):
+        choose()
+    monkeypatch.delenv("LOUPE_PRECISION")
+    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    assert choose() == Placement("cpu", "fp32")
+    assert quantize.int8_available()  # this x86 machine has them
 
 
 # --------------------------------------------------------------------------- fidelity gate
