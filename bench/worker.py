@@ -141,31 +141,28 @@ def _engine(cfg: dict):
     from engine.inference import Engine
 
     placement = choose(precision=cfg.get("precision"))
-    return Engine(placement=placement, batch_size=int(cfg.get("batch_size") or 8))
+    return Engine(placement=placement, batch_sizes={"caption": int(cfg["batch_size"])} if cfg.get("batch_size") else None)
 
 
 def _check_tokens(engine, images) -> None:
     """Prove the Loupe path generates exactly TOKENS tokens too (no early stop)."""
-    from engine.inference import CAPTION_MODEL
-
-    model = engine.model(CAPTION_MODEL)
-    out = model.forward(model.preprocess(images[:1]), max_new_tokens=TOKENS, num_beams=1)
+    model = engine.model("caption")
+    out = model.forward(model.collate([model.preprocess(images[0])]), max_new_tokens=TOKENS, num_beams=1)
     assert out.shape[1] == TOKENS + 1, out.shape
 
 
 def loupe_caption(cfg: dict) -> dict:
     from engine.images import load_image
-    from engine.inference import CAPTION_MODEL
 
     engine = _engine(cfg)
-    size = engine.caption_size
+    size = engine.model("caption").input_size
     draft = cfg.get("draft", True)
-    batch = engine.batch_size
+    batch = engine.batch_sizes["caption"]
     threads = int(cfg.get("decode_threads", 2))
     photos = cfg["photos"]
     run = lambda images: engine.caption(images, max_new_tokens=TOKENS, num_beams=1)
     started = time.perf_counter()
-    engine.model(CAPTION_MODEL)
+    engine.model("caption")
     load_s = time.perf_counter() - started
     first = [load_image(photos[0], draft_size=(size, size))]
     _check_tokens(engine, first)
@@ -182,17 +179,16 @@ def loupe_caption(cfg: dict) -> dict:
 
 def loupe_classify(cfg: dict) -> dict:
     from engine.images import load_image
-    from engine.inference import CLASSIFY_MODEL
 
     engine = _engine(cfg)
-    size = engine.classify_size
+    size = engine.model("classify").input_size
     draft = cfg.get("draft", True)
-    batch = max(engine.batch_size, 32)  # what Engine.classify uses
+    batch = engine.batch_sizes["classify"]
     threads = int(cfg.get("decode_threads", 2))
     photos = cfg["photos"]
     run = lambda images: engine.classify(images, top=3)
     started = time.perf_counter()
-    engine.model(CLASSIFY_MODEL)
+    engine.model("classify")
     load_s = time.perf_counter() - started
     run([load_image(p, draft_size=(size, size)) for p in photos[:batch]])  # warm-up batch
     rounds = []
@@ -212,21 +208,20 @@ def library_scan(cfg: dict) -> dict:
     import tempfile
 
     from engine import library
-    from engine.images import load_image
-    from engine.inference import CAPTION_MODEL, CLASSIFY_MODEL
 
     engine = _engine(cfg)
+    batch = engine.batch_sizes["caption"]
     folder = Path(cfg["folder"])
     n = len(list(folder.glob("*.jpg")))
-    engine.model(CAPTION_MODEL), engine.model(CLASSIFY_MODEL)
-    warm = [load_image(p, draft_size=(384, 384)) for p in sorted(folder.glob("*.jpg"))[: engine.batch_size]]
+    engine.model("caption"), engine.model("classify")
+    warm = [engine.decode("caption", p) for p in sorted(folder.glob("*.jpg"))[:batch]]
     engine.caption(warm, max_new_tokens=TOKENS, num_beams=1), engine.classify(warm)
     rounds, engine_s = [], []
     tmp = Path(tempfile.mkdtemp(prefix="loupe-bench-scan-"))
     try:
         for i in range(int(cfg.get("rounds", 2))):
             t = time.perf_counter()
-            summary = library.scan(folder, engine=engine, write="none", db_path=tmp / f"index-{i}.db",
+            summary = library.scan(folder, engine=engine, write="none", db_path=tmp / f"index-{i}.db", batch_size=batch,
                                    max_new_tokens=TOKENS, num_beams=1, workers=int(cfg.get("decode_threads", 2)))
             rounds.append((time.perf_counter() - t) / n)
             engine_s.append(summary.inference_s / n)
@@ -234,7 +229,7 @@ def library_scan(cfg: dict) -> dict:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"s_per_photo": _median(rounds), "rounds": rounds, "inference_s_per_photo": _median(engine_s), "n": n,
-            "placement": f"{engine.placement.device}/{engine.placement.precision}", "batch": engine.batch_size,
+            "placement": f"{engine.placement.device}/{engine.placement.precision}", "batch": batch,
             "decode_threads": int(cfg.get("decode_threads", 2))}
 
 
@@ -242,7 +237,6 @@ def loupe_app(cfg: dict) -> dict:
     """The window's Caption tab: one photo at a time through the process-wide engine, then
     one classification, so both models are loaded; memory read after the first caption."""
     from bench.sysinfo import rss_mb
-    from engine.images import load_image
     from engine.inference import get_engine
 
     engine = get_engine()
@@ -252,15 +246,16 @@ def loupe_app(cfg: dict) -> dict:
         engine._placement = choose(precision=cfg["precision"])
     photos = cfg["photos"]
     first = time.perf_counter()
-    engine.caption([load_image(photos[0], draft_size=(engine.caption_size,) * 2)], max_new_tokens=TOKENS, num_beams=1)
+    # as the Caption and Classify tabs call it: one photo, by path, through the request path
+    engine.run_one("caption", photos[0], max_new_tokens=TOKENS, num_beams=1)
     first_s = time.perf_counter() - first
     after_caption = rss_mb()
-    engine.classify([load_image(photos[0], draft_size=(engine.classify_size,) * 2)])
+    engine.run_one("classify", photos[0])
     after_both = rss_mb()
     times = []
     for path in photos[1:]:
         t = time.perf_counter()
-        engine.caption([load_image(path, draft_size=(engine.caption_size,) * 2)], max_new_tokens=TOKENS, num_beams=1)
+        engine.run_one("caption", path, max_new_tokens=TOKENS, num_beams=1)
         times.append(time.perf_counter() - t)
     return {"s_per_photo": _median(times), "n": len(times), "first_caption_s": first_s,
             "rss_after_caption_mb": after_caption["VmRSS"], "rss_both_models_mb": after_both["VmRSS"],
@@ -297,7 +292,7 @@ def int8_tab(cfg: dict) -> dict:
     for i in range(0, len(photos), batch):
         t = time.perf_counter()
         images = [load_image(p, draft_size=(384, 384)) for p in photos[i : i + batch]]
-        out = cap.forward(cap.preprocess(images), max_new_tokens=TOKENS, num_beams=1)
+        out = cap.forward(cap.collate([cap.preprocess(im) for im in images]), max_new_tokens=TOKENS, num_beams=1)
         assert out.shape[1] == TOKENS + 1
         if i:  # the first batch warms up
             times.append((time.perf_counter() - t) / len(images))
@@ -385,7 +380,7 @@ def accuracy(cfg: dict) -> dict:
         # BLIP vision encoder: transformers as shipped (fp32, the tutorial's model) vs Loupe.
         reference = BlipForConditionalGeneration.from_pretrained(folder).eval()
         fp32 = Captioner.load(folder, Placement("cpu", "fp32"))
-        pixels = fp32.preprocess(images)["pixel_values"]
+        pixels = fp32.collate([fp32.preprocess(im) for im in images])["pixel_values"]
         ref = reference.vision_model(pixel_values=pixels)[0]
         out["blip_vision_loupe_fp32"] = _diff(ref, fp32.model.vision_model(pixel_values=pixels)[0])
         del reference
@@ -402,7 +397,7 @@ def accuracy(cfg: dict) -> dict:
 
         def logits(module, precision, imgs, transform=meta.transforms()):
             clf = Classifier.from_module(module, transform, meta.meta["categories"], Placement("cpu", precision))
-            return clf.forward(clf.preprocess(imgs))
+            return clf.forward(clf.collate([clf.preprocess(im) for im in imgs]))
 
         net = resnet18()
         net.load_state_dict(torch.load(cfg["resnet"], map_location="cpu", weights_only=True))

@@ -36,8 +36,10 @@ Photo = str | os.PathLike[str] | Image
 
 
 class Engine:
-    def __init__(self, placement: Placement | None = None) -> None:
+    def __init__(self, placement: Placement | None = None, batch_sizes: Mapping[str, int] | None = None) -> None:
         self._placement = placement
+        # task -> photos per forward pass; the registry's unless a bench sweep asks for others
+        self.batch_sizes = {spec.task: spec.batch_size for spec in MODELS} | dict(batch_sizes or {})
         self._load_lock = threading.Lock()
         # One forward at a time per model: torch already spreads one call over all cores,
         # and parallel calls would only fight over them and multiply peak memory.
@@ -99,10 +101,9 @@ class Engine:
               cancel: threading.Event | None = None) -> list[Any]:
         """Prepared inputs -> one result per input, in order, in batches of the spec's size.
         Raises Cancelled soon after `cancel` is set (caption generation checks it per token)."""
-        spec = for_task(task)
         model = self.model(task)
         out: list[Any] = []
-        for chunk in _chunks(inputs, spec.batch_size):
+        for chunk in _chunks(inputs, self.batch_sizes[task]):
             if cancel is not None and cancel.is_set():
                 raise Cancelled("cancelled")
             with self._run_locks[task]:
@@ -121,12 +122,12 @@ class Engine:
         UnreadableImage in its place. Options are checked before any file or model is touched
         (UsageError); the model is loaded at the first readable photo (WeightsMissing or
         WeightsDamaged then). Photos are decoded a batch at a time, so memory stays bounded."""
-        spec = for_task(task)
         checked = check_options(task, options)
+        batch = self.batch_sizes[task]
         results: list[Any] = [None] * len(photos)
-        for start in range(0, len(photos), spec.batch_size):
+        for start in range(0, len(photos), batch):
             ready: list[tuple[int, Any]] = []
-            for i in range(start, min(start + spec.batch_size, len(photos))):
+            for i in range(start, min(start + batch, len(photos))):
                 try:
                     image = photos[i] if isinstance(photos[i], Image) else self.decode(task, photos[i])
                 except UnreadableImage as exc:
