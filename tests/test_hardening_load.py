@@ -125,7 +125,10 @@ async def run_calls(app: AppProcess, n: int, concurrency: int, start_seed: int =
     cookie = {"Cookie": f"loupe_token_{app.port}={app.token}"}
     out = Outcome()
     sem = asyncio.Semaphore(concurrency)
-    limits = httpx.Limits(max_connections=concurrency * 2 + 4, max_keepalive_connections=concurrency * 2)
+    # No pooled keep-alive connections: a request sent on a pooled connection just as the
+    # server closes it for idleness (uvicorn's keep-alive timeout) fails with a bare ReadError,
+    # a race of the client's pool that says nothing about Loupe; seen under load on 2 busy cores.
+    limits = httpx.Limits(max_connections=concurrency * 2 + 4, max_keepalive_connections=0)
     done = 0
     async with httpx.AsyncClient(base_url=app.base_url, headers=cookie, timeout=TIMEOUT, limits=limits) as c:
 
