@@ -124,6 +124,10 @@ class Engine:
         WeightsDamaged then). Photos are decoded a batch at a time, so memory stays bounded."""
         checked = check_options(task, options)
         batch = self.batch_sizes[task]
+        try:
+            self.model(task)  # its input size is what photos are decoded at
+        except LoupeError as missing:
+            return _unreadable_or_raise(photos, missing)
         results: list[Any] = [None] * len(photos)
         for start in range(0, len(photos), batch):
             ready: list[tuple[int, Any]] = []
@@ -153,6 +157,22 @@ class Engine:
     def classify(self, photos: Sequence[Photo], **options: Any) -> list[Any]:
         """`run("classify", ...)`: Labels per photo (options: registry's resnet18 spec)."""
         return self.run("classify", photos, **options)
+
+
+def _unreadable_or_raise(photos: Sequence[Photo], missing: LoupeError) -> list[UnreadableImage]:
+    """Without the model, still name the photos that cannot be read: when none can, those
+    errors are the answer; when one can, the missing (or damaged) model is."""
+    errors = []
+    for photo in photos:
+        try:
+            if isinstance(photo, Image):
+                raise missing
+            load_image(photo)
+        except UnreadableImage as exc:
+            errors.append(exc)
+            continue
+        raise missing
+    return errors
 
 
 def check_options(task: str, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
