@@ -277,7 +277,7 @@ def summary_markdown(summary: Any) -> str:
              + (f" · {summary.rate:.1f} photos/s" if summary.rate else "")]
     lines += _listed("Problems:", [(p.path, p.reason) for p in summary.problems], "see `loupe library scans`")
     lines += _listed("Decided for you:", [(n.path, n.message) for n in summary.notices],
-                     f"`loupe library scan` lists them all")
+                     "`loupe library scan` lists them all")
     return "\n".join(lines)
 
 

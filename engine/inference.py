@@ -21,7 +21,6 @@ import os
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from PIL.Image import Image

@@ -19,7 +19,6 @@ internal endpoint; the test suite uses it to serve tiny models from 127.0.0.1).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os

@@ -9,7 +9,7 @@ import json
 import os
 import sys
 import threading
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import click
 

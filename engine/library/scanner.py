@@ -17,7 +17,6 @@ generation; what was recorded stays recorded and the next scan resumes from ther
 """
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os

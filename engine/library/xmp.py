@@ -50,12 +50,6 @@ class XmpError(LoupeError):
     """An XMP packet could not be read or written; the photo's files are left as they were."""
 
 
-@dataclass(frozen=True)
-class MergeResult:
-    packet: bytes
-    description_kept: bool  # someone else's dc:description was kept (caption not written there)
-
-
 def _q(ns: str, name: str) -> str:
     return f"{{{ns}}}{name}"
 
