@@ -50,6 +50,8 @@ def load_image(
     `draft_size` lets JPEG decode at a reduced scale that is still at least that size
     (several times faster for 12-MP photos that a model shrinks to 384 px anyway).
     """
+    if not os.fspath(path).strip():  # Path("") is ".", which would be reported as a folder
+        raise UnreadableImage(repr(os.fspath(path)), "an empty name, not a photo")
     p = Path(path)
     try:
         size = p.stat().st_size

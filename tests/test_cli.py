@@ -78,6 +78,12 @@ def test_some_bad_photos_do_not_stop_the_rest(installed, photo, tmp_path):
     assert proc.stderr.strip() == f"loupe: {missing}: no such file"
 
 
+def test_an_empty_photo_name_is_named_as_such_not_as_a_folder(installed, photo):
+    proc = loupe("classify", photo, "")
+    assert proc.returncode == 3
+    assert proc.stderr.strip() == "loupe: '': an empty name, not a photo"
+
+
 @pytest.mark.parametrize("args, code", [(["classify", "x.jpg", "--top", "0"], 2),
                                         (["caption", "x.jpg", "--beams", "50"], 2),
                                         (["caption", "x.jpg", "--max-tokens", "0"], 2),
