@@ -108,7 +108,7 @@ END;
 """
 # After any migration of `photos` (they name its newer columns). The review pages by scan, then name.
 _INDEXES = """
-CREATE INDEX IF NOT EXISTS photos_by_scan ON photos(scan_id DESC, name);
+CREATE INDEX IF NOT EXISTS photos_by_scan ON photos(scan_id DESC, name, path);
 CREATE INDEX IF NOT EXISTS failures_by_scan ON failures(scan_id);
 """
 
