@@ -612,6 +612,8 @@ def run_scan(
     progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
 ) -> ScanSummary:
     """Clean up after an earlier killed run, then scan; the index records how it ended."""
+    if progress is not None:  # at once: the engine may import torch and load models next
+        progress(ScanProgress(0, 0, 0.0, None, "", current="", phase="finding"))
     cleanup_stale(folder, older_than=time.time())
 
     def moved(old: str, new: str) -> None:
