@@ -451,3 +451,24 @@ def test_cli_scan_options_edit_and_photos(tmp_path, capsys):
     assert listed["items"][0]["caption_by"] == "person"
     assert main(["library", "edit", str(photo), " "]) == 2
     assert "empty" in capsys.readouterr().err
+
+
+def test_stop_does_not_wait_for_a_slow_first_load(tmp_path):
+    """Stop while the loader threads are in a long first model load (or a huge decode)."""
+    root = tmp_path / "p"
+    for i in range(6):
+        save_photo(root / f"p{i}.jpg", i)
+
+    class SlowLoad(FakeEngine):
+        def prepare(self, task, path, options):
+            time.sleep(6)  # like a first load of the full-size models
+            return super().prepare(task, path, options)
+
+    cancel = threading.Event()
+    threading.Timer(0.5, cancel.set).start()
+    t = time.perf_counter()
+    summary = library.scan(root, engine=SlowLoad(), cancel=cancel)
+    took = time.perf_counter() - t
+    print(f"\nStop during a 6 s load answered after {took:.2f} s")
+    assert summary.cancelled and summary.done == 0 and took < 2.5
+    assert [s["status"] for s in library.scans()] == ["cancelled"]

@@ -25,6 +25,7 @@ import threading
 import time
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -239,19 +240,28 @@ class Scan:
             yield from map(self.hash_and_decode, paths)
             return
         ahead = self.options.batch_size * 2 + workers
-        queue: deque[Future] = deque()
-        source = iter(paths)
-        with ThreadPoolExecutor(workers, thread_name_prefix="loupe-load") as pool:
+        queue: deque[tuple[Path, Future]] = deque()
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="loupe-load")
+        try:
+            for path in paths:
+                queue.append((path, pool.submit(self.hash_and_decode, path)))
+                if len(queue) >= ahead:
+                    yield self.wait(*queue.popleft())
+            while queue:
+                yield self.wait(*queue.popleft())
+        finally:
+            # After Stop, a loader may be deep in a first model load or a huge decode: do not
+            # wait for it (its result is dropped); otherwise let the running ones finish.
+            pool.shutdown(wait=not self.cancel.is_set(), cancel_futures=True)
+
+    def wait(self, path: Path, future: Future) -> Photo:
+        """The loaded photo; an empty one (never routed) as soon as Stop is pressed meanwhile."""
+        while True:
             try:
-                for path in source:
-                    queue.append(pool.submit(self.hash_and_decode, path))
-                    if len(queue) >= ahead:
-                        yield queue.popleft().result()
-                while queue:
-                    yield queue.popleft().result()
-            finally:
-                for future in queue:
-                    future.cancel()
+                return future.result(timeout=0.1)
+            except FutureTimeout:
+                if self.cancel.is_set():
+                    return Photo(path)
 
     def hash_and_decode(self, path: Path) -> Photo:
         """In a loader thread: no database here (`by_path` and `known` are only read)."""
