@@ -15,7 +15,9 @@ def test_scan_with_the_real_engine_and_tiny_models(installed, tmp_path):
     (root / "broken.jpg").write_bytes(b"not a photo")
     before = {p: sha(p) for p in photos}
 
-    summary = library.scan(root)  # engine=None: engine.get_engine()
+    # keyword_threshold=0: a tiny random model is sure of nothing (scores ~0.1 %); by default
+    # such labels are indexed but not written as keywords
+    summary = library.scan(root, keyword_threshold=0)  # engine=None: engine.get_engine()
     assert (summary.done, summary.failed, summary.written) == (3, 1, 3), summary.problems
     assert {p: sha(p) for p in photos} == before
     for p in photos:
@@ -23,7 +25,10 @@ def test_scan_with_the_real_engine_and_tiny_models(installed, tmp_path):
         assert meta["Xmp.loupe.caption"] and meta["Xmp.dc.subject"]
 
     again = library.scan(root)
-    assert (again.done, again.skipped) == (0, 3)
+    assert (again.done, again.skipped, again.written) == (0, 3, 3)
+    for p in photos:  # the default threshold: the same labels, none sure enough to be keywords
+        meta = read_xmp_file(p.with_name(p.name + ".xmp"))
+        assert meta["Xmp.loupe.caption"] and "Xmp.dc.subject" not in meta
 
     out = tmp_path / "all.json"
     assert library.export(out) == 3
