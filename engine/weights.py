@@ -513,7 +513,6 @@ STALL_TIMEOUT_S = 30.0
 POLL_S = 0.1
 # Fresh attempts (each resuming) after a connection that broke while bytes were flowing.
 _RESUMES = 4
-_CHUNK = 1 << 20
 
 
 class _Unreachable(Exception):
@@ -611,7 +610,7 @@ class _Transfer:
                 fh.truncate(start)  # a 200 to a resume starts over
                 fh.seek(start)
                 self.received = start
-                for chunk in r.iter_raw(_CHUNK):
+                for chunk in r.iter_raw():  # as each read returns: what came is on disk
                     if self._stop.is_set():
                         return
                     if self.received + len(chunk) > self.size:
