@@ -208,7 +208,7 @@ def _download(names: list[str], progress: gr.Progress) -> str:
         src = weights.source(name)
 
         def report(p: weights.DownloadProgress, title: str = src.title) -> None:
-            progress(p.fraction if p.phase != weights.CONNECTING else None, desc=progress_words(p, title))
+            progress(p.fraction if p.phase != weights.CONNECTING else 0.0, desc=progress_words(p, title))
 
         report(weights.DownloadProgress(name, "", 0, 0, 0, src.size, phase=weights.CONNECTING, host=src.host))
         try:
