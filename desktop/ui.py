@@ -320,6 +320,13 @@ def _after_failure(empty: Any) -> tuple:
     return (empty, *model_state())
 
 
+def _weights_dir_after_failure() -> tuple[str, str]:
+    """The table and the folder in use: a folder that could not be used was not taken."""
+    from engine import paths
+
+    return models_table(), str(paths.weights_dir())
+
+
 def models_table() -> str:
     from engine import paths
 
@@ -563,8 +570,10 @@ def build_ui() -> gr.Blocks:
             for event in events:
                 event.failure(functools.partial(_after_failure, empty), None, [output, *state_outputs],
                               api_visibility="private", show_progress="hidden")
-        for event in (imp_event, wdir_event, rm_event):
+        for event in (imp_event, rm_event):
             event.failure(models_table, None, table, api_visibility="private", show_progress="hidden")
+        wdir_event.failure(_weights_dir_after_failure, None, [table, wdir], api_visibility="private",
+                           show_progress="hidden")
     # gradio 6 takes theme and css at mount time; desktop.server passes these on. System fonts
     # only: a web font would be fetched from the internet.
     demo.loupe_mount_kwargs = {

@@ -472,7 +472,9 @@ def _download_all(src: Source, staging: Path, progress: ProgressFn | None, cance
         def report(phase: str, done: int, f: WeightFile = f, before: int = finished) -> None:
             if progress:
                 done = max(0, min(done, f.size))
-                progress(DownloadProgress(src.name, f.name, done, f.size, before + done, overall_total,
+                # While verifying, `done` counts bytes hashed; the bytes downloaded stay all there.
+                overall = before + (f.size if phase == VERIFYING else done)
+                progress(DownloadProgress(src.name, f.name, done, f.size, overall, overall_total,
                                           phase=phase, host=src.host))
 
         stamp = None

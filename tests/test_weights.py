@@ -391,3 +391,12 @@ def test_cancel_while_verifying_a_big_file(own_hub, tmp_path, monkeypatch):
     weights.install("big")
     assert weights.is_installed("big")
     assert not [p for _m, p, _h in own_hub.requests if p.endswith("big.bin")], "verified, not fetched again"
+
+
+def test_progress_never_goes_back_while_verifying(own_hub):
+    seen = []
+    weights.install("resnet18", progress=seen.append)
+    overall = [p.overall_done for p in seen]
+    assert overall == sorted(overall) and overall[-1] == weights.source("resnet18").size
+    assert {p.phase for p in seen} >= {weights.DOWNLOADING, weights.VERIFYING}
+    assert all(p.host == own_hub.url.split("/")[2] for p in seen)
