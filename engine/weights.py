@@ -5,6 +5,11 @@ source pinned to a revision and every file to its size and sha256 (as whisper pi
 checkpoints). Downloads go to a per-model staging folder under the
 weights folder, are checked against the pins, and only then is the folder renamed into place:
 the final path never holds a half or unverified file. A retry resumes from what is staged.
+Since every file is pinned (URL, size, sha256), a download is a plain HTTP GET with a Range
+header, moved by a worker thread while the caller's thread waits: offline is told within
+CONNECT_TIMEOUT_S, and Cancel is honoured within POLL_S whether the download is resolving,
+connecting, receiving or verifying (the hub client's own retries took ~23 s to say "offline",
+and a blocked read could not be interrupted).
 
 Each model folder's manifest (`.loupe-weights.json`) carries a verified stamp per file: its size,
 mtime_ns and the sha256 computed for them. `check()` trusts a stamp while size and mtime are
@@ -90,6 +95,8 @@ ProgressFn = Callable[["DownloadProgress"], None]
 
 @dataclass(frozen=True)
 class DownloadProgress:
+    """Where a download stands: reported every POLL_S while it runs (in the caller's thread)."""
+
     model: str
     file: str
     done: int  # bytes of this file
