@@ -2,11 +2,15 @@
 
 Every handler turns Loupe's own errors into a `gr.Error` with the one-line message; anything
 unexpected is logged with its traceback and shown as a short message, never a stack trace.
+Messages speak of what the person sees: the file name they dropped (never gradio's upload
+copy), the button to press (never a command to type). An error shows as a toast; the event's
+`.failure()` then clears the output it was for, so no red "Error" badge stays on it.
 """
 from __future__ import annotations
 
 import functools
 import logging
+import re
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -14,7 +18,7 @@ from typing import Any, Callable
 import gradio as gr
 
 from engine import get_engine, weights
-from engine.errors import Cancelled, LoupeError
+from engine.errors import Cancelled, LoupeError, Unreachable, WeightsDamaged, WeightsMissing
 from engine.images import load_image
 from engine.models.registry import Option, for_task
 from engine.units import format_size
@@ -38,24 +42,84 @@ folder_picker: Callable[[], str | None] | None = None
 
 
 def friendly(fn: Callable) -> Callable:
-    """Loupe errors -> gr.Error with their one line; other exceptions -> logged + short line."""
+    """Loupe errors -> gr.Error with their one line, in the page's words (`say`); other
+    exceptions -> logged + short line."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except gr.Error:
+        except gr.Error as exc:
+            exc.message = user_paths(str(exc.message), args)
             raise
         except Cancelled as exc:
             raise gr.Error(str(exc).capitalize(), title="Cancelled") from None
         except LoupeError as exc:
-            raise gr.Error(str(exc), title="Loupe") from None
+            log.info("%s: %s", fn.__name__, exc)  # the full text (real paths, commands) for the log
+            raise gr.Error(say(exc, args), title="Loupe") from None
         except Exception as exc:  # a bug: keep the app alive, put the details in the log
             log.exception("unexpected error in %s", fn.__name__)
             raise gr.Error(f"Something went wrong ({type(exc).__name__}); details are in the log file.",
                            title="Loupe") from None
 
     return wrapper
+
+
+# gradio keeps each upload as {its temp folder}/{sha256 of the file, 64 hex}/{the dropped name}.
+_UPLOAD_COPY = re.compile(r"""(?:[A-Za-z]:)?[^\s'"`()]*[\\/][0-9a-f]{64}[\\/]""")
+_UPLOAD_NAME = re.compile(r"""[\\/][0-9a-f]{64}[\\/]([^\\/]+)$""")
+
+
+def user_paths(message: str, args: tuple | list = ()) -> str:
+    """`message` with every path of gradio's upload copy replaced by the name the person
+    dropped: `/tmp/loupe-123-x/<64 hex>/IMG 1.jpg: not a photo` -> `IMG 1.jpg: not a photo`.
+
+    Exact for the handler's own arguments (`args`: any string or list of strings among them
+    that is an upload copy), and by pattern for any other such path in the text."""
+    for value in _strings(args):
+        name = _UPLOAD_NAME.search(value)
+        if name:
+            message = message.replace(value, name.group(1))
+    return _UPLOAD_COPY.sub("", message)
+
+
+def _strings(args: tuple | list) -> list[str]:
+    out = []
+    for value in args:
+        if isinstance(value, str):
+            out.append(value)
+        elif isinstance(value, (list, tuple)):
+            out += _strings(value)
+    # longest first: a path is never replaced inside a longer one that contains it
+    return sorted(out, key=len, reverse=True)
+
+
+def say(exc: LoupeError, args: tuple | list = ()) -> str:
+    """The one line to show for `exc` in the page: upload copies named as dropped, missing or
+    damaged models pointing at their Download button, offline said plainly. The engine's own
+    text speaks to the command line (`loupe models download`): the page never quotes a command."""
+    if isinstance(exc, Unreachable):
+        return (f"Cannot reach {exc.host or 'the download server'}: this computer seems to be offline. "
+                f"Try again when online, or import the files (Models → Import).")
+    if isinstance(exc, (WeightsMissing, WeightsDamaged)) and exc.model in weights.sources():
+        return missing_line(exc.model)
+    return user_paths(str(exc), args)
+
+
+# The button that gets each model, in the tab that needs it.
+_BUTTON = {CAPTIONER.name: ("Download the captioning model", "Caption"),
+           CLASSIFIER.name: ("Download the classifier", "Classify")}
+
+
+def missing_line(name: str) -> str:
+    """One line for a model that is not usable: what is wrong and which button fixes it."""
+    title = weights.source(name).title
+    button, tab = _BUTTON.get(name, ("Download missing models", "Models"))
+    where = f"“{button}” in the {tab} tab" + (", or “Download missing models” in the Models tab" if tab != "Models" else "")
+    st = weights.check(name)
+    if st.state == weights.DAMAGED:
+        return f"{title}: its files are damaged ({st.problems[0] if st.problems else 'not the pinned ones'}). Press {where} to repair it."
+    return f"{title} is not installed yet. Press {where} to get it (once; after that Loupe works offline)."
 
 
 def _example_files() -> list[str]:
@@ -68,12 +132,20 @@ def _slider(opt: Option) -> gr.Slider:
 
 
 def _missing_text(name: str) -> str:
+    """The banner above a tab whose model is not usable; its Download button is right below."""
     src = weights.source(name)
     st = weights.check(name)
+    button = _BUTTON.get(name, ("Download missing models", ""))[0]
     if st.state == weights.DAMAGED:
-        return f"{weights.damaged_message(st)} *Download* below repairs it (only the bad files are fetched)."
+        more = f" and {len(st.problems) - 1} more" if len(st.problems) > 1 else ""
+        first = st.problems[0] if st.problems else "files do not match their pins"
+        return (f"**{src.title}**: its files in `{st.path}` are damaged ({first}{more}). Press "
+                f"*{button}* below to repair it: only the bad files are fetched again.")
+    if st.state == weights.PARTIAL:
+        return (f"**{src.title}** is not installed yet: a download was started ({format_size(st.on_disk)} of "
+                f"{format_size(src.size)}). Press *{button}* below to finish it.")
     return (f"**{src.title}** is not installed yet ({format_size(src.size)}, downloaded once and "
-            f"verified; after that Loupe works offline). Download it here, or use *Models → Import* "
+            f"verified; after that Loupe works offline). Press *{button}* below, or use *Models → Import* "
             f"if this computer never goes online.")
 
 
@@ -116,34 +188,54 @@ def classify_photo(path: str | None) -> dict[str, float]:
     return get_engine().run_one("classify", path).as_confidences()
 
 
-def _download(names: list[str], progress: gr.Progress) -> None:
+def progress_words(p: weights.DownloadProgress, title: str) -> str:
+    """What a download is doing, for the progress line: no byte count before bytes flow."""
+    if p.phase == weights.CONNECTING:
+        return f"{title}: connecting to {p.host or 'the server'}…"
+    if p.phase == weights.VERIFYING:
+        return f"{title}: checking {p.file} ({format_size(p.done)} of {format_size(p.total)})…"
+    return f"{title}: {format_size(p.overall_done)} of {format_size(p.overall_total)}"
+
+
+def _download(names: list[str], progress: gr.Progress) -> str:
+    """Install `names` in turn; the line to show when it ends: done, cancelled or why not."""
     cancel = _cancel["download"]
     cancel.clear()
+    done = []
     for name in names:
         if weights.is_installed(name):
             continue
-        title = weights.source(name).title
+        src = weights.source(name)
 
-        def report(p: weights.DownloadProgress, title: str = title) -> None:
-            progress(p.fraction, desc=f"{title}: {format_size(p.overall_done)} of {format_size(p.overall_total)}")
+        def report(p: weights.DownloadProgress, title: str = src.title) -> None:
+            progress(p.fraction if p.phase != weights.CONNECTING else 0.0, desc=progress_words(p, title))
 
-        report(weights.DownloadProgress(name, "", 0, 0, 0, weights.source(name).size))
-        weights.install(name, progress=report, cancel=cancel)
+        report(weights.DownloadProgress(name, "", 0, 0, 0, src.size, phase=weights.CONNECTING, host=src.host))
+        try:
+            weights.install(name, progress=report, cancel=cancel)
+        except Cancelled:
+            return ("**Cancelled.** What was downloaded is kept: press the download button again to "
+                    "continue from there.")
+        except LoupeError as exc:
+            log.info("download of %s: %s", name, exc)
+            return f"**Not downloaded.** {say(exc)}"
+        done.append(src.title)
+    return f"{', '.join(done)}: installed and verified." if done else "Every model is installed."
 
 
 def download_for(name: str):
+    """The handler of a tab's Download button: its line (done, cancelled, or why not) goes to
+    the panel's own status line, never an error badge."""
     @friendly
     def handler(progress: gr.Progress = gr.Progress()):
-        _download([name], progress)
-        return f"{weights.source(name).title}: installed and verified."
+        return _download([name], progress)
 
     return handler
 
 
 @friendly
 def download_all(progress: gr.Progress = gr.Progress()):
-    _download(list(weights.sources()), progress)
-    return models_table()
+    return models_table(), _download(list(weights.sources()), progress)
 
 
 def cancel_download() -> None:
@@ -221,6 +313,18 @@ def model_state():
         out += [gr.update(visible=missing, value=_missing_text(spec.name)), gr.update(visible=missing),
                 gr.update(visible=missing), gr.update(interactive=not missing)]
     return out
+
+
+def _after_failure(empty: Any) -> tuple:
+    """Outputs after a failed event: the emptied output, then `model_state`'s updates."""
+    return (empty, *model_state())
+
+
+def _weights_dir_after_failure() -> tuple[str, str]:
+    """The table and the folder in use: a folder that could not be used was not taken."""
+    from engine import paths
+
+    return models_table(), str(paths.weights_dir())
 
 
 def models_table() -> str:
@@ -332,7 +436,7 @@ def _first_run_panel(name: str, button: str):
     with gr.Row():
         get = gr.Button(button, visible=missing, variant="primary")
         cancel = gr.Button("Cancel download", visible=missing)
-    progress = gr.Markdown(elem_classes="loupe-progress", visible=missing)
+    progress = gr.Markdown(elem_classes="loupe-progress", visible=missing, elem_id=f"loupe-download-{name}")
     event = get.click(download_for(name), None, progress, api_visibility="private", concurrency_id="download")
     cancel.click(cancel_download, None, None, api_visibility="private")
     return banner, get, cancel, event
@@ -364,8 +468,11 @@ def build_ui() -> gr.Blocks:
                 if examples:
                     gr.Examples(examples=[[e] for e in examples], inputs=[cap_image], label="Example photos")
                 cap_inputs = [cap_image, prefix, length, beams]
-                cap_btn.click(caption_photo, cap_inputs, caption, api_name="caption", concurrency_id="caption", concurrency_limit=1)
-                cap_image.change(caption_changed, cap_inputs, caption, api_visibility="private", concurrency_id="caption", concurrency_limit=1)
+                cap_events = [
+                    cap_btn.click(caption_photo, cap_inputs, caption, api_name="caption", concurrency_id="caption",
+                                  concurrency_limit=1),
+                    cap_image.change(caption_changed, cap_inputs, caption, api_visibility="private",
+                                     concurrency_id="caption", concurrency_limit=1)]
 
             with gr.Tab("Classify", id="classify"):
                 cls_missing, cls_get, cls_cancel, cls_dl = _first_run_panel(CLASSIFIER.name, "Download the classifier")
@@ -380,8 +487,11 @@ def build_ui() -> gr.Blocks:
                         labels = gr.Label(num_top_classes=top, label=f"Top {top} ImageNet classes", elem_id="loupe-labels")
                 if examples:
                     gr.Examples(examples=[[e] for e in examples], inputs=[cls_image], label="Example photos")
-                cls_btn.click(classify_photo, cls_image, labels, api_name="classify", concurrency_id="classify", concurrency_limit=2)
-                cls_image.change(classify_changed, cls_image, labels, api_visibility="private", concurrency_id="classify", concurrency_limit=2)
+                cls_events = [
+                    cls_btn.click(classify_photo, cls_image, labels, api_name="classify", concurrency_id="classify",
+                                  concurrency_limit=2),
+                    cls_image.change(classify_changed, cls_image, labels, api_visibility="private",
+                                     concurrency_id="classify", concurrency_limit=2)]
 
             with gr.Tab("Library", id="library"):
                 gr.Markdown("Caption and label a whole folder. Photos are read where they are; results go "
@@ -419,6 +529,9 @@ def build_ui() -> gr.Blocks:
 
             with gr.Tab("Models", id="models"):
                 table = gr.Markdown(models_table(), elem_id="loupe-models")
+                # Downloads and imports report here (progress, done, cancelled, why not): never
+                # as a badge over the table.
+                models_status = gr.Markdown(elem_classes="loupe-progress", elem_id="loupe-models-status")
                 with gr.Row():
                     all_btn = gr.Button("Download missing models", variant="primary")
                     all_cancel = gr.Button("Cancel download")
@@ -436,7 +549,8 @@ def build_ui() -> gr.Blocks:
                 with gr.Accordion("Remove a model", open=False):
                     rm_name = gr.Dropdown(list(weights.sources()), label="Model")
                     rm_btn = gr.Button("Remove", variant="stop")
-                all_event = all_btn.click(download_all, None, table, api_visibility="private", concurrency_id="download")
+                all_event = all_btn.click(download_all, None, [table, models_status], api_visibility="private",
+                                          concurrency_id="download", show_progress_on=models_status)
                 all_cancel.click(cancel_download, None, None, api_visibility="private")
                 imp_event = imp_btn.click(import_weights, imp_folder, table, api_visibility="private")
                 wdir_event = wdir_btn.click(set_weights_dir, wdir, [table, wdir], api_visibility="private")
@@ -450,6 +564,16 @@ def build_ui() -> gr.Blocks:
         demo.load(warm_up, None, None, api_visibility="private")
         for event in (all_event, imp_event, wdir_event, rm_event, cap_dl, cls_dl):
             event.then(model_state, None, state_outputs, api_visibility="private")
+        # After an error (its toast says what happened), the output it was for is cleared, which
+        # also takes gradio's "Error" badge off it; a missing model shows its banner and button.
+        for events, output, empty in ((cap_events, caption, ""), (cls_events, labels, None)):
+            for event in events:
+                event.failure(functools.partial(_after_failure, empty), None, [output, *state_outputs],
+                              api_visibility="private", show_progress="hidden")
+        for event in (imp_event, rm_event):
+            event.failure(models_table, None, table, api_visibility="private", show_progress="hidden")
+        wdir_event.failure(_weights_dir_after_failure, None, [table, wdir], api_visibility="private",
+                           show_progress="hidden")
     # gradio 6 takes theme and css at mount time; desktop.server passes these on. System fonts
     # only: a web font would be fetched from the internet.
     demo.loupe_mount_kwargs = {

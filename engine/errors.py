@@ -26,15 +26,29 @@ class UnreadableImage(LoupeError):
 
 
 class WeightsMissing(LoupeError):
-    """A model's weights are not installed; the message says how to get them."""
+    """A model's weights are not installed; the message says how to get them (on the command
+    line). `model` names the model when one is meant, so a UI can offer its own way instead."""
 
     exit_code = 4
+
+    def __init__(self, message: str, model: str = "") -> None:
+        self.model = model
+        super().__init__(message)
 
 
 class DownloadError(LoupeError):
     """Weights could not be fetched (network, server, disk). Nothing half-written is left."""
 
     exit_code = 5
+
+
+class Unreachable(DownloadError):
+    """The download server could not be reached within a few seconds (no network, name not
+    resolved, connection refused): the computer is likely offline. `host` names the server."""
+
+    def __init__(self, message: str, host: str = "") -> None:
+        self.host = host
+        super().__init__(message)
 
 
 class IntegrityError(DownloadError):
@@ -48,9 +62,14 @@ class WeightsDamaged(LoupeError):
     or cannot be loaded. The message names the model, the file and the reason, and what to do.
 
     Exit code 6, like IntegrityError: the same fault (bytes that are not the pinned ones), found
-    on disk instead of during a download. Not a DownloadError: nothing was being fetched."""
+    on disk instead of during a download. Not a DownloadError: nothing was being fetched.
+    `model` names the model when known (a UI offers its repair button)."""
 
     exit_code = 6
+
+    def __init__(self, message: str, model: str = "") -> None:
+        self.model = model
+        super().__init__(message)
 
 
 class Cancelled(LoupeError):

@@ -5,6 +5,11 @@ source pinned to a revision and every file to its size and sha256 (as whisper pi
 checkpoints). Downloads go to a per-model staging folder under the
 weights folder, are checked against the pins, and only then is the folder renamed into place:
 the final path never holds a half or unverified file. A retry resumes from what is staged.
+Since every file is pinned (URL, size, sha256), a download is a plain HTTP GET with a Range
+header, moved by a worker thread while the caller's thread waits: offline is told within
+CONNECT_TIMEOUT_S, and Cancel is honoured within POLL_S whether the download is resolving,
+connecting, receiving or verifying (the hub client's own retries took ~23 s to say "offline",
+and a blocked read could not be interrupted).
 
 Each model folder's manifest (`.loupe-weights.json`) carries a verified stamp per file: its size,
 mtime_ns and the sha256 computed for them. `check()` trusts a stamp while size and mtime are
@@ -33,7 +38,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from . import paths
-from .errors import Cancelled, DownloadError, IntegrityError, LoupeError, UsageError, WeightsDamaged, WeightsMissing
+from .errors import (Cancelled, DownloadError, IntegrityError, LoupeError, Unreachable, UsageError, WeightsDamaged,
+                     WeightsMissing)
 from .files import atomic_write, sha256_file
 from .units import format_size
 
@@ -76,18 +82,29 @@ class Source:
         endpoint = self.endpoint or os.environ.get("HF_ENDPOINT") or HF_ENDPOINT
         return f"{endpoint.rstrip('/')}/{self.repo}/resolve/{self.revision}/{filename}"
 
+    @property
+    def host(self) -> str:
+        """The server the files come from ("huggingface.co"), as people know it."""
+        from urllib.parse import urlsplit
+
+        return urlsplit(self.url_for(self.files[0].name if self.files else "x")).netloc or "the server"
+
 
 ProgressFn = Callable[["DownloadProgress"], None]
 
 
 @dataclass(frozen=True)
 class DownloadProgress:
+    """Where a download stands: reported every POLL_S while it runs (in the caller's thread)."""
+
     model: str
     file: str
     done: int  # bytes of this file
     total: int
     overall_done: int  # bytes of the whole model
     overall_total: int
+    phase: str = "downloading"  # CONNECTING (no byte yet), DOWNLOADING or VERIFYING (done: bytes hashed)
+    host: str = ""  # the server, e.g. "huggingface.co"
 
     @property
     def fraction(self) -> float:
@@ -325,8 +342,8 @@ def model_dir(name: str) -> Path:
     if st.installed:
         return st.path
     if st.state == DAMAGED:
-        raise WeightsDamaged(damaged_message(st))
-    raise WeightsMissing(_missing_message(st))
+        raise WeightsDamaged(damaged_message(st), model=name)
+    raise WeightsMissing(_missing_message(st), model=name)
 
 
 def verify(name: str) -> Status:
@@ -335,9 +352,9 @@ def verify(name: str) -> Status:
     Raises WeightsDamaged naming the bad file(s), or WeightsMissing when no file is there."""
     st = check(name, full=True)
     if st.state == DAMAGED:
-        raise WeightsDamaged(damaged_message(st))
+        raise WeightsDamaged(damaged_message(st), model=name)
     if not st.installed:
-        raise WeightsMissing(_missing_message(st))
+        raise WeightsMissing(_missing_message(st), model=name)
     return st
 
 
@@ -365,7 +382,7 @@ def load_guard(name: str, folder: Path) -> Iterator[None]:
         except LoupeError:
             st = None
         if st is not None and st.state == DAMAGED:
-            raise WeightsDamaged(damaged_message(st)) from None
+            raise WeightsDamaged(damaged_message(st), model=name) from None
         if isinstance(exc, pickle.UnpicklingError):
             # torch.load(weights_only=True) met a pickle that would run code. torch's own text
             # advises weights_only=False: never.
@@ -448,113 +465,266 @@ def _seed_from(current: Status, staging: Path) -> dict[str, dict]:
 
 def _download_all(src: Source, staging: Path, progress: ProgressFn | None, cancel: threading.Event | None,
                   known: dict[str, dict] | None = None) -> dict[str, dict]:
-    """Fetch every file not yet verified in `staging`; returns the verified stamps by file."""
+    """Fetch every file not yet verified in `staging`; returns the verified stamps by file.
+
+    Raises Cancelled within about POLL_S of `cancel` being set, in any phase (connecting,
+    receiving, verifying); what was received stays staged for the next call to resume."""
     overall_total = src.size
     finished = 0
     stamps: dict[str, dict] = {}
     for f in src.files:
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("download cancelled")
+        _raise_if_cancelled(cancel)
         target = staging / f.name
-        stamp, problem = _stamp_of(target, f, (known or {}).get(f.name))
-        if problem:
-            _fetch(src, f, staging, _reporter(src.name, f, finished, overall_total, progress, cancel))
+
+        def report(phase: str, done: int, f: WeightFile = f, before: int = finished) -> None:
+            if progress:
+                done = max(0, min(done, f.size))
+                # While verifying, `done` counts bytes hashed; the bytes downloaded stay all there.
+                overall = before + (f.size if phase == VERIFYING else done)
+                progress(DownloadProgress(src.name, f.name, done, f.size, overall, overall_total,
+                                          phase=phase, host=src.host))
+
+        stamp = None
+        if known and f.name in known:  # a verified file of the install being repaired
+            stamp, problem = _stamp_of(target, f, known[f.name])
+            stamp = None if problem else stamp
+        if stamp is None and target.is_file():  # fetched by an earlier run, cancelled while verifying
             try:
-                stamp = _check(target, f)
+                stamp = _check(target, f, cancel=cancel, on_bytes=lambda n: report(VERIFYING, n))
+            except IntegrityError:
+                target.unlink(missing_ok=True)
+        if stamp is None:
+            _fetch(src, f, staging, report, cancel)
+            try:
+                stamp = _check(target, f, cancel=cancel, on_bytes=lambda n: report(VERIFYING, n))
             except IntegrityError:
                 target.unlink(missing_ok=True)  # never resume from bytes known to be wrong
                 raise
         stamps[f.name] = stamp
         finished += f.size
         if progress:
-            progress(DownloadProgress(src.name, f.name, f.size, f.size, finished, overall_total))
+            progress(DownloadProgress(src.name, f.name, f.size, f.size, finished, overall_total,
+                                      phase=DOWNLOADING, host=src.host))
     return stamps
 
 
-def _reporter(model, wf, before, overall_total, progress, cancel):
-    def report(done: int) -> None:
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("download cancelled")
-        if progress:
-            done = max(0, min(done, wf.size))
-            progress(DownloadProgress(model, wf.name, done, wf.size, before + done, overall_total))
-
-    return report
+def _raise_if_cancelled(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("download cancelled")
 
 
-def _fetch(src: Source, wf: WeightFile, staging: Path, report: Callable[[int], None]) -> None:
-    """Fetch one file into `staging/name` (resuming a partial one) through huggingface_hub."""
-    tqdm_class = _tqdm_for(report)
+# How long a download may take to reach the server (resolve the name, open the connection),
+# in seconds: offline must be said within a few seconds, not after the hub client's retries.
+CONNECT_TIMEOUT_S = 5.0
+# How long a server that answered may go without sending a byte before the attempt is given up.
+STALL_TIMEOUT_S = 30.0
+# How often the waiting thread looks at cancel and reports progress.
+POLL_S = 0.1
+# Fresh attempts (each resuming) after a connection that broke while bytes were flowing.
+_RESUMES = 4
+
+
+class _Unreachable(Exception):
+    """The server was not reached within CONNECT_TIMEOUT_S (name not resolved, no route, refused)."""
+
+
+class _WrongSize(Exception):
+    """The server announced a body that cannot be the pinned file (an error page, a proxy's answer)."""
+
+
+class _Transfer:
+    """One HTTP GET of a pinned file into `part` (appending from its current size), run in a
+    worker thread that only moves bytes. The caller's thread waits, reports and decides: it
+    can abandon the transfer at any moment (`abort`), which shuts the socket down so the
+    worker's blocking read returns at once."""
+
+    def __init__(self, url: str, part: Path, size: int) -> None:
+        self.url, self.part, self.size = url, part, size
+        self.received = 0  # bytes of the file now in `part`
+        self.connected = threading.Event()  # a TCP connection to the server is up
+        self.flowing = threading.Event()  # the answer's headers came; bytes follow
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._sockets: list = []
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # handed to the waiting thread
+            self.error = exc
+        finally:
+            self.done.set()
+
+    def abort(self) -> None:
+        """Stop the worker: it writes nothing more, and a blocked read or wait ends now."""
+        import socket
+
+        self._stop.set()
+        with self._lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _trace(self, event: str, info: dict) -> None:
+        # httpcore's trace hook hands over each new connection's stream: keep its socket so
+        # abort() can end a read that would otherwise block until STALL_TIMEOUT_S.
+        if event == "connection.connect_tcp.complete" and info.get("return_value") is not None:
+            sock = info["return_value"].get_extra_info("socket")
+            if sock is not None:
+                with self._lock:
+                    self._sockets.append(sock)
+                if self._stop.is_set():
+                    self.abort()
+            self.connected.set()
+
+    def _run(self) -> None:
+        import httpx2  # huggingface_hub's own HTTP client library (pinned with it)
+
+        try:
+            resume = self.part.stat().st_size
+        except FileNotFoundError:
+            resume = 0
+        if resume >= self.size:  # more than the file can be: not a prefix of it
+            self.part.unlink(missing_ok=True)
+            resume = 0
+        self.received = resume
+        headers = {"Accept-Encoding": "identity", "User-Agent": "loupe"}
+        if resume:
+            headers["Range"] = f"bytes={resume}-"
+        timeout = httpx2.Timeout(STALL_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
+        with httpx2.Client(follow_redirects=True, timeout=timeout, headers=headers) as client, \
+                client.stream("GET", self.url, extensions={"trace": self._trace}) as r:
+            self.connected.set()
+            if self._stop.is_set():
+                return
+            if r.status_code not in (200, 206):
+                r.raise_for_status()
+            start = 0
+            if r.status_code == 206:
+                cr = r.headers.get("Content-Range", "")
+                start = int(cr.split()[1].split("-")[0]) if cr.startswith("bytes ") else -1
+                if start != resume:
+                    raise _WrongSize(f"the server resumed at another place ({cr or 'no Content-Range'})")
+            length = r.headers.get("Content-Length")
+            if length is not None and start + int(length) != self.size:
+                # Never written: those bytes are no part of the pinned file.
+                raise _WrongSize(f"the server sent {int(length):,} bytes where {self.size - start:,} were expected")
+            self.flowing.set()  # before the stop check: abort() reads them the other way round
+            if self._stop.is_set():
+                return
+            with open(self.part, "r+b" if self.part.exists() else "wb") as fh:
+                fh.truncate(start)  # a 200 to a resume starts over
+                fh.seek(start)
+                self.received = start
+                for chunk in r.iter_raw():  # as each read returns: what came is on disk
+                    if self._stop.is_set():
+                        return
+                    if self.received + len(chunk) > self.size:
+                        raise _WrongSize("the server sent more bytes than the file has")
+                    fh.write(chunk)
+                    self.received += len(chunk)
+        if not self._stop.is_set() and self.received != self.size:
+            raise httpx2.RemoteProtocolError(f"the connection ended after {self.received:,} of {self.size:,} bytes")
+
+
+# Phases of a download, as DownloadProgress.phase.
+CONNECTING = "connecting"  # resolving the server's name, connecting, waiting for its answer
+DOWNLOADING = "downloading"  # bytes are flowing
+VERIFYING = "verifying"  # hashing the received file against its pinned sha256
+
+
+def _fetch(src: Source, wf: WeightFile, staging: Path, report: Callable[[str, int], None],
+           cancel: threading.Event | None) -> None:
+    """Fetch one file into `staging/name`, resuming `staging/.name.incomplete`.
+
+    The pins already say each file's URL, size and sha256, so this is a plain HTTP GET with a
+    Range header (huggingface.co answers a `resolve` URL with a redirect to its CDN). Offline
+    is told within about CONNECT_TIMEOUT_S; `cancel` is honoured within POLL_S in every phase;
+    a connection that breaks while bytes flow is resumed a few times before giving up."""
+    part = staging / f".{wf.name}.incomplete"
+    url = src.url_for(wf.name)
+    attempts = 0
+    while True:
+        transfer = _Transfer(url, part, wf.size)
+        before = part.stat().st_size if part.exists() else 0
+        try:
+            _wait(transfer, wf, report, cancel)
+        except (Cancelled, IntegrityError):
+            raise
+        except _Unreachable:
+            raise Unreachable(_offline_message(src), host=src.host) from None
+        except Exception as exc:
+            attempts += 1
+            if _transient(exc) and transfer.received > before and attempts <= _RESUMES:
+                log.info("download of %s broke after %d bytes (%s); resuming", wf.name, transfer.received, exc)
+                continue
+            if isinstance(exc, _WrongSize):
+                part.unlink(missing_ok=True)
+            if _is_offline(exc):
+                raise Unreachable(_offline_message(src), host=src.host) from exc
+            raise DownloadError(_describe_failure(src, wf, exc)) from exc
+        os.replace(part, staging / wf.name)
+        return
+
+
+def _wait(transfer: _Transfer, wf: WeightFile, report: Callable[[str, int], None],
+          cancel: threading.Event | None) -> None:
+    """Run `transfer` in a worker thread and wait for it here, reporting progress every POLL_S;
+    raises Cancelled, _Unreachable, or the worker's own error."""
+    worker = threading.Thread(target=transfer.run, name=f"loupe-download-{wf.name}", daemon=True)
+    started = time.monotonic()
+    worker.start()
     try:
-        if src.kind == "hf":
-            from huggingface_hub import hf_hub_download
-
-            hf_hub_download(
-                src.repo,
-                wf.name,
-                revision=src.revision,
-                local_dir=staging,
-                endpoint=src.endpoint or os.environ.get("HF_ENDPOINT") or HF_ENDPOINT,
-                tqdm_class=tqdm_class,
-                token=False,
-            )
-        else:
-            from huggingface_hub.file_download import http_get
-
-            part = staging / f".{wf.name}.incomplete"
-            resume = part.stat().st_size if part.exists() else 0
-            if resume > wf.size:
-                part.unlink()
-                resume = 0
-            with open(part, "ab") as fh:
-                try:
-                    http_get(src.url_for(wf.name), fh, resume_size=resume, expected_size=wf.size,
-                             displayed_filename=wf.name, tqdm_class=tqdm_class)
-                except OSError as exc:
-                    if "Consistency check failed" in str(exc):
-                        # The server finished a body of another length (an HTML error page, a
-                        # proxy's answer): those bytes are no prefix of the file, never resume them.
-                        fh.close()
-                        part.unlink(missing_ok=True)
-                    raise
-            os.replace(part, staging / wf.name)
-    except (Cancelled, IntegrityError):
-        raise
-    except Exception as exc:  # network, HTTP, disk: one readable line
-        raise DownloadError(_describe_failure(src, wf, exc)) from exc
+        while not transfer.done.wait(POLL_S):
+            _raise_if_cancelled(cancel)
+            # The worker may sit in the resolver, which no socket timeout bounds: the deadline is kept here.
+            if not transfer.connected.is_set() and time.monotonic() - started > CONNECT_TIMEOUT_S:
+                raise _Unreachable()
+            report(DOWNLOADING if transfer.flowing.is_set() else CONNECTING, transfer.received)
+        _raise_if_cancelled(cancel)
+        if transfer.error is not None:
+            raise transfer.error
+    finally:
+        transfer.abort()
+        # A worker that may hold the file gets its moment to close it (its read ends at once).
+        # One that never got an answer (in the resolver, in connect) is left behind: it has
+        # not opened the file and, its stop flag set, never will.
+        if transfer.flowing.is_set():
+            worker.join(1.0)
 
 
-def _tqdm_for(report: Callable[[int], None]):
-    from tqdm.auto import tqdm
+def _transient(exc: BaseException) -> bool:
+    """A broken connection (worth resuming), not an answer (an HTTP status, a wrong size)."""
+    import httpx2
 
-    class _Bar(tqdm):  # receives byte counts from huggingface_hub; shows nothing itself
-        def __init__(self, *args, **kwargs):
-            kwargs["disable"] = True
-            super().__init__(*args, **kwargs)
-            self._loupe_n = int(kwargs.get("initial") or 0)
-            report(self._loupe_n)
+    return isinstance(exc, (httpx2.ReadError, httpx2.RemoteProtocolError, httpx2.ReadTimeout, httpx2.WriteError))
 
-        def update(self, n=1):
-            self._loupe_n += int(n or 0)
-            report(self._loupe_n)
-            return super().update(n)
 
-    return _Bar
+def _is_offline(exc: BaseException) -> bool:
+    import httpx2
+
+    return isinstance(exc, (httpx2.ConnectError, httpx2.ConnectTimeout))
+
+
+def _offline_message(src: Source) -> str:
+    return (f"{src.title}: cannot reach {src.host}: this computer seems to be offline. Connect and retry, "
+            f"or copy the files and run `loupe models import FOLDER`.")
 
 
 def _describe_failure(src: Source, wf: WeightFile, exc: Exception) -> str:
+    import httpx2
+
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    host = src.url_for(wf.name).split("/")[2]
-    chain = _causes(exc)
-    if any(isinstance(e, OSError) and getattr(e, "errno", None) == 28 for e in chain):
+    host = src.host
+    if any(isinstance(e, OSError) and getattr(e, "errno", None) == 28 for e in _causes(exc)):
         return f"{src.title}: the disk is full while saving {wf.name}. Free some space and retry."
-    # Offline only when a connection really failed: the hub client also wraps a bad answer
-    # (an HTML error page, say) in LocalEntryNotFoundError.
-    names = " ".join(f"{type(e).__name__} {e}" for e in chain)
-    if any(k in names for k in ("ConnectError", "ConnectTimeout", "NameResolution", "getaddrinfo",
-                                 "OfflineModeIsEnabled", "Connection refused", "gaierror")):
-        return (f"{src.title}: cannot reach {host} (offline?). Connect and retry, or copy the "
-                f"files and run `loupe models import FOLDER`.")
+    if isinstance(exc, httpx2.HTTPStatusError):
+        text = f"the server answered {exc.response.status_code} {exc.response.reason_phrase}".strip()
+    elif isinstance(exc, httpx2.ReadTimeout):
+        text = f"no data for {STALL_TIMEOUT_S:.0f} s"
     return f"{src.title}: download of {wf.name} from {host} failed ({text[:200]}). Retry to resume."
 
 
@@ -722,18 +892,42 @@ def _walk_files(root: Path) -> Iterable[Path]:
 
 
 
-def _check(path: Path, wf: WeightFile) -> dict:
-    """Hash a freshly fetched or copied file; its verified stamp, or IntegrityError."""
+def _check(path: Path, wf: WeightFile, *, cancel: threading.Event | None = None,
+           on_bytes: Callable[[int], None] | None = None) -> dict:
+    """Hash a freshly fetched or copied file; its verified stamp, or IntegrityError.
+
+    With `cancel`, raises Cancelled within one 8 MiB read of it being set (a 1 GB file takes
+    seconds to hash); `on_bytes(n)` hears the bytes hashed so far, every POLL_S at most."""
     try:
         st = path.stat()
     except OSError:
         raise IntegrityError(f"{wf.name}: missing") from None
     if st.st_size != wf.size:
         raise IntegrityError(f"{wf.name}: size {st.st_size:,} bytes, expected {wf.size:,}: the file is incomplete or wrong")
-    digest = sha256_file(path)
+    if cancel is None and on_bytes is None:
+        digest = sha256_file(path)
+    else:
+        digest = _hash_cancellable(path, cancel, on_bytes)
     if digest != wf.sha256:
         raise IntegrityError(f"{wf.name}: sha256 {digest[:12]}… does not match the pinned {wf.sha256[:12]}…: refusing it")
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
+
+
+def _hash_cancellable(path: Path, cancel: threading.Event | None, on_bytes: Callable[[int], None] | None) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    done, last = 0, 0.0
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(8 << 20), b""):
+            _raise_if_cancelled(cancel)
+            h.update(chunk)
+            done += len(chunk)
+            if on_bytes is not None and time.monotonic() - last >= POLL_S:
+                last = time.monotonic()
+                on_bytes(done)
+    _raise_if_cancelled(cancel)
+    return h.hexdigest()
 
 
 def _du(folder: Path) -> int:

@@ -33,6 +33,9 @@ apply to GET bodies (HEAD still answers the true size and etag):
   "404"       answer 404 EntryNotFound.
   "hang"      read the request and never answer until stop()/gone() (which do not block).
   "slow"      the body in `slow_chunk`-byte pieces with `slow_delay` s between them.
+  "stall"     headers with the full Content-Length, `stall_after` bytes of the body (default:
+              half), then nothing more, the connection held open, until stop()/gone()/
+              release_stalls(). Fires once by default (a resume then succeeds).
 `fault_times[name] = n` limits a fault to n firings (then it is removed); default 1 for drop
 and reset, unlimited for the others. `head_faults[name]` takes "500", "404" or "hang" for the
 HEAD (metadata) request. `fired` counts firings per name.
@@ -52,10 +55,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-FAULTS = ("drop", "reset", "tamper", "no-range", "500", "404", "hang", "slow")
+FAULTS = ("drop", "reset", "tamper", "no-range", "500", "404", "hang", "slow", "stall")
 HEAD_FAULTS = ("500", "404", "hang")
 LFS_SUFFIXES = (".bin", ".pth", ".pt", ".safetensors", ".ckpt", ".h5", ".msgpack", ".onnx", ".gguf")
-_ONCE = ("drop", "reset")
+_ONCE = ("drop", "reset", "stall")
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,7 @@ class FakeHub:
         self.fired: dict[str, int] = {}
         self.slow_chunk = 256 * 1024
         self.slow_delay = 0.02
+        self.stall_after: int | None = None  # bytes sent before a "stall"; None: half the body
         self.requests: list[tuple[str, str, dict]] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -190,6 +194,11 @@ class FakeHub:
         prefix = "/" + url_prefix.strip("/")
         for name, blob in _read_folder(Path(folder), recursive=False).items():
             self.plain[f"{prefix}/{name}"] = blob
+
+    def release_stalls(self) -> None:
+        """End every "hang" and "stall" now (their connections close); the hub keeps serving."""
+        self._release.set()
+        self._release = threading.Event()
 
     def clear_faults(self) -> None:
         self.faults.clear()
@@ -382,7 +391,7 @@ def _make_handler(hub: FakeHub):
                 self.send_header("Content-Range", f"bytes {start}-{end - 1}/{total}")
             for k, v in extra.items():
                 self.send_header(k, v)
-            if fault in ("drop", "reset"):
+            if fault in ("drop", "reset", "stall"):
                 self.send_header("Connection", "close")
             self.end_headers()
             if head:
@@ -404,6 +413,14 @@ def _make_handler(hub: FakeHub):
                     except OSError:
                         pass
                 return
+            if fault == "stall":
+                release = hub._release
+                cut = len(body) // 2 if hub.stall_after is None else min(hub.stall_after, len(body))
+                self._write(body[:cut], 1 << 20)
+                self.wfile.flush()
+                release.wait()
+                self.close_connection = True
+                return
             if fault == "slow":
                 self._write(body, max(1, hub.slow_chunk), delay=hub.slow_delay)
             else:
@@ -418,7 +435,8 @@ def _make_handler(hub: FakeHub):
                 self.wfile.write(body[i:i + chunk])
 
         def _hang(self):
-            hub._release.wait()
+            release = hub._release
+            release.wait()
             self.close_connection = True
 
         def _error(self, code: int, error_code: str | None, message: str, extra: dict | None = None):

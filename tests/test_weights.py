@@ -8,6 +8,8 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
+import os
 from pathlib import Path
 
 import pytest
@@ -211,3 +213,190 @@ def test_cli_download_offline_is_one_line(tiny_sources, tmp_path, monkeypatch):
     assert proc.returncode == 5, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("loupe: ") and "cannot reach" in last and "Traceback" not in proc.stderr
+
+
+# --------------------------------------------------------------------------- offline and cancel
+# The worst cases a person meets: no network at all, a server that accepts and then says nothing,
+# and Cancel pressed in each phase. Offline must be told within a few seconds; Cancel must stop
+# within about a second, whatever the download is doing, and keep what was received.
+
+from engine.errors import Unreachable  # noqa: E402
+
+
+def _table_with(own_hub, tmp_path, monkeypatch, **changes) -> None:
+    """The own_hub table with entries changed (e.g. resnet18's base_url), in force for this test."""
+    table = json.loads(Path(own_hub.table).read_text())
+    for name, entry in changes.items():
+        table.setdefault(name, {}).update(entry)
+    path = tmp_path / "changed-sources.json"
+    path.write_text(json.dumps(table))
+    monkeypatch.setenv("LOUPE_SOURCES", str(path))
+
+
+@pytest.fixture
+def blackhole():
+    """A local address that never completes a TCP connection, like a host behind a firewall that
+    drops packets: a listener with a backlog of one, filled, so later SYNs are dropped (some
+    networks, this one included, answer for any 10.x address, so no real address is sure to)."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    held = []
+    while True:
+        probe = socket.socket()
+        probe.settimeout(0.5)
+        try:
+            probe.connect(("127.0.0.1", port))
+        except OSError:
+            probe.close()
+            break
+        held.append(probe)
+    yield f"http://127.0.0.1:{port}"
+    for sock in held + [listener]:
+        sock.close()
+
+
+@pytest.mark.parametrize("kind", ["refused", "unroutable", "blackhole", "unresolvable"])
+def test_offline_is_told_within_seconds(own_hub, tmp_path, monkeypatch, blackhole, kind):
+    base_url = {
+        "refused": "http://127.0.0.1:9/models",  # the discard port: connection refused
+        "unroutable": "http://192.0.2.1/models",  # TEST-NET-1 (RFC 5737): no route
+        "blackhole": f"{blackhole}/models",  # the connection never completes
+        "unresolvable": "http://loupe-test-host.invalid/models",  # a name no resolver knows (RFC 2606)
+    }[kind]
+    _table_with(own_hub, tmp_path, monkeypatch, resnet18={"base_url": base_url})
+    phases = []
+    start = time.monotonic()
+    with pytest.raises(Unreachable) as info:
+        weights.install("resnet18", progress=lambda p: phases.append(p.phase))
+    elapsed = time.monotonic() - start
+    assert elapsed < weights.CONNECT_TIMEOUT_S + 1.5, elapsed
+    host = base_url.split("/")[2]
+    assert info.value.host == host and f"cannot reach {host}" in str(info.value)
+    assert "\n" not in str(info.value) and "offline" in str(info.value)
+    assert set(phases) <= {weights.CONNECTING}, "no byte came, so nothing but 'connecting' was reported"
+    _assert_nothing_at_final_path("resnet18")
+
+
+def _cancel_after(cancel: threading.Event, seconds: float) -> list[float]:
+    """Set `cancel` in `seconds`; returns a list that receives the moment it was set."""
+    when: list[float] = []
+
+    def fire():
+        when.append(time.monotonic())
+        cancel.set()
+
+    threading.Timer(seconds, fire).start()
+    return when
+
+
+def test_cancel_while_the_server_says_nothing(own_hub):
+    """Connected, request sent, no answer (stall before headers): Cancel ends it at once."""
+    own_hub.faults["resnet18-f37072fd.pth"] = "hang"
+    cancel = threading.Event()
+    phases = []
+    when = _cancel_after(cancel, 1.0)
+    with pytest.raises(Cancelled):
+        weights.install("resnet18", progress=lambda p: phases.append((p.phase, p.done)), cancel=cancel)
+    assert time.monotonic() - when[0] < 1.0
+    assert phases and all(ph == weights.CONNECTING and done == 0 for ph, done in phases), phases[:5]
+    _assert_nothing_at_final_path("resnet18")
+
+
+def test_cancel_while_connecting(own_hub, tmp_path, monkeypatch, blackhole):
+    _table_with(own_hub, tmp_path, monkeypatch, resnet18={"base_url": f"{blackhole}/models"})
+    cancel = threading.Event()
+    when = _cancel_after(cancel, 1.0)
+    with pytest.raises(Cancelled):
+        weights.install("resnet18", cancel=cancel)
+    assert time.monotonic() - when[0] < 1.0
+
+
+def test_cancel_mid_body_stall_keeps_the_part_and_a_resume_finishes(own_hub):
+    own_hub.faults["resnet18-f37072fd.pth"] = "stall"
+    own_hub.stall_after = 3_000_000
+    cancel = threading.Event()
+    when: list[float] = []
+
+    def progress(p):
+        if p.phase == weights.DOWNLOADING and p.done >= 3_000_000 and not cancel.is_set():
+            time.sleep(0.3)  # the server is now holding the connection open, sending nothing
+            when.append(time.monotonic())
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        weights.install("resnet18", progress=progress, cancel=cancel)
+    assert when and time.monotonic() - when[0] < 1.0
+    part = paths.weights_dir() / ".partial" / "resnet18" / ".resnet18-f37072fd.pth.incomplete"
+    assert part.stat().st_size == 3_000_000, "what came is kept for the resume"
+    own_hub.requests.clear()
+    weights.install("resnet18")
+    weights.verify("resnet18")
+    ranges = [h.get("Range") for m, p, h in own_hub.requests if p.endswith(".pth") and m == "GET"]
+    assert ranges == ["bytes=3000000-"], ranges
+
+
+def test_a_stalled_server_is_given_up_and_resumed_by_itself(own_hub, monkeypatch):
+    """No byte for STALL_TIMEOUT_S mid-body: a fresh connection resumes where it stopped."""
+    monkeypatch.setattr(weights, "STALL_TIMEOUT_S", 1.0)
+    own_hub.faults["resnet18-f37072fd.pth"] = "stall"
+    start = time.monotonic()
+    weights.install("resnet18")
+    assert time.monotonic() - start < 10
+    weights.verify("resnet18")
+    gets = [h.get("Range") for m, p, h in own_hub.requests if p.endswith(".pth") and m == "GET"]
+    assert len(gets) == 2 and gets[0] is None and gets[1].startswith("bytes="), gets
+
+
+def test_a_server_that_never_answers_is_one_line_after_the_stall_limit(own_hub, monkeypatch):
+    monkeypatch.setattr(weights, "STALL_TIMEOUT_S", 1.0)
+    own_hub.faults["resnet18-f37072fd.pth"] = "hang"
+    with pytest.raises(DownloadError) as info:
+        weights.install("resnet18")
+    assert not isinstance(info.value, Unreachable)  # it was reached: it just said nothing
+    assert "no data for 1 s" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_cancel_while_verifying_a_big_file(own_hub, tmp_path, monkeypatch):
+    """A big file takes seconds to hash: Cancel stops the hashing too, and the file that was
+    fetched is kept, so the next run only verifies it (no new request)."""
+    folder = tmp_path / "big-src"
+    folder.mkdir()
+    data = os.urandom(1 << 20) * 96  # 96 MiB
+    (folder / "big.bin").write_bytes(data)
+    own_hub.add_files("/big", folder)
+    _table_with(own_hub, tmp_path, monkeypatch, big={
+        "kind": "url", "title": "Big test model", "base_url": f"{own_hub.url}/big",
+        "files": [{"name": "big.bin", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}]})
+    cancel = threading.Event()
+    when: list[float] = []
+    verifying = []
+
+    def progress(p):
+        if p.phase == weights.VERIFYING:
+            verifying.append(p.done)
+            if not cancel.is_set():
+                when.append(time.monotonic())
+                cancel.set()
+
+    with pytest.raises(Cancelled):
+        weights.install("big", progress=progress, cancel=cancel)
+    assert time.monotonic() - when[0] < 1.0
+    assert verifying and verifying[-1] < len(data), "hashing stopped before the end"
+    assert (paths.weights_dir() / ".partial" / "big" / "big.bin").stat().st_size == len(data)
+    own_hub.requests.clear()
+    weights.install("big")
+    assert weights.is_installed("big")
+    assert not [p for _m, p, _h in own_hub.requests if p.endswith("big.bin")], "verified, not fetched again"
+
+
+def test_progress_never_goes_back_while_verifying(own_hub):
+    seen = []
+    weights.install("resnet18", progress=seen.append)
+    overall = [p.overall_done for p in seen]
+    assert overall == sorted(overall) and overall[-1] == weights.source("resnet18").size
+    assert {p.phase for p in seen} >= {weights.DOWNLOADING, weights.VERIFYING}
+    assert all(p.host == own_hub.url.split("/")[2] for p in seen)
