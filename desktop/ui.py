@@ -484,7 +484,7 @@ def build_ui() -> gr.Blocks:
                                             interactive=weights.is_installed(CLASSIFIER.name))
                     with gr.Column():
                         top = CLASSIFIER.option("top").default
-                        labels = gr.Label(num_top_classes=top, label=f"Top {top} ImageNet classes", elem_id="loupe-labels")
+                        labels = gr.Label(num_top_classes=top, label=f"Top {top} labels", elem_id="loupe-labels")
                 if examples:
                     gr.Examples(examples=[[e] for e in examples], inputs=[cls_image], label="Example photos")
                 cls_events = [
