@@ -12,6 +12,8 @@ from typing import Any
 import click
 
 from engine.library.descriptions import EXISTING_POLICIES
+from engine.library.review import REVIEW_STATES
+from engine.library.settings import CAPTION_STYLES, DEFAULT_CAPTION_STYLE, KEYWORD_THRESHOLD
 
 from .logged import LoggedGroup
 from .options import model_options, pick
@@ -34,23 +36,37 @@ def library() -> None:
               help="photo.jpg.xmp (darktable, digiKam) or photo.xmp (Lightroom).")
 @click.option("--rename", is_flag=True, help="Rename photos after their captions (undo: loupe library undo).")
 @click.option("--existing", type=click.Choice(EXISTING_POLICIES), default=EXISTING_POLICIES[0], show_default=True,
-              help="A description someone else wrote (XMP, IPTC or EXIF): keep it (the caption goes to "
-                   "loupe:caption), replace it with the caption, or append the caption to it.")
+              help="A description someone else wrote (XMP, IPTC or EXIF): keep it (Loupe's caption goes to "
+                   "its own caption field), replace it with the caption, or append the caption to it.")
+@click.option("--caption-style", type=click.Choice(list(CAPTION_STYLES)), default=DEFAULT_CAPTION_STYLE,
+              show_default=True,
+              help="; ".join(f"{name}: {words}" for name, (words, _) in CAPTION_STYLES.items())
+              + " (--beams, when given, wins over it).")
+@click.option(KEYWORD_THRESHOLD.cli, KEYWORD_THRESHOLD.name, metavar="PCT",
+              type=click.IntRange(KEYWORD_THRESHOLD.minimum, KEYWORD_THRESHOLD.maximum),
+              default=KEYWORD_THRESHOLD.default, show_default=True,
+              help=f"{KEYWORD_THRESHOLD.help}.")
 @model_options("caption", "classify")
 @click.option("--batch-size", type=click.IntRange(1, 256), default=None, help="Photos per batch (default: the captioner's).")
 @click.option("--workers", type=click.IntRange(0, 64), default=2, show_default=True, help="Photo loader threads (0: load inline).")
 @_DB
 @_JSON
-def scan(folder: str, write: str | None, sidecar_style: str | None, rename: bool, existing: str, batch_size: int | None,
-         workers: int, db: str | None, as_json: bool, **options: Any) -> int:
+def scan(folder: str, write: str | None, sidecar_style: str | None, rename: bool, existing: str, caption_style: str,
+         keyword_threshold: int, batch_size: int | None, workers: int, db: str | None, as_json: bool,
+         **options: Any) -> int:
     """Caption and label every new photo under FOLDER (resumable)."""
     from engine import library
 
     from engine.logs import note
 
-    model_options = {**pick("caption", options), **pick("classify", options)}
+    ctx = click.get_current_context()
+    # Options left at their defaults are not passed: the caption style sets its own.
+    given = {k: v for k, v in options.items()
+             if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT}
+    model_options = {**pick("caption", given), **pick("classify", given)}
     with library.progress_bar() as bar:  # on stderr, only when it is a terminal
-        summary = library.scan(folder, write=write, sidecar_style=sidecar_style, rename=rename, existing=existing, db_path=db,
+        summary = library.scan(folder, write=write, sidecar_style=sidecar_style, rename=rename, existing=existing,
+                               caption_style=caption_style, keyword_threshold=keyword_threshold, db_path=db,
                                progress=bar, batch_size=batch_size, workers=workers, **model_options)
     note(done=summary.done, skipped=summary.skipped, failed=summary.failed, written=summary.written)
     if as_json:
@@ -146,4 +162,49 @@ def scans(db: str | None, as_json: bool) -> int:
     for r in rows:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["started"]))
         click.echo(f"{r['id']:4}  {when}  {r['status']:11} {r['done']:6} done {r['failed']:4} failed  {r['folder']}")
+    return 0
+
+
+@library.command()
+@click.argument("path")
+@click.argument("caption")
+@click.option("--write", type=click.Choice(["sidecar", "embed", "none"]), default=None,
+              help="Where it goes (default: the way the photo was last written, else the library_write setting).")
+@click.option("--sidecar-style", type=click.Choice(["darktable", "lightroom"]), default=None,
+              help="photo.jpg.xmp (darktable, digiKam) or photo.xmp (Lightroom).")
+@_DB
+def edit(path: str, caption: str, write: str | None, sidecar_style: str | None, db: str | None) -> int:
+    """Set your own CAPTION for the photo at PATH (a scan never replaces it)."""
+    from engine import library
+
+    result = library.set_caption(path, caption, write=write, sidecar_style=sidecar_style, db_path=db)
+    click.echo(result.message)
+    return 0
+
+
+@library.command()
+@click.option("--folder", default=None, metavar="FOLDER", help="Only photos under FOLDER.")
+@click.option("--state", type=click.Choice(REVIEW_STATES), default="all", show_default=True,
+              help="done: captioned and unchanged; failed: could not be read or written; changed: the file "
+                   "changed or is gone since; edited: your own caption.")
+@click.option("--text", default="", help="Only photos whose caption, labels or name hold these words.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True, help="Most photos to list.")
+@click.option("--offset", type=click.IntRange(0), default=0, help="Skip this many first.")
+@_DB
+@_JSON
+def photos(folder: str | None, state: str, text: str, limit: int, offset: int, db: str | None, as_json: bool) -> int:
+    """List the photos in the index with their state (newest scan first)."""
+    from engine import library
+
+    page = library.photos(folder=folder, text=text, state=state, offset=offset, limit=limit, db_path=db)
+    if as_json:
+        click.echo(json.dumps({"total": page.total, "items": [item.to_dict() for item in page.items]},
+                              indent=2, ensure_ascii=False))
+        return 0
+    for item in page.items:
+        extra = f"  ({item.reason})" if item.reason else ""
+        who = "  [your caption]" if item.caption_by == "person" else ""
+        click.echo(f"{item.state:8} {item.path}{extra}\n    {item.caption}{who}")
+    shown = f"{offset + 1}-{offset + len(page.items)} of " if page.items else "0 of "
+    click.echo(f"{shown}{page.total} photos", err=True)
     return 0

@@ -285,8 +285,13 @@ def test_identical_copies_are_captioned_once(tmp_path):
     shutil.copy(root / "x.jpg", root / "x-copy.jpg")
     engine = FakeEngine()
     summary = library.scan(root, engine=engine)
-    assert len(engine.inferred()) == 1 and summary.done == 1 and summary.skipped == 1
+    # a duplicate on the very first scan is a duplicate, not "already done"
+    assert len(engine.inferred()) == 1 and summary.done == 1 and summary.skipped == 0 and summary.duplicates == 1
+    [note] = summary.notices
+    assert note.kind == "duplicate" and note.message.startswith("skipped, same photo as ")
     assert (root / "x.jpg.xmp").exists() and (root / "x-copy.jpg.xmp").exists()
+    again = library.scan(root, engine=engine)  # told once, not on every rescan
+    assert (again.skipped, again.duplicates, again.notices) == (1, 1, [])
 
 
 def test_changed_model_or_option_redoes_photos(tmp_path):

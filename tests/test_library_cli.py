@@ -80,8 +80,13 @@ def test_decisions_are_in_the_text_summary(folder, tmp_path, capsys):
     assert f"{folder / 'p0.jpg'}: another photo has the name stem 'p0', so this one got p0.jpg.xmp, " \
            "which Lightroom does not read" in listed
     # walk order: "copy of p1.jpg" comes first and is captioned; p1.jpg is the duplicate
-    assert f"{folder / 'p1.jpg'}: same content as {folder / 'copy of p1.jpg'}; captioned once" in listed
+    assert f"{folder / 'p1.jpg'}: skipped, same photo as {folder / 'copy of p1.jpg'}" in listed
     assert len(out) == 1 + 4
+    assert "loupe:caption" not in "\n".join(out)  # a field name means nothing to most people
+    # a rescan of unchanged photos does not tell the same decisions again, but still counts the duplicate
+    assert main(["library", "scan", str(folder), "--sidecar-style", "lightroom"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "4 already done" in out[0] and "1 duplicate" in out[0] and len(out) == 1
 
 
 def test_search_any_text_is_a_query_and_no_match_says_so(tmp_path, monkeypatch, capsys):

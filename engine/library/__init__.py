@@ -6,6 +6,9 @@ search by words.
     hits = library.search("dog beach")
     library.export("captions.csv")
     library.undo()          # reverse the last run's renames
+    page = library.photos(folder="~/Pictures", state="failed")   # the review, a page at a time
+    library.set_caption(page.items[0].path, "My sister at the lake")   # the person's own caption
+    library.thumbnail(page.items[0].path)                          # a cached JPEG for the grid
 
 Settings read when an argument is left as None (engine.paths settings.json):
     "library_write": "sidecar" | "embed" | "none"        (default "sidecar")
@@ -24,11 +27,18 @@ from ..files import TEMP_PREFIX, cleanup_stale
 from .index import NO_MATCH, Hit, Index, IndexUnavailable
 from .progress import ProgressCallback, ScanProgress, progress_bar
 from .descriptions import EXISTING_POLICIES
+from .edit import CaptionNotSaved, EditResult
+from .review import REVIEW_STATES, PhotoItem, PhotoPage
 from .scanner import NOTICE_KINDS, Notice, Options, Problem, ScanSummary, WRITERS
+from .settings import CAPTION_STYLES, DEFAULT_CAPTION_STYLE, KEYWORD_THRESHOLD
+from .thumbnails import thumbnail
 
 __all__ = [
     "scan", "search", "export", "undo", "scans", "cleanup_stale", "progress_bar", "default_db_path",
-    "EXISTING_POLICIES", "Hit", "NO_MATCH", "ScanProgress", "Problem", "Notice", "NOTICE_KINDS", "ScanSummary", "IndexUnavailable", "TEMP_PREFIX", "WRITERS",
+    "photos", "photo", "set_caption", "thumbnail",
+    "EXISTING_POLICIES", "Hit", "NO_MATCH", "ScanProgress", "Problem", "Notice", "NOTICE_KINDS", "ScanSummary",
+    "IndexUnavailable", "TEMP_PREFIX", "WRITERS", "REVIEW_STATES", "PhotoItem", "PhotoPage", "EditResult",
+    "CaptionNotSaved", "CAPTION_STYLES", "DEFAULT_CAPTION_STYLE", "KEYWORD_THRESHOLD",
 ]
 
 
@@ -56,6 +66,8 @@ def scan(
     sidecar_style: str | None = None,
     rename: bool = False,
     existing: str = "keep",
+    caption_style: str = DEFAULT_CAPTION_STYLE,
+    keyword_threshold: int = KEYWORD_THRESHOLD.default,
     db_path: str | os.PathLike[str] | None = None,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
@@ -68,9 +80,14 @@ def scan(
     `write`: "sidecar" (XMP next to each photo; originals untouched), "embed" (XMP inside
     JPEG/PNG/TIFF/WebP, pixels untouched) or "none". `rename`: rename photos after their
     captions (undo with `undo()`). `existing`: what to do with a description someone else wrote
-("keep", "replace" or "append"; see descriptions.py). `model_options`: the models' options by name, as in the
-    registry (`top=5`, `num_beams=1`, `prefix=...`), checked before any file is touched.
-    `cancel.set()` stops within a photo or a generation step; the summary then has
+("keep", "replace" or "append"; see descriptions.py). `caption_style`: a key of CAPTION_STYLES
+    ("detailed" or "quick"), setting the captioner's options. `keyword_threshold`: percent (see
+    KEYWORD_THRESHOLD); labels less sure than it are indexed but not written as keywords.
+    `model_options`: the models' options by name, as in the registry (`top=5`, `prefix=...`;
+    an explicit `num_beams=` wins over the style), checked before any file is touched.
+    A photo whose caption the person wrote (`set_caption`) keeps it; the scan says so once.
+    `progress` gets a ScanProgress at least once per photo, the first before any model work.
+    `cancel.set()` stops between photos or within a generation step; the summary then has
     `cancelled=True` and the next scan resumes. Photos that cannot be read, written or
     renamed are in `summary.problems`, decisions Loupe took in `summary.notices`; the scan
     goes on. Raises UsageError for bad arguments and IndexUnavailable (a LoupeError) when the
@@ -78,8 +95,10 @@ def scan(
     """
     from ..models.registry import for_task, split_options
     from ..paths import load_settings
+    from .settings import check_caption_style, style_options
 
-    models = split_options(model_options)
+    caption_style = check_caption_style(caption_style)
+    models = split_options(style_options(caption_style, model_options))
     settings = load_settings()
     folder_path = Path(folder).expanduser()
     if not folder_path.is_dir():
@@ -94,6 +113,8 @@ def scan(
         sidecar_style=sidecar_style or settings.get("sidecar_style") or "darktable",
         rename=bool(rename),
         existing=existing,
+        caption_style=caption_style,
+        keyword_threshold=keyword_threshold,
         # a test engine may ask for its own batch size
         batch_size=int(batch_size or getattr(engine, "batch_size", 0) or for_task("caption").batch_size),
         workers=int(workers),
@@ -105,6 +126,60 @@ def scan(
     db = _db(db_path)
     with Index(db) as index:
         return run_scan(folder_path, engine, options, index, _log_for(db), progress, cancel)
+
+
+def photos(
+    *, folder: str | os.PathLike[str] | None = None, text: str = "", state: str = "all", offset: int = 0,
+    limit: int = 48, db_path: str | os.PathLike[str] | None = None,
+) -> PhotoPage:
+    """One page of the index's photos for review: PhotoPage(total matching, items).
+
+    Newest scan first, then by name. `folder`: only photos under it (any depth). `text`: the
+    same word matching as `search()` (photos never read have no text and do not match).
+    `state`: one of REVIEW_STATES (see engine.library.review for what each means). Fast with
+    10,000 photos: SQL paging for "all" and "failed"; the others stat each candidate. An empty
+    page when there is no index yet. UsageError for an unknown state or a bad offset/limit."""
+    from .review import check_query, page
+
+    check_query(state, offset, limit)
+    db = _db(db_path)
+    if not db.exists():
+        return PhotoPage(0, [])
+    where = str(Path(folder).expanduser().resolve()) if folder is not None else None
+    with Index(db) as index:
+        return page(index, folder=where, text=text or "", state=state, offset=offset, limit=limit)
+
+
+def photo(path: str | os.PathLike[str], *, db_path: str | os.PathLike[str] | None = None) -> PhotoItem | None:
+    """The review's item for the photo at `path`, or None when the index does not know it."""
+    from .review import one
+
+    db = _db(db_path)
+    if not db.exists():
+        return None
+    with Index(db) as index:
+        return one(index, str(Path(path).expanduser().resolve()))
+
+
+def set_caption(
+    path: str | os.PathLike[str], caption: str, *, write: str | None = None, sidecar_style: str | None = None,
+    db_path: str | os.PathLike[str] | None = None,
+) -> EditResult:
+    """Save the person's own caption for a photo in the index.
+
+    Written the same safe way as a scan (atomic; sidecar, or embedded with the pixels
+    untouched), per `write`, else the way the photo was last written, else the settings; it
+    becomes the photo's description and is searchable at once. A later scan never replaces it
+    (it keeps it and says so once among its notices). Returns EditResult(path, written, message).
+    Raises UsageError for an empty caption or a photo not in the index, CaptionNotSaved (a
+    LoupeError naming the photo) when its files cannot be written."""
+    from ..paths import load_settings
+    from .edit import set_caption as _set_caption
+
+    db = _db(db_path)
+    with Index(db) as index:
+        return _set_caption(index, str(path), caption, write=write, sidecar_style=sidecar_style,
+                            settings=load_settings())
 
 
 def search(words: str, *, limit: int = 50, db_path: str | os.PathLike[str] | None = None) -> list[Hit]:

@@ -161,7 +161,7 @@ class WriteResult:
             return None
         quoted = _quote(self.existing)
         if self.decision == "kept":
-            return f"kept the description someone else wrote ({quoted}); the caption is in loupe:caption"
+            return f"kept the description someone else wrote ({quoted}); Loupe's caption went to its own caption field"
         if self.decision == "appended":
             return f"appended the caption to the description someone else wrote ({quoted})"
         return f"replaced the description someone else wrote ({quoted})"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import sqlite3
 import time
@@ -22,9 +23,11 @@ from ..errors import LoupeError, UsageError
 from ..images import is_photo_name
 from ..results import Label
 
-SCHEMA_VERSION = 1
-BUSY_TIMEOUT_S = 10.0
-KEEP_SCAN_ITEMS = 20  # scans whose per-photo rows (status, reason) are kept for export  # how long to wait for another Loupe holding the write lock
+# 2: photos.caption_by (a caption the person wrote), failures, notices, the review's index
+SCHEMA_VERSION = 2
+BUSY_TIMEOUT_S = 10.0  # how long to wait for another Loupe holding the write lock
+KEEP_SCAN_ITEMS = 20  # scans whose per-photo rows (status, reason) are kept for export
+CAPTION_BY = ("loupe", "person")  # who wrote a photo's caption
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS photos(
@@ -42,7 +45,8 @@ CREATE TABLE IF NOT EXISTS photos(
     model_ids TEXT NOT NULL,            -- JSON, as the engine reported them
     written_key TEXT,                   -- what Loupe last wrote for it (writer:style:settings)
     scan_id INTEGER,
-    done_at REAL NOT NULL
+    done_at REAL NOT NULL,
+    caption_by TEXT NOT NULL DEFAULT 'loupe'  -- "person": the person's own; a scan keeps it
 );
 CREATE TABLE IF NOT EXISTS hashes(
     hash TEXT PRIMARY KEY,
@@ -69,6 +73,19 @@ CREATE TABLE IF NOT EXISTS scan_items(
     reason TEXT,
     PRIMARY KEY(scan_id, path)
 );
+CREATE TABLE IF NOT EXISTS failures(   -- photos the last scan of their folder could not read or write
+    path TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    stage TEXT NOT NULL,                -- read, write, rename
+    reason TEXT NOT NULL,
+    scan_id INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS notices(    -- decisions already told, so a rescan does not repeat them
+    path TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    message TEXT NOT NULL,
+    PRIMARY KEY(path, kind, message)
+);
 CREATE VIRTUAL TABLE IF NOT EXISTS photos_fts USING fts5(
     caption, label_text, name,
     content='photos', content_rowid='id',
@@ -88,6 +105,11 @@ CREATE TRIGGER IF NOT EXISTS photos_au AFTER UPDATE OF caption, label_text, name
     INSERT INTO photos_fts(rowid, caption, label_text, name)
     VALUES (new.id, new.caption, new.label_text, new.name);
 END;
+"""
+# After any migration of `photos` (they name its newer columns). The review pages by scan, then name.
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS photos_by_scan ON photos(scan_id DESC, name, path);
+CREATE INDEX IF NOT EXISTS failures_by_scan ON failures(scan_id);
 """
 
 
@@ -127,11 +149,12 @@ class PhotoRow:
     labels: tuple[Label, ...]
     settings_key: str
     written_key: str | None
+    caption_by: str = "loupe"  # one of CAPTION_BY
 
     @classmethod
     def from_row(cls, r: sqlite3.Row) -> "PhotoRow":
         return cls(r["id"], r["hash"], r["path"], r["size"], r["mtime_ns"], r["file_hash"], r["caption"],
-                   _labels(r["labels"]), r["settings_key"], r["written_key"])
+                   _labels(r["labels"]), r["settings_key"], r["written_key"], r["caption_by"])
 
 
 @dataclass(frozen=True)
@@ -206,12 +229,21 @@ class Index:
                     )
                 if version < SCHEMA_VERSION:
                     with self.transaction():
-                        for statement in _statements(_SCHEMA):
-                            self.db.execute(statement)
-                        self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                        self._migrate()
         except BaseException:
             self.db.close()
             raise
+
+    def _migrate(self) -> None:
+        """Create the schema, or bring an older index up to it in place (inside a transaction)."""
+        for statement in _statements(_SCHEMA):
+            self.db.execute(statement)  # new tables; a v1 `photos` is kept as it is
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(photos)")}
+        if "caption_by" not in columns:  # v1: every caption so far is Loupe's
+            self.db.execute("ALTER TABLE photos ADD COLUMN caption_by TEXT NOT NULL DEFAULT 'loupe'")
+        for statement in _statements(_INDEXES):
+            self.db.execute(statement)
+        self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     # -- plumbing
 
@@ -301,7 +333,8 @@ class Index:
 
     # -- photos
 
-    _ROW = "p.id, p.hash, p.path, p.size, p.mtime_ns, p.file_hash, p.caption, p.labels, p.settings_key, p.written_key"
+    _ROW = ("p.id, p.hash, p.path, p.size, p.mtime_ns, p.file_hash, p.caption, p.labels, p.settings_key,"
+            " p.written_key, p.caption_by")
 
     def snapshot(self) -> tuple[dict[str, PhotoRow], dict[str, Known]]:
         """(path -> record, every content hash seen -> Known), read once at scan start so the
@@ -321,17 +354,18 @@ class Index:
     def save_result(
         self, db: sqlite3.Connection, *, content_hash: str, path: str, size: int, mtime_ns: int,
         caption: str, labels: tuple[Label, ...], settings_key: str, model_ids: dict[str, str], scan_id: int,
-        photo_id: int | None = None,
+        photo_id: int | None = None, caption_by: str = "loupe",
     ) -> int:
         """Insert a photo's caption and labels, or refresh record `photo_id` (redone with new
-        settings: it keeps its identity). Inside the caller's transaction."""
+        settings: it keeps its identity). `caption_by`: who wrote `caption` (CAPTION_BY).
+        Inside the caller's transaction."""
         labels_json = json.dumps(
             [{"name": l.name, "score": round(float(l.score), 6), "index": int(l.index)} for l in labels]
         )
         label_text = " ; ".join(l.name for l in labels)
         values = (
             path, Path(path).name, size, mtime_ns, content_hash, caption, labels_json, label_text,
-            settings_key, json.dumps(model_ids, sort_keys=True), scan_id, time.time(),
+            settings_key, json.dumps(model_ids, sort_keys=True), scan_id, time.time(), caption_by,
         )
         if photo_id is None:
             row = db.execute("SELECT id FROM photos WHERE hash=?", (content_hash,)).fetchone()
@@ -340,14 +374,15 @@ class Index:
         if photo_id is None:
             cur = db.execute(
                 "INSERT INTO photos(path, name, size, mtime_ns, file_hash, caption, labels, label_text,"
-                " settings_key, model_ids, scan_id, done_at, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " settings_key, model_ids, scan_id, done_at, caption_by, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (*values, content_hash),
             )
             photo_id = int(cur.lastrowid)
         else:
             db.execute(
                 "UPDATE photos SET path=?, name=?, size=?, mtime_ns=?, file_hash=?, caption=?, labels=?,"
-                " label_text=?, settings_key=?, model_ids=?, scan_id=?, done_at=?, written_key=NULL WHERE id=?",
+                " label_text=?, settings_key=?, model_ids=?, scan_id=?, done_at=?, caption_by=?, written_key=NULL"
+                " WHERE id=?",
                 (*values, photo_id),
             )
         db.execute(
@@ -381,6 +416,40 @@ class Index:
         """After a rename or its undo: the record at `old` now lives at `new`."""
         db.execute("UPDATE photos SET path=NULL WHERE path=?", (new,))
         db.execute("UPDATE photos SET path=?, name=? WHERE path=?", (new, Path(new).name, old))
+        db.execute("UPDATE OR REPLACE failures SET path=?, name=? WHERE path=?", (new, Path(new).name, old))
+
+    def set_person_caption(self, db: sqlite3.Connection, photo_id: int, caption: str) -> None:
+        """The person's own caption for record `photo_id` (searchable at once: the FTS trigger)."""
+        db.execute("UPDATE photos SET caption=?, caption_by='person', done_at=? WHERE id=?",
+                   (caption, time.time(), photo_id))
+
+    def row_at(self, path: str) -> PhotoRow | None:
+        """The record of the photo now at `path`, or None."""
+        rows = self.query(f"SELECT {self._ROW} FROM photos p WHERE p.path=?", (path,))
+        return PhotoRow.from_row(rows[0]) if rows else None
+
+    # -- what went wrong, and what was told
+
+    def set_failure(self, db: sqlite3.Connection, path: str, stage: str, reason: str, scan_id: int) -> None:
+        db.execute(
+            "INSERT INTO failures(path, name, stage, reason, scan_id) VALUES (?,?,?,?,?) ON CONFLICT(path)"
+            " DO UPDATE SET stage=excluded.stage, reason=excluded.reason, scan_id=excluded.scan_id",
+            (path, Path(path).name, stage, reason, scan_id),
+        )
+
+    def clear_failure(self, db: sqlite3.Connection, path: str) -> None:
+        db.execute("DELETE FROM failures WHERE path=?", (path,))
+
+    def clear_old_failures(self, db: sqlite3.Connection, folder: str, scan_id: int) -> None:
+        """A finished scan of `folder` saw every photo under it: older failures there are gone."""
+        lo, hi = under(folder)
+        db.execute("DELETE FROM failures WHERE path >= ? AND path < ? AND scan_id <> ?", (lo, hi, scan_id))
+
+    def notices_told(self) -> set[tuple[str, str, str]]:
+        return {(r[0], r[1], r[2]) for r in self.query("SELECT path, kind, message FROM notices")}
+
+    def add_notice(self, db: sqlite3.Connection, path: str, kind: str, message: str) -> None:
+        db.execute("INSERT OR IGNORE INTO notices(path, kind, message) VALUES (?,?,?)", (path, kind, message))
 
     # -- search and export
 
@@ -428,6 +497,12 @@ class Index:
         except IndexUnavailable as exc:
             return str(exc)
         return "ok"
+
+
+def under(folder: str) -> tuple[str, str]:
+    """(lo, hi): the paths strictly under `folder` are those with lo <= path < hi (an index range)."""
+    lo = folder if folder.endswith(os.sep) else folder + os.sep
+    return lo, lo[:-1] + chr(ord(os.sep) + 1)
 
 
 def _statements(script: str) -> list[str]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from collections import deque
@@ -9,18 +10,31 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterator
 
 
+PHASES = ("finding", "checking", "captioning", "writing", "finished")
+
+
 @dataclass(frozen=True)
 class ScanProgress:
-    """One report. `done` counts every photo handled (captioned, already done, or failed)."""
+    """One report. `done` counts every photo handled (captioned, already done, duplicate or
+    failed). Reports come at least once per photo handled and at the start of each batch,
+    at most ~10 a second (a batch start, the first and the last always); the first comes
+    before any model work, in phase "finding" with total 0."""
 
     done: int
     total: int
-    rate: float  # photos handled per second, over the last ~20 s
-    eta_s: float | None  # seconds left at that rate; None until there is a rate
+    rate: float  # photos captioned per second over the last ~20 s (photos already done do not count)
+    eta_s: float | None  # seconds left for the photos still to caption; None until there is a rate
     path: str  # the photo just handled
-    inferred: int = 0
-    skipped: int = 0
+    inferred: int = 0  # captioned in this run
+    skipped: int = 0  # already done, or a duplicate of another photo
     failed: int = 0
+    current: str = ""  # the file being worked on now ("" when none)
+    phase: str = "checking"  # one of PHASES
+
+    @property
+    def name(self) -> str:
+        """The current file's name, for one line of text."""
+        return os.path.basename(self.current)
 
     @property
     def fraction(self) -> float:
@@ -49,18 +63,31 @@ class Meter:
         return (done - d0) / (now - t0) if now > t0 else 0.0
 
 
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m"
+
+
 @contextlib.contextmanager
 def progress_bar(*, file: Any = None, disable: bool | None = None) -> Iterator[ProgressCallback]:
     """A callback drawing a tqdm bar on stderr: `with progress_bar() as cb: scan(..., progress=cb)`."""
     from tqdm import tqdm
 
-    bar = tqdm(total=0, unit="photo", file=file or sys.stderr, disable=disable, dynamic_ncols=True)
+    # tqdm's own rate and ETA would count photos already done; show the scan's instead.
+    bar = tqdm(total=0, unit="photo", file=file or sys.stderr, disable=disable, dynamic_ncols=True,
+               bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} {postfix}")
 
     def update(p: ScanProgress) -> None:
         if bar.total != p.total:
             bar.total = p.total
         bar.n = p.done
-        bar.set_postfix(failed=p.failed, skipped=p.skipped, refresh=False)
+        speed = f"{p.rate:.2f} photos/s" if p.rate else "-"
+        left = _duration(p.eta_s) if p.eta_s is not None else "-"
+        bar.set_postfix_str(f"{speed}, {left} left, {p.failed} failed {p.phase} {p.name}"[:120], refresh=False)
         bar.refresh()
 
     try:

@@ -37,9 +37,11 @@ from .descriptions import WriteResult, check_policy
 from ..files import atomic_write, cleanup_stale, hash_bytes, sha256_file, is_read_only, os_reason, walk_photos
 from .index import Index, IndexUnavailable, Known, PhotoRow
 from .progress import Meter, ScanProgress, ProgressCallback
+from .settings import DEFAULT_CAPTION_STYLE, KEYWORD_THRESHOLD, check_caption_style, keyword_names
 from .rename import Renamer, RenameLog, recover, sidecars_of, stem_counts
 
 WRITERS = ("sidecar", "embed", "none")
+STOP_WRITES_S = 1.0  # after Stop, how long a batch's finished captions may still be written
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ NOTICE_KINDS = {
     "replaced": ("description replaced", "descriptions replaced"),
     "sidecar-name": ("sidecar name changed", "sidecar names changed"),
     "duplicate": ("duplicate", "duplicates"),
+    "own-caption": ("own caption kept", "own captions kept"),
 }
 
 
@@ -77,6 +80,7 @@ class ScanSummary:
     total: int = 0  # photos found
     done: int = 0  # captioned and labelled in this run
     skipped: int = 0  # already done with the same models and settings
+    duplicates: int = 0  # the same photo as another one found (captioned once, for the other)
     failed: int = 0  # could not be read (listed in problems)
     written: int = 0  # sidecars written or photos embedded into
     write_failed: int = 0  # results not written (read-only, disk full...; in problems)
@@ -93,7 +97,8 @@ class ScanSummary:
 
     def decisions_text(self) -> str:
         """", 1 descriptions kept, 2 duplicates": each kind of decision that occurred, counted."""
-        counts = Counter(n.kind for n in self.notices)
+        counts = Counter(n.kind for n in self.notices if n.kind != "duplicate")
+        counts["duplicate"] = self.duplicates  # every one, also those told by an earlier scan
         return "".join(f", {counts[kind]} {words[counts[kind] != 1]}" for kind, words in NOTICE_KINDS.items()
                        if counts[kind])
 
@@ -104,6 +109,8 @@ class Options:
     sidecar_style: str = "darktable"
     rename: bool = False
     existing: str = "keep"  # a description someone else wrote: keep, replace or append (descriptions.py)
+    caption_style: str = DEFAULT_CAPTION_STYLE  # a key of CAPTION_STYLES (already folded into `models`)
+    keyword_threshold: int = KEYWORD_THRESHOLD.default  # percent: labels below it are not written as keywords
     batch_size: int = 8
     workers: int = 2
     # task -> that model's options, checked by the registry (defaults filled in)
@@ -115,6 +122,8 @@ class Options:
         if self.sidecar_style not in xmp.SIDECAR_STYLES:
             raise UsageError(f"Unknown sidecar style {self.sidecar_style!r}; choose darktable or lightroom.")
         check_policy(self.existing)
+        check_caption_style(self.caption_style)
+        KEYWORD_THRESHOLD.check(self.keyword_threshold)
         if self.batch_size < 1 or self.workers < 0:
             raise UsageError("batch_size must be at least 1, workers at least 0.")
 
@@ -153,25 +162,32 @@ class Scan:
         self.renamer = Renamer(log) if options.rename else None
         self.model_ids = {str(k): str(v) for k, v in dict(engine.model_ids()).items()}
         self.key = settings_key(self.model_ids, options)
+        policy = f"{options.existing}:k{options.keyword_threshold}"  # what else changes the files
         self.written_key = {
-            "embed": f"embed:{options.existing}:{self.key}",
-            "sidecar": f"sidecar:{options.sidecar_style}:{options.existing}:{self.key}",
+            "embed": f"embed:{policy}:{self.key}",
+            "sidecar": f"sidecar:{options.sidecar_style}:{policy}:{self.key}",
         }.get(options.write)
         self.by_path, self.known = index.snapshot()
+        self.told = index.notices_told()  # decisions told by earlier scans are not told again
+        self.expect_skip: set[str] = set()  # photos likely done already: not counted in the time left
         self.scan_id = index.begin_scan(str(folder), self.key, {**asdict(options), "models": self.model_ids})
         self.summary = ScanSummary(scan_id=self.scan_id, folder=str(folder))
         self.stems: Counter[tuple[Path, str]] = Counter()
         self.pending: list[Callable[[Any], None]] = []  # index writes waiting for the next transaction
         self.meter = Meter()
-        self.last_report = 0.0
+        self.last_report = -1.0
+        self.batches = 0
         self.failures_in_a_row = 0
 
     # ------------------------------------------------------------------ the pipeline
     def run(self) -> ScanSummary:
         started = time.perf_counter()
+        self.report("", "finding", force=True)
         paths = walk_photos(self.folder, self.unreadable_folder)
         self.summary.total = len(paths)
         self.stems.update(stem_counts({p.parent for p in paths}))  # RAWs and videos share photo.xmp too
+        self.expect_skip = {str(p) for p in paths if self.likely_done(p)}
+        self.report("", "checking", force=True)
         batch: list[Photo] = []
         waiting: list[Photo] = []  # same bytes as a photo in the batch: routed once it is recorded
         photos = self.load(paths)
@@ -195,12 +211,26 @@ class Scan:
                 self.finish(batch)
                 batch = self.reroute(waiting)
                 waiting = []
+        if not self.summary.cancelled:
+            folder, scan_id = str(self.folder), self.scan_id
+            self.later(lambda db: self.index.clear_old_failures(db, folder, scan_id))
         self.record_pending()
         s = self.summary
         s.elapsed_s = time.perf_counter() - started
         s.rate = s.done / s.elapsed_s if s.elapsed_s and s.done else 0.0
-        self.report(str(self.folder), force=True)
+        self.report(str(self.folder), "finished", force=True)
         return s
+
+    def likely_done(self, path: Path) -> bool:
+        """Done before with these settings and unchanged since (a stat, no read)."""
+        row = self.by_path.get(str(path))
+        if row is None or row.settings_key != self.key:
+            return False
+        try:
+            st = path.stat()
+        except OSError:
+            return False
+        return (st.st_size, st.st_mtime_ns) == (row.size, row.mtime_ns)
 
     def load(self, paths: list[Path]) -> Iterator[Photo]:
         """Photos in walk order, hashed and (unless done before) decoded, a few ahead of use."""
@@ -276,7 +306,12 @@ class Scan:
         return batch
 
     def finish(self, batch: list[Photo]) -> None:
-        """Infer, write the files, then record the batch in one transaction."""
+        """Infer, write the files, then record the batch in one transaction. Stop between two
+        photos' writes: the photos written so far are recorded, the others redone next time."""
+        if not self.summary.done and not self.batches:
+            self.meter = Meter()  # speed from the first batch on: not the time spent finding and checking
+        self.batches += 1
+        self.report(str(batch[0].path), "captioning", force=True)
         try:
             results = self.infer(batch)
         except Cancelled:
@@ -285,22 +320,36 @@ class Scan:
             self.summary.cancelled = True  # Stop during generation: this batch is not recorded
             return
         updates: list[Callable[[Any], None]] = []
+        recorded: list[Photo] = []
+        stop_by: float | None = None
         for photo, (caption, labels) in zip(batch, results):
+            if self.cancel.is_set():
+                # Captions already made are worth their writes, for about a second (slow disks,
+                # big embeds): then stop, and the rest is redone next time.
+                now = time.perf_counter()
+                stop_by = stop_by or now + STOP_WRITES_S
+                if now >= stop_by:
+                    self.summary.cancelled = True
+                    break
             if caption is None:
                 continue  # the models failed on this one photo: already a problem
+            self.report(str(photo.path), "writing")
             row = self.new_row(photo, caption, labels)
             found_at = str(photo.path)  # the scan's item is recorded here; the rename's update moves it
             files = self.write_and_rename(photo, row)  # may rename: the record takes the new path
             updates.append(self.result_update(photo, row, found_at))
             updates.extend(files)
             self.summary.done += 1
+            self.expect_skip.discard(found_at)
+            recorded.append(photo)
         with self.index.transaction() as db:
             for update in updates:
                 update(db)
             self.flush(db)
         for photo in batch:
             photo.inputs = None  # free memory early
-            self.report(str(photo.path))
+        for photo in recorded:
+            self.report(str(photo.path), "writing")
 
     # ------------------------------------------------------------------ stages
     def infer(self, batch: list[Photo]) -> list[tuple[Caption | None, Labels | None]]:
@@ -335,30 +384,35 @@ class Scan:
         s = self.summary
         assert photo.known is not None and photo.st is not None and photo.file_hash is not None
         row, path = photo.known.row, str(photo.path)
-        s.skipped += 1
+        self.expect_skip.discard(path)
         moved = row.path != path and (row.path is None or not os.path.exists(row.path))
         if row.path == path or moved:
+            s.skipped += 1
             st, file_hash = photo.st, photo.file_hash
             if moved or (row.size, row.mtime_ns, row.file_hash) != (st.st_size, st.st_mtime_ns, file_hash):
                 self.later(lambda db: self.index.set_location(db, row.id, path, st.st_size, st.st_mtime_ns, file_hash))
         else:
-            self.notice(path, "duplicate", f"same content as {row.path}; captioned once")
+            s.duplicates += 1
+            self.notice(path, "duplicate", f"skipped, same photo as {row.path}")
         self.later(lambda db: self.index.record_item(db, s.scan_id, path, row.id, "skipped"))
         self.pending.extend(self.write_and_rename(photo, row))
         if len(self.pending) >= 256:
             self.record_pending()
-        self.report(path)
+        self.report(path, "checking")
 
     def fail(self, photo: Photo) -> None:
-        s, path, reason = self.summary, str(photo.path), photo.error
+        s, path, reason = self.summary, str(photo.path), photo.error or "unreadable"
         s.failed += 1
-        s.problems.append(Problem(path, "read", reason or "unreadable"))
+        self.expect_skip.discard(path)
+        s.problems.append(Problem(path, "read", reason))
         self.later(lambda db: self.index.record_item(db, s.scan_id, path, None, "failed", reason))
-        self.report(path)
+        self.later(lambda db: self.index.set_failure(db, path, "read", reason, s.scan_id))
+        self.report(path, "checking")
 
     def write_and_rename(self, photo: Photo, row: PhotoRow) -> list[Callable[[Any], None]]:
         """The files for one photo, in order; returns the index updates that record them."""
-        updates: list[Callable[[Any], None]] = []
+        path, scan_id = str(photo.path), self.scan_id
+        updates: list[Callable[[Any], None]] = [lambda db: self.index.clear_failure(db, path)]
         if self.written_key is not None:
             try:
                 writer = self.write_sidecar if self.options.write == "sidecar" else self.write_embedded
@@ -366,11 +420,16 @@ class Scan:
             except IndexUnavailable:
                 raise  # the index itself failed: not this photo's problem, stop
             except (OSError, LoupeError) as exc:
+                reason = _reason(exc)
                 self.summary.write_failed += 1
-                self.summary.problems.append(Problem(str(photo.path), "write", _reason(exc)))
+                self.summary.problems.append(Problem(path, "write", reason))
+                updates.append(lambda db: self.index.set_failure(db, path, "write", reason, scan_id))
         if self.renamer is not None and row.caption:
             updates.extend(self.rename(photo, row))
         return updates
+
+    def keywords(self, row: PhotoRow) -> list[str]:
+        return keyword_names(row.labels, self.options.keyword_threshold)
 
     def write_sidecar(self, photo: Photo, row: PhotoRow) -> list[Callable[[Any], None]]:
         path, style = photo.path, self.options.sidecar_style
@@ -383,8 +442,8 @@ class Scan:
         target = xmp.sidecar_path(path, style)
         if row.written_key == self.written_key and row.path == str(path) and target.exists():
             return []  # (the written key is the record's: a copy elsewhere has its own sidecar)
-        result = xmp.write_sidecar(path, row.caption, [label.name for label in row.labels], style=style,
-                                   settings=self.key, existing=self.options.existing)
+        result = xmp.write_sidecar(path, row.caption, self.keywords(row), style=style, settings=self.key,
+                                   existing=self.options.existing, persons=row.caption_by == "person")
         self.decided(target, result)
         changed = result.changed
         if changed:
@@ -407,8 +466,8 @@ class Scan:
         data = path.read_bytes()
         if hash_bytes(data) != photo.file_hash:
             raise LoupeError("the file changed during the scan: not written (scan again)")
-        result = xmp.embed(data, row.caption, [label.name for label in row.labels], suffix=path.suffix,
-                           settings=self.key, existing=self.options.existing)
+        result = xmp.embed(data, row.caption, self.keywords(row), suffix=path.suffix, settings=self.key,
+                           existing=self.options.existing, persons=row.caption_by == "person")
         self.decided(path, result)
         new = result.data if result.data is not None else data
         if new != data:
@@ -435,8 +494,9 @@ class Scan:
                 raise LoupeError("read-only file: not renamed")
             new = self.renamer.rename(old, row.caption, sidecars_of(old))  # type: ignore[union-attr]
         except (OSError, LoupeError) as exc:
-            self.summary.problems.append(Problem(str(old), "rename", _reason(exc)))
-            return []
+            reason, scan_id = _reason(exc), self.scan_id
+            self.summary.problems.append(Problem(str(old), "rename", reason))
+            return [lambda db: self.index.set_failure(db, str(old), "rename", reason, scan_id)]
         if new is None:
             return []
         self.summary.renamed += 1
@@ -454,10 +514,16 @@ class Scan:
         """The record `result_update` will write, as the writers and renamer need it now."""
         st, known = photo.st, photo.known
         assert st is not None and photo.file_hash is not None
+        text, by = caption.text, "loupe"
+        if known is not None and known.row.caption_by == "person":
+            # Redone with new settings: new labels, but the caption stays the person's own.
+            text, by = known.row.caption, "person"
+            self.notice(str(photo.path), "own-caption",
+                        f"kept your own caption ({_quote(text)}); Loupe's new caption was not used")
         return PhotoRow(
             id=known.row.id if known is not None else -1, hash=photo.file_hash, path=str(photo.path),
-            size=st.st_size, mtime_ns=st.st_mtime_ns, file_hash=photo.file_hash, caption=caption.text,
-            labels=tuple(labels.top), settings_key=self.key, written_key=None,
+            size=st.st_size, mtime_ns=st.st_mtime_ns, file_hash=photo.file_hash, caption=text,
+            labels=tuple(labels.top), settings_key=self.key, written_key=None, caption_by=by,
         )
 
     def id_of(self, content_hash: str) -> int:
@@ -472,7 +538,7 @@ class Scan:
             pid = self.index.save_result(
                 db, content_hash=row.hash, path=path, size=row.size, mtime_ns=row.mtime_ns,
                 caption=row.caption, labels=row.labels, settings_key=self.key, model_ids=self.model_ids,
-                scan_id=scan_id, photo_id=row.id if row.id >= 0 else None,
+                scan_id=scan_id, photo_id=row.id if row.id >= 0 else None, caption_by=row.caption_by,
             )
             self.index.record_item(db, scan_id, found_at, pid, "done")
             saved = PhotoRow(**{**asdict(row), "id": pid, "path": path, "labels": row.labels})
@@ -496,7 +562,12 @@ class Scan:
 
     # ------------------------------------------------------------------ reporting
     def notice(self, path: str, kind: str, message: str) -> None:
+        """Tell a decision once: the same one for the same photo is not repeated by later scans."""
+        if (path, kind, message) in self.told:
+            return
+        self.told.add((path, kind, message))
         self.summary.notices.append(Notice(path, kind, message))
+        self.later(lambda db: self.index.add_notice(db, path, kind, message))
 
     def decided(self, where: Path, result: WriteResult) -> None:
         """Say what was done with a description someone else wrote (kept, appended, replaced)."""
@@ -507,7 +578,8 @@ class Scan:
     def unreadable_folder(self, exc: OSError) -> None:
         self.summary.problems.append(Problem(str(exc.filename), "read", f"folder cannot be read ({os_reason(exc)})"))
 
-    def report(self, path: str, force: bool = False) -> None:
+    def report(self, path: str, phase: str, force: bool = False) -> None:
+        """Tell the progress callback; at most ~10 a second unless `force`."""
         if self.progress is None:
             return
         now = time.perf_counter()
@@ -515,14 +587,24 @@ class Scan:
             return
         self.last_report = now
         s = self.summary
-        handled = s.done + s.skipped + s.failed
-        rate = self.meter.rate(handled, now)
-        eta = (s.total - handled) / rate if rate > 0 else None
-        self.progress(ScanProgress(handled, s.total, rate, eta, path, s.done, s.skipped, s.failed))
+        handled = s.done + s.skipped + s.duplicates + s.failed
+        # Only photos captioned count for speed and time left: photos already done go by fast.
+        rate = self.meter.rate(s.done, now)
+        to_caption = max(0, s.total - handled - len(self.expect_skip))
+        eta = to_caption / rate if rate > 0 else (0.0 if phase == "finished" else None)
+        current = "" if phase == "finished" else path
+        self.progress(ScanProgress(handled, s.total, rate, eta, path, s.done, s.skipped + s.duplicates, s.failed,
+                                   current=current, phase=phase))
 
 
 def _reason(exc: BaseException) -> str:
     return os_reason(exc) if isinstance(exc, OSError) else str(exc)
+
+
+def _quote(text: str, limit: int = 60) -> str:
+    one_line = " ".join(text.split())
+    return '"' + (one_line if len(one_line) <= limit else one_line[: limit - 1] + "…") + '"'  # one line
+
 
 
 def run_scan(

@@ -3,7 +3,8 @@
 Loupe owns only:
   * the description, in the places it writes, while nobody else has written one there: a
     description someone else wrote is handled by the keep / replace / append policy (see
-    `descriptions`); Loupe's caption always goes to `loupe:caption`;
+    `descriptions`); Loupe's caption always goes to `loupe:caption` (a caption the person
+    wrote in Loupe is theirs: it goes to the description only);
   * the keywords it added itself, listed in `loupe:subjects` (others' kept);
   * everything in the `loupe:` namespace.
 Every other element and attribute of an existing packet is kept as it was. Embedding also
@@ -394,10 +395,14 @@ def write_sidecar(
     style: str = "darktable",
     settings: str = "",
     existing: str = "keep",
+    persons: bool = False,
 ) -> WriteResult:
     """Merge Loupe's caption and labels into (or create) the photo's sidecar.
 
-    The description follows the `existing` policy (EXISTING_POLICIES, see `descriptions`);
+    `persons`: the caption is the person's own: it becomes the description (whatever was
+    there; decision "replaced" says when that was someone else's) and is not recorded as
+    Loupe's caption, so a later scan, even with a lost index, sees it as the person's.
+    Otherwise the description follows the `existing` policy (EXISTING_POLICIES, see `descriptions`);
     the photo's own embedded description (XMP, IPTC, EXIF) counts as someone else's too,
     and is read only: the photo is never modified. An unchanged result is not rewritten, so a
     resumed scan leaves finished sidecars alone. Returns WriteResult(path=the sidecar).
@@ -422,8 +427,9 @@ def write_sidecar(
     found = [("sidecar", _clean(fields.description)), ("xmp", _clean(own_xmp.description)),
              ("iptc", _clean(legacy.caption)), ("exif", _clean(legacy.description))]
     loupe_texts = [t for t in (fields.loupe_caption, own_xmp.loupe_caption) if t]
-    decided = plan(found, ("sidecar",), _clean(caption), loupe_texts, existing)
-    merged = merge_packet(before, caption, subjects, description=decided.texts["sidecar"], settings=settings)
+    decided = plan(found, ("sidecar",), _clean(caption), loupe_texts, "replace" if persons else existing)
+    merged = merge_packet(before, "" if persons else caption, subjects, description=decided.texts["sidecar"],
+                          settings=settings)
     result = WriteResult(changed=before != merged.packet, decision=decided.decision,
                          existing=decided.existing, path=target)
     if result.changed:
@@ -463,11 +469,13 @@ def embed(
     suffix: str,
     settings: str = "",
     existing: str = "keep",
+    persons: bool = False,
 ) -> WriteResult:
     """The photo's bytes with Loupe's caption and labels in its metadata, as the MWG asks:
     description in XMP dc:description, IPTC Caption-Abstract and EXIF ImageDescription,
     keywords in XMP dc:subject and IPTC Keywords, kept in sync. Pixels are not re-encoded and
-    other metadata is kept. The description follows the `existing` policy (see `descriptions`).
+    other metadata is kept. The description follows the `existing` policy (see `descriptions`),
+    or is the caption everywhere when it is the person's own (`persons`, as in `write_sidecar`).
 
     WebP has no IPTC (its container defines only EXIF and XMP chunks, and exiv2 silently drops
     IPTC there), so a WebP gets XMP and EXIF only.
@@ -493,8 +501,8 @@ def embed(
                      (("xmp", fields.description), ("iptc", legacy.caption), ("exif", legacy.description))]
             targets = ("xmp", "iptc", "exif") if carries_iptc else ("xmp", "exif")
             loupe_texts = [fields.loupe_caption] if fields.loupe_caption else []
-            decided = plan(found, targets, _clean(caption), loupe_texts, existing)
-            merged = merge_packet(before, caption, subjects, description=decided.texts["xmp"],
+            decided = plan(found, targets, _clean(caption), loupe_texts, "replace" if persons else existing)
+            merged = merge_packet(before, "" if persons else caption, subjects, description=decided.texts["xmp"],
                                   other_subjects=legacy.keywords, settings=settings)
             # Each pyexiv2 modify_* rewrites the file in memory: only the blocks that change.
             if decided.texts["exif"] is not None:

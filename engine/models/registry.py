@@ -128,9 +128,9 @@ BLIP_BASE = ModelSpec(
         Option("prefix", "Start the caption with", str, None, maximum=200, cli="--prefix",
                help='Text every caption starts with (conditional captioning), e.g. "a photograph of"'),
         Option("max_new_tokens", "Longest caption", int, 30, minimum=1, maximum=60, cli="--max-tokens",
-               help="Longest caption in word pieces (about 0.75 words each)"),
+               help="How long a caption may get (30 is about 20 words)"),
         Option("num_beams", "Caption quality", int, 3, minimum=1, maximum=8, cli="--beams",
-               help="Beam search width: 1 is fastest, more weighs more alternatives (slower)"),
+               help="1 is fastest; higher weighs more ways of wording each caption (slower)"),
     ),
 )
 
@@ -153,7 +153,7 @@ RESNET18 = ModelSpec(
     license="BSD-3-Clause",
     options=(
         Option("top", "Labels per photo", int, 3, minimum=1, maximum=10, cli="--top",
-               help="How many ImageNet labels to give, most likely first"),
+               help="How many labels to give each photo, most likely first"),
     ),
 )
 
