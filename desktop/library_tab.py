@@ -29,13 +29,11 @@ import gradio as gr
 
 from desktop import activity
 from desktop.reveal import show_in_folder
-from engine import weights
+from engine import library, weights
 from engine.errors import Cancelled, LoupeError
 from engine.library.descriptions import EXISTING_POLICIES  # noqa: F401  (the choices below name them all)
 from engine.models.registry import for_task
 from engine.units import format_size
-
-from desktop import _library_shim as library  # TEMPORARY until wt-libengine lands
 
 log = logging.getLogger("loupe.ui")
 
@@ -121,8 +119,8 @@ def progress_html(line: str, fraction: float | None = None, note: str = "", erro
 
 def describe_progress(p: Any) -> tuple[str, float | None]:
     """One report -> ("12 of 240 · IMG_0042.jpg · 0.8 photos/s · about 4 min left", fraction)."""
-    phase = getattr(p, "phase", "captioning")
-    current = getattr(p, "current", "") or (Path(p.path).name if getattr(p, "path", "") else "")
+    phase = p.phase
+    current = os.path.basename(p.current or "")
     if phase == "finding":
         return (f"Finding photos… {p.total} so far" if p.total else "Finding photos…"), None
     parts = [f"{p.done} of {p.total}"]

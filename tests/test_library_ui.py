@@ -260,3 +260,18 @@ def test_without_models_scan_points_at_the_download_button(tiny_sources, browser
         assert not page.locator("#loupe-lib-download").is_visible()
     finally:
         _stop(app)
+
+
+def test_renamed_photos_keep_their_record_for_review(installed, tmp_path):
+    """A scan that renames saves the new path and then moves old -> new in one transaction:
+    the move must not clear the record that already holds the new path."""
+    from engine import library
+
+    folder = tmp_path / "Walk"
+    _photos(folder, 3)
+    assert library.scan(folder, rename=True).renamed == 3
+    page = library.photos(folder=str(folder))
+    assert page.total == 3 and all(Path(item.path).is_file() for item in page.items), page
+    assert library.undo() == 3
+    assert {Path(item.path).name for item in library.photos(folder=str(folder)).items} == \
+        {f"IMG_{i:04d}.jpg" for i in range(3)}
