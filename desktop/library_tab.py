@@ -45,9 +45,9 @@ TICK_S = 0.3  # how often the progress area is redrawn during a scan
 GRID_EVERY_S = 3.0  # how often the grid is refreshed during a scan
 
 STATE_WORDS = {"all": "All photos", "done": "Captioned", "failed": "Could not be read",
-               "changed": "Changed since", "edited": "Your captions"}
-WRITE_CHOICES = [("Sidecar file beside each photo (originals untouched)", "sidecar"),
-                 ("Inside the photo's own metadata", "embed"), ("Nowhere (only Loupe's search)", "none")]
+               "changed": "Changed since captioned", "edited": "Your captions"}
+WRITE_CHOICES = [("Sidecar file (photo untouched)", "sidecar"), ("Inside the photo", "embed"),
+                 ("Nowhere (search only)", "none")]
 STYLE_CHOICES = [("photo.jpg.xmp (darktable, digiKam)", "darktable"), ("photo.xmp (Lightroom)", "lightroom")]
 EXISTING_CHOICES = [("Keep it", "keep"), ("Replace it", "replace"), ("Add the caption after it", "append")]
 
@@ -55,7 +55,9 @@ _cancel = threading.Event()  # Stop: the running scan or model download
 _idle_text = "Ready. Type or choose a folder and press Scan."
 
 CSS = """
-#loupe-lib-progress {min-height: 4.2em; padding: 0.4em 0.2em}
+#loupe-lib-progress {min-height: 3.6em; padding: 0.2em 0.2em}
+#loupe-lib-report {max-height: 7em; overflow-y: auto}
+#loupe-lib-report:empty {display: none}
 .lib-progress-line {font-variant-numeric: tabular-nums; min-height: 1.5em}
 .lib-bar {height: 8px; border-radius: 4px; background: var(--neutral-200); overflow: hidden; margin-top: 0.4em}
 .lib-bar > div {height: 100%; background: var(--color-accent)}
@@ -71,7 +73,8 @@ CSS = """
             background: var(--neutral-100); border-radius: 4px}
 .lib-thumb img {max-width: 100%; max-height: 120px; width: auto; height: auto; object-fit: contain}
 .lib-name {font-weight: 600; font-size: 0.85em; margin-top: 4px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap}
-.lib-cap {font-size: 0.85em; line-height: 1.25; margin-top: 2px; overflow-wrap: anywhere}
+.lib-cap {font-size: 0.85em; line-height: 1.25; margin-top: 2px; overflow-wrap: anywhere;
+          display: -webkit-box; -webkit-line-clamp: 4; -webkit-box-orient: vertical; overflow: hidden}
 .lib-labels, .lib-path {font-size: 0.75em; opacity: 0.7; overflow: hidden; text-overflow: ellipsis; white-space: nowrap}
 .lib-state {font-size: 0.75em; font-weight: 600}
 .lib-state.failed {color: var(--error-text-color, #b91c1c)}
@@ -490,12 +493,12 @@ def library_tab(demo: gr.Blocks | None = None) -> None:
     from desktop import ui
 
     friendly = ui.friendly
-    with gr.Row(equal_height=True):
-        folder = gr.Textbox(label="Folder of photos", placeholder="/home/me/Pictures", scale=5,
-                            elem_id="loupe-lib-folder")
-        pick = gr.Button("Choose folder…", scale=1, min_width=120, visible=ui.folder_picker is not None)
-        scan = gr.Button("Scan", variant="primary", scale=1, min_width=90, elem_id="loupe-lib-scan")
-        stop = gr.Button("Stop", scale=1, min_width=90, elem_id="loupe-lib-stop")
+    with gr.Row(equal_height=True, elem_id="loupe-lib-top"):
+        folder = gr.Textbox(label="Folder of photos", show_label=False, container=False, scale=5,
+                            placeholder="Folder of photos, e.g. /home/me/Pictures", elem_id="loupe-lib-folder")
+        pick = gr.Button("Choose folder…", scale=0, min_width=130, visible=ui.folder_picker is not None)
+        scan = gr.Button("Scan", variant="primary", scale=0, min_width=110, elem_id="loupe-lib-scan")
+        stop = gr.Button("Stop", scale=0, min_width=110, elem_id="loupe-lib-stop")
     with gr.Row(visible=bool(_models_missing())) as models_row:
         models_text = gr.Markdown(_models_text(), elem_classes="loupe-banner")
         get_models = gr.Button("Download the models", variant="primary", scale=0, min_width=200,
@@ -598,3 +601,4 @@ def library_tab(demo: gr.Blocks | None = None) -> None:
         demo.load(models_state, None, [models_text, get_models], api_visibility="private")
         demo.load(lambda: gr.update(visible=bool(_models_missing())), None, models_row, api_visibility="private")
         demo.load(friendly(history_rows), None, history, api_visibility="private", show_progress="hidden")
+        demo.load(friendly(first), filt, view, api_visibility="private", show_progress="hidden")
