@@ -90,7 +90,8 @@ element.addEventListener('click', (event) => {
   element.querySelectorAll('.lib-card.sel').forEach((c) => c.classList.remove('sel'));
   card.classList.add('sel');
   const box = document.querySelector('#loupe-lib-pick textarea, #loupe-lib-pick input');
-  box.value = card.dataset.path;
+  // a click on the same card again must still count: gradio sends "change" only for a new value
+  box.value = card.dataset.path + '\\n' + Date.now();
   box.dispatchEvent(new Event('input', {bubbles: true}));
 });
 """
@@ -350,10 +351,9 @@ def run_scan(folder: str, style: str, prefix: str, write: str, sidecar: str, exi
                grid, label, page)
 
 
-def stop_scan():
-    if not _cancel.is_set():
-        _cancel.set()
-    return gr.update()
+def stop_scan() -> None:
+    """Stop: the running scan ends between photos (the scan handler then says what was kept)."""
+    _cancel.set()
 
 
 def download_models() -> Iterator[tuple]:
@@ -404,8 +404,9 @@ def download_models() -> Iterator[tuple]:
 
 
 def select_photo(path: str):
-    """A card was clicked: the photo large, its caption to edit, its labels, where it is."""
-    path = (path or "").strip()
+    """A card was clicked ("path\nclick time"): the photo large, its caption to edit, its labels,
+    where it is."""
+    path = (path or "").split("\n")[0].strip()
     item = library.photo(path) if path else None
     if item is None:
         return None, gr.update(value="", interactive=False), "", None, "", path
@@ -589,7 +590,7 @@ def library_tab(demo: gr.Blocks | None = None) -> None:
         trigger(friendly(first), filt, view, api_visibility="private", show_progress="hidden")
     prev.click(friendly(turn(-1)), filt, view, api_visibility="private", show_progress="hidden")
     nxt.click(friendly(turn(1)), filt, view, api_visibility="private", show_progress="hidden")
-    picked.input(friendly(select_photo), picked, [picture, caption, caption_by, labels, where, selected],
+    picked.change(friendly(select_photo), picked, [picture, caption, caption_by, labels, where, selected],
                  api_visibility="private", show_progress="hidden")
     save.click(friendly(save_caption), [selected, caption, folder, text, state, page], [caption_by] + view,
                api_visibility="private", show_progress="hidden")

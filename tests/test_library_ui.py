@@ -204,7 +204,7 @@ def test_review_edit_undo_and_export(installed, browser, shots, tmp_path):
         page.get_by_label("Save to (optional)").fill(str(target))
         page.locator("#loupe-lib-export").click()
         page.wait_for_selector("#loupe-lib-export-said >> text=Exported")
-        rows = list(csv.DictReader(target.open(encoding="utf-8")))
+        rows = list(csv.DictReader(target.open(encoding="utf-8-sig")))
         assert len(rows) >= 6 and {Path(r["path"]).name for r in rows} >= {p.name for p in originals}, rows[:2]
 
         # select a photo, edit its caption, save: written to the sidecar and marked as the person's
