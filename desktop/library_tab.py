@@ -433,7 +433,6 @@ def save_caption(path: str, caption: str, folder: str, text: str, state: str, pa
     if not path:
         raise gr.Error("Choose a photo in the grid first.", title="Loupe")
     result = library.set_caption(path, caption or "")
-    gr.Info(result.message)
     grid, label, page = page_view(folder, text, state, page)
     return "**Your caption** · " + result.message, grid, label, page
 
@@ -545,7 +544,7 @@ def library_tab(demo: gr.Blocks | None = None) -> None:
             with gr.Row():
                 save = gr.Button("Save caption", variant="primary", size="sm", elem_id="loupe-lib-save")
                 show = gr.Button("Show in folder", size="sm", elem_id="loupe-lib-show")
-            labels = gr.Label(num_top_classes=5, label="Labels", elem_id="loupe-lib-labels")
+            labels = gr.Label(num_top_classes=5, label="Labels", show_heading=False, elem_id="loupe-lib-labels")
             where = gr.Markdown(elem_id="loupe-lib-path")
             said = gr.Markdown(elem_id="loupe-lib-said")
         picked = gr.Textbox(elem_id="loupe-lib-pick", show_label=False, container=False)
