@@ -428,19 +428,33 @@ def select_photo(path: str):
             f"`{item.path}`", item.path)
 
 
+def _problem(text: str) -> str:
+    """A message in the panel itself: it goes away with the next action (no badge that stays)."""
+    return f'<span class="lib-error">{html.escape(text)}</span>'
+
+
 def save_caption(path: str, caption: str, folder: str, text: str, state: str, page: int):
-    """Save: the person's caption, written the same safe way a scan writes, marked as theirs."""
+    """Save: the person's caption, written the same safe way a scan writes, marked as theirs.
+    A caption that cannot be saved is said in the panel, naming the photo."""
+    keep = gr.update()
     if not path:
-        raise gr.Error("Choose a photo in the grid first.", title="Loupe")
-    result = library.set_caption(path, caption or "")
+        return _problem("Choose a photo in the grid first."), keep, keep, keep
+    try:
+        result = library.set_caption(path, caption or "")
+    except LoupeError as exc:
+        return _problem(str(exc)), keep, keep, keep
     grid, label, page = page_view(folder, text, state, page)
     return "**Your caption** · " + result.message, grid, label, page
 
 
 def reveal(path: str) -> str:
+    """Show in folder: what happened, in one line."""
     if not path:
-        raise gr.Error("Choose a photo in the grid first.", title="Loupe")
-    return show_in_folder(path)
+        return _problem("Choose a photo in the grid first.")
+    try:
+        return show_in_folder(path)
+    except LoupeError as exc:
+        return _problem(str(exc))
 
 
 def undo_renames(folder: str, text: str, state: str, page: int):

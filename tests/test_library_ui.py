@@ -276,3 +276,14 @@ def test_renamed_photos_keep_their_record_for_review(installed, tmp_path):
     assert library.undo() == 3
     assert {Path(item.path).name for item in library.photos(folder=str(folder)).items} == \
         {f"IMG_{i:04d}.jpg" for i in range(3)}
+
+
+def test_progress_line_reads_as_a_person_would_say_it():
+    from desktop.library_tab import describe_progress
+    from engine.library import ScanProgress
+
+    p = ScanProgress(12, 240, 0.8, 285.0, "/p/IMG_0041.jpg", inferred=12, current="/p/IMG_0042.jpg",
+                     phase="captioning")
+    assert describe_progress(p) == ("12 of 240 · IMG_0042.jpg · 0.8 photos/s · about 5 min left", 0.05)
+    first = ScanProgress(0, 0, 0.0, None, "", phase="finding")
+    assert describe_progress(first) == ("Finding photos…", None)
