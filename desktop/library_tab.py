@@ -31,7 +31,6 @@ from desktop import activity
 from desktop.reveal import show_in_folder
 from engine import library, weights
 from engine.errors import Cancelled, LoupeError
-from engine.library.descriptions import EXISTING_POLICIES  # noqa: F401  (the choices below name them all)
 from engine.models.registry import for_task
 from engine.units import format_size
 
