@@ -566,7 +566,7 @@ def library_tab(demo: gr.Blocks | None = None) -> None:
     with gr.Accordion("Undo renames, export, scan history", open=False, elem_id="loupe-lib-tools"):
         with gr.Row():
             with gr.Column():
-                undo = gr.Button("Undo the last scan's renames", elem_id="loupe-lib-undo")
+                undo = gr.Button("Undo the last scan's renames", size="sm", elem_id="loupe-lib-undo")
                 undo_said = gr.Markdown(elem_id="loupe-lib-undo-said")
             with gr.Column():
                 with gr.Row(equal_height=True):
