@@ -19,9 +19,10 @@ import gradio as gr
 
 from engine import get_engine, weights
 from engine.errors import Cancelled, LoupeError, Unreachable, WeightsDamaged, WeightsMissing
-from engine.images import load_image
 from engine.models.registry import Option, for_task
 from engine.units import format_size
+
+from desktop.library_tab import CSS as LIBRARY_CSS, library_tab
 
 CAPTIONER, CLASSIFIER = for_task("caption"), for_task("classify")
 
@@ -33,10 +34,10 @@ CSS = """
 #loupe-header p {margin-top: 0.2em; opacity: 0.75}
 .loupe-banner {border-left: 4px solid var(--color-accent); padding-left: 0.8em}
 .loupe-progress {min-height: 3.5em}
-"""
+""" + LIBRARY_CSS
 
-# One person, one app: a cancel button stops whichever download or scan is running.
-_cancel = {"download": threading.Event(), "scan": threading.Event()}
+# One person, one app: a cancel button stops whichever download is running.
+_cancel = {"download": threading.Event()}
 # Set by the window shell when a native window exists (folder dialog); None in --browser mode.
 folder_picker: Callable[[], str | None] | None = None
 
@@ -341,90 +342,6 @@ def models_table() -> str:
     return "\n".join(rows)
 
 
-# ------------------------------------------------------------------------- library
-
-
-def _scan_progress(progress: gr.Progress):
-    def report(p: Any) -> None:
-        desc = f"{p.done} of {p.total} photos"
-        if p.rate:
-            desc += f" · {p.rate:.1f} photos/s"
-        if p.eta_s:
-            desc += f" · {int(p.eta_s) // 60}:{int(p.eta_s) % 60:02d} left"
-        progress(p.fraction, desc=desc)
-
-    return report
-
-
-@friendly
-def scan_folder(folder: str, write: str, style: str, existing: str, rename: bool,
-                progress: gr.Progress = gr.Progress()):
-    from engine import library
-
-    folder = (folder or "").strip()
-    if not folder:
-        raise gr.Error("Choose or type a folder of photos.", title="Loupe")
-    cancel = _cancel["scan"]
-    cancel.clear()
-    summary = library.scan(folder, write=write, sidecar_style=style, existing=existing, rename=bool(rename),
-                           progress=_scan_progress(progress), cancel=cancel)
-    return summary_markdown(summary)
-
-
-def summary_markdown(summary: Any) -> str:
-    head = "Stopped — scan again to resume." if summary.cancelled else "Done."
-    lines = [f"**{head}** {summary.total} photos: {summary.done} captioned, {summary.skipped} already done, "
-             f"{summary.failed} unreadable; {summary.written} written"
-             + (f", {summary.write_failed} not written" if summary.write_failed else "")
-             + (f", {summary.renamed} renamed" if summary.renamed else "")
-             + summary.decisions_text()
-             + (f" · {summary.rate:.1f} photos/s" if summary.rate else "")]
-    lines += _listed("Problems:", [(p.path, p.reason) for p in summary.problems], "see `loupe library scans`")
-    lines += _listed("Decided for you:", [(n.path, n.message) for n in summary.notices],
-                     "`loupe library scan` lists them all")
-    return "\n".join(lines)
-
-
-def _listed(title: str, rows: list[tuple[str, str]], more: str, limit: int = 200) -> list[str]:
-    """A titled Markdown list of (path, text), cut at `limit` with a pointer to the rest."""
-    if not rows:
-        return []
-    lines = ["", title] + [f"- `{path}`: {text}" for path, text in rows[:limit]]
-    if len(rows) > limit:
-        lines.append(f"- … and {len(rows) - limit} more ({more})")
-    return lines
-
-
-def cancel_scan() -> None:
-    _cancel["scan"].set()
-    gr.Info("Stopping: photos already finished are kept; scan again to resume.")
-
-
-@friendly
-def search_library(words: str):
-    from engine import library
-
-    words = (words or "").strip()
-    if not words:
-        return [], "Type words to search captions, labels and file names."
-    hits = library.search(words, limit=60)
-    gallery = []
-    for hit in hits:
-        try:
-            thumb = load_image(hit.path, draft_size=(256, 256))
-            thumb.thumbnail((256, 256))
-        except LoupeError:
-            continue
-        gallery.append((thumb, f"{Path(hit.path).name}: {hit.caption}"))
-    return gallery, f"{len(hits)} photo{'s' if len(hits) != 1 else ''} match “{words}”."
-
-
-def pick_folder() -> str:
-    if folder_picker is None:
-        raise gr.Error("The folder dialog needs the Loupe window; type the path instead.", title="Loupe")
-    return folder_picker() or gr.update()
-
-
 # ------------------------------------------------------------------------- layout
 
 
@@ -494,38 +411,7 @@ def build_ui() -> gr.Blocks:
                                      concurrency_id="classify", concurrency_limit=2)]
 
             with gr.Tab("Library", id="library"):
-                gr.Markdown("Caption and label a whole folder. Photos are read where they are; results go "
-                            "into XMP sidecars (originals untouched) unless you choose otherwise. "
-                            "A stopped scan resumes where it left off.")
-                with gr.Row():
-                    lib_folder = gr.Textbox(label="Folder of photos", placeholder="/home/me/Pictures", scale=4)
-                    lib_pick = gr.Button("Choose folder…", scale=1, visible=folder_picker is not None)
-                with gr.Row():
-                    lib_write = gr.Radio(["sidecar", "embed", "none"], value="sidecar", label="Write results",
-                                         info="sidecar: photo.jpg.xmp beside each photo · embed: into the photo's own metadata")
-                    lib_style = gr.Radio([("photo.jpg.xmp (darktable, digiKam)", "darktable"),
-                                          ("photo.xmp (Lightroom)", "lightroom")], value="darktable",
-                                         label="Sidecar name")
-                    lib_existing = gr.Radio([("Keep it", "keep"), ("Replace it", "replace"),
-                                             ("Add the caption after it", "append")], value="keep",
-                                            label="A description someone already wrote",
-                                            info="in the photo or its sidecar (XMP, IPTC or EXIF)")
-                    lib_rename = gr.Checkbox(False, label="Rename files from captions (undo: loupe library undo)")
-                with gr.Row():
-                    lib_scan = gr.Button("Scan folder", variant="primary")
-                    lib_stop = gr.Button("Stop")
-                lib_summary = gr.Markdown(elem_id="loupe-scan-summary")
-                with gr.Row():
-                    lib_query = gr.Textbox(label="Search captions and labels", placeholder="dog beach", scale=4)
-                    lib_search = gr.Button("Search", scale=1)
-                lib_found = gr.Markdown()
-                lib_gallery = gr.Gallery(label="Matches", columns=5, height="auto", elem_id="loupe-gallery")
-                lib_scan.click(scan_folder, [lib_folder, lib_write, lib_style, lib_existing, lib_rename], lib_summary,
-                               api_visibility="private", concurrency_id="scan", concurrency_limit=1)
-                lib_stop.click(cancel_scan, None, None, api_visibility="private")
-                lib_search.click(search_library, lib_query, [lib_gallery, lib_found], api_visibility="private")
-                lib_query.submit(search_library, lib_query, [lib_gallery, lib_found], api_visibility="private")
-                lib_pick.click(pick_folder, None, lib_folder, api_visibility="private")
+                library_tab(demo)
 
             with gr.Tab("Models", id="models"):
                 table = gr.Markdown(models_table(), elem_id="loupe-models")

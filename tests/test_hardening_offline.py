@@ -157,14 +157,21 @@ def test_a_whole_session_stays_on_loopback(tmp_path, sources_file, _installed_we
             photo = {"path": up, "meta": {"_type": "gradio.FileData"}}
             caption = _call(c, "caption", [photo, "", 10, 1])
             labels = _call(c, "classify", [photo])
-            scan = _run_queued(c, _dep(config, input_labels=["Folder of photos", "Write results", "Sidecar name",
-                                                               "A description someone already wrote",
-                                                               "Rename files from captions (undo: loupe library undo)"]),
-                               [str(photos), "sidecar", "darktable", "keep", False], "offline-session")
+            from engine.library import KEYWORD_THRESHOLD
+            from engine.models.registry import for_task
+
+            CAPTIONER = for_task("caption")
+            scan_labels = ["Folder of photos", "Captions", f"{CAPTIONER.option('prefix').label} (optional)",
+                           "Write results", "Sidecar name", "A description someone already wrote",
+                           "Rename files from captions", KEYWORD_THRESHOLD.label, "Search captions and labels", "Show"]
+            scan = _run_queued(c, _dep(config, input_labels=scan_labels),
+                               [str(photos), "quick", "", "sidecar", "darktable", "keep", False, 10, "", "all"],
+                               "offline-session")
             summary = json.dumps(scan["data"])
-            assert "3 photos: 3 captioned" in summary, summary
-            found = _run_queued(c, _dep(config, input_labels=["Search captions and labels"]), ["beach"], "offline-session")
-            assert "1 photo match" in json.dumps(found["data"]), found
+            assert "3 photos, 3 captioned" in summary, summary
+            found = _run_queued(c, _dep(config, input_labels=["Folder of photos", "Search captions and labels", "Show", None]),
+                                [str(photos), "beach", "all", 0], "offline-session")
+            assert "1 photo matches" in json.dumps(found["data"]), found
         code, _ = app.stop(signal.SIGINT, timeout=15)
     finally:
         if app.proc.poll() is None:

@@ -115,12 +115,13 @@ def test_library_tab_scans_a_folder_and_finds_photos_by_words(installed, browser
     try:
         page, hosts = _page(browser, app.url)
         page.get_by_role("tab", name="Library").click()
-        page.get_by_label("Folder of photos").fill(str(folder))
-        page.get_by_role("button", name="Scan folder").click()
-        page.wait_for_selector("#loupe-scan-summary >> text=Done.", timeout=180_000)
-        summary = page.inner_text("#loupe-scan-summary")
-        assert "7 photos: 6 captioned" in summary and "1 unreadable" in summary, summary
-        assert "broken.jpg" in summary
+        page.locator("#loupe-lib-folder input, #loupe-lib-folder textarea").first.fill(str(folder))
+        page.locator("#loupe-lib-scan").click()
+        page.wait_for_function("document.querySelector('#loupe-lib-progress-line').innerText.startsWith('Done')",
+                               timeout=180_000)
+        summary = page.inner_text("#loupe-lib-progress-line")
+        assert "7 photos, 6 captioned" in summary and "1 could not be read" in summary, summary
+        assert "broken.jpg" in page.inner_text("#loupe-lib-report")
         # sidecars by default: originals byte-identical, a .xmp beside each
         assert all(p.read_bytes() == data for p, data in originals.items())
         assert all(p.with_name(p.name + ".xmp").is_file() for p in originals)
@@ -131,10 +132,10 @@ def test_library_tab_scans_a_folder_and_finds_photos_by_words(installed, browser
         library.export(tmp_path / "index.json")
         captions = [row["caption"] for row in json.loads((tmp_path / "index.json").read_text())]
         word = next(w for c in captions for w in c.split() if len(w) > 2)
-        page.get_by_label("Search captions and labels").fill(word)
-        page.get_by_role("button", name="Search", exact=True).click()
-        page.wait_for_selector("#loupe-gallery img")
-        assert page.locator("#loupe-gallery img").count() >= 1
+        page.locator("#loupe-lib-text input, #loupe-lib-text textarea").first.fill(word)
+        page.locator("#loupe-lib-text input, #loupe-lib-text textarea").first.press("Enter")
+        page.wait_for_selector(f"#loupe-lib-page >> text=“{word}”")
+        assert page.locator("#loupe-lib-grid .lib-card img").count() >= 1
         page.screenshot(path=str(artifacts / "ui-library.png"), full_page=True)
         assert hosts == {f"127.0.0.1:{app.port}"}, hosts
     finally:

@@ -414,6 +414,11 @@ class Index:
 
     def set_path_only(self, db: sqlite3.Connection, old: str, new: str) -> None:
         """After a rename or its undo: the record at `old` now lives at `new`."""
+        if not db.execute("SELECT 1 FROM photos WHERE path=?", (old,)).fetchone():
+            # Nothing at `old`: the record already took `new` (a scan saves the renamed path
+            # in the same transaction); clearing `new` would orphan it.
+            db.execute("UPDATE OR REPLACE failures SET path=?, name=? WHERE path=?", (new, Path(new).name, old))
+            return
         db.execute("UPDATE photos SET path=NULL WHERE path=?", (new,))
         db.execute("UPDATE photos SET path=?, name=? WHERE path=?", (new, Path(new).name, old))
         db.execute("UPDATE OR REPLACE failures SET path=?, name=? WHERE path=?", (new, Path(new).name, old))

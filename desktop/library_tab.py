@@ -1,0 +1,619 @@
+"""The Library tab: scan a folder while watching it work, then review and correct each photo.
+
+    with gr.Tab("Library"):
+        library_tab()
+
+Layout, top to bottom: the folder and Scan / Stop; the models banner (only without models);
+the progress area (always there, never 0 px); the scan's own options; the review area (a
+paged grid of the folder's photos on the left, the selected photo on the right); rename undo,
+export and the scan history.
+
+The scan runs in a thread; its handler is a generator that reads the scan's reports from a
+queue and redraws the progress area a few times a second (gradio's own gr.Progress needs a
+visible output and animates in a way that is costly when the window renders in software).
+"""
+from __future__ import annotations
+
+import base64
+import html
+import logging
+import os
+import queue
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+import gradio as gr
+
+from desktop import activity
+from desktop.reveal import show_in_folder
+from engine import library, weights
+from engine.errors import Cancelled, LoupeError
+from engine.models.registry import for_task
+from engine.units import format_size
+
+log = logging.getLogger("loupe.ui")
+
+CAPTIONER, CLASSIFIER = for_task("caption"), for_task("classify")
+PAGE_SIZE = 48
+GRID_THUMB = 240  # px: sharp for ~150-px cards on a 1.5x screen, ~10 KB each
+PHOTO_VIEW = 1024  # px: the selected photo, shown no larger than it is
+TICK_S = 0.3  # how often the progress area is redrawn during a scan
+GRID_EVERY_S = 3.0  # how often the grid is refreshed during a scan
+
+STATE_WORDS = {"all": "All photos", "done": "Captioned", "failed": "Could not be read",
+               "changed": "Changed since captioned", "edited": "Your captions"}
+WRITE_CHOICES = [("Sidecar file (photo untouched)", "sidecar"), ("Inside the photo", "embed"),
+                 ("Nowhere (search only)", "none")]
+STYLE_CHOICES = [("photo.jpg.xmp (darktable, digiKam)", "darktable"), ("photo.xmp (Lightroom)", "lightroom")]
+EXISTING_CHOICES = [("Keep it", "keep"), ("Replace it", "replace"), ("Add the caption after it", "append")]
+
+_cancel = threading.Event()  # Stop: the running scan or model download
+_idle_text = "Ready. Type or choose a folder and press Scan."
+
+CSS = """
+#loupe-lib-progress {min-height: 3.6em; padding: 0.2em 0.2em}
+#loupe-lib-report {max-height: 7em; overflow-y: auto}
+#loupe-lib-report:empty {display: none}
+.lib-progress-line {font-variant-numeric: tabular-nums; min-height: 1.5em}
+.lib-bar {height: 8px; border-radius: 4px; background: var(--neutral-200); overflow: hidden; margin-top: 0.4em}
+.lib-bar > div {height: 100%; background: var(--color-accent)}
+.lib-note {opacity: 0.75; font-size: 0.9em}
+.lib-error {color: var(--error-text-color, #b91c1c)}
+#loupe-lib-grid {max-height: 560px; overflow-y: auto}
+.lib-grid {display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: 10px}
+.lib-card {all: unset; box-sizing: border-box; cursor: pointer; display: flex; flex-direction: column;
+           border: 1px solid var(--border-color-primary); border-radius: 6px; padding: 6px; min-width: 0}
+.lib-card:hover, .lib-card:focus-visible {border-color: var(--color-accent)}
+.lib-card.sel {border-color: var(--color-accent); box-shadow: 0 0 0 2px var(--color-accent-soft)}
+.lib-thumb {height: 120px; display: flex; align-items: center; justify-content: center;
+            background: var(--neutral-100); border-radius: 4px}
+.lib-thumb img {max-width: 100%; max-height: 120px; width: auto; height: auto; object-fit: contain}
+.lib-name {font-weight: 600; font-size: 0.85em; margin-top: 4px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap}
+.lib-cap {font-size: 0.85em; line-height: 1.25; margin-top: 2px; overflow-wrap: anywhere;
+          display: -webkit-box; -webkit-line-clamp: 4; -webkit-box-orient: vertical; overflow: hidden}
+.lib-labels, .lib-path {font-size: 0.75em; opacity: 0.7; overflow: hidden; text-overflow: ellipsis; white-space: nowrap}
+.lib-state {font-size: 0.75em; font-weight: 600}
+.lib-state.failed {color: var(--error-text-color, #b91c1c)}
+.lib-empty {opacity: 0.7; padding: 1em 0}
+#loupe-lib-photo img {object-fit: contain; max-width: 100%; max-height: 100%; width: auto; height: auto}
+#loupe-lib-pick {position: absolute; width: 1px; height: 1px; overflow: hidden; opacity: 0}
+"""
+
+GRID_JS = """
+element.addEventListener('click', (event) => {
+  const card = event.target.closest('[data-path]');
+  if (!card) return;
+  element.querySelectorAll('.lib-card.sel').forEach((c) => c.classList.remove('sel'));
+  card.classList.add('sel');
+  const box = document.querySelector('#loupe-lib-pick textarea, #loupe-lib-pick input');
+  // a click on the same card again must still count: gradio sends "change" only for a new value
+  box.value = card.dataset.path + '\\n' + Date.now();
+  box.dispatchEvent(new Event('input', {bubbles: true}));
+});
+"""
+
+
+# ------------------------------------------------------------------------- progress area
+
+
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    if s < 60:
+        return f"{max(s, 1)} s"
+    if s < 3600:
+        return f"{round(s / 60)} min"
+    return f"{s // 3600} h {round(s % 3600 / 60)} min"
+
+
+def progress_html(line: str, fraction: float | None = None, note: str = "", error: bool = False) -> str:
+    """The progress area: one line, a bar (empty before a scan), an optional second line."""
+    width = 0.0 if fraction is None else max(0.0, min(1.0, fraction)) * 100
+    cls = "lib-progress-line lib-error" if error else "lib-progress-line"
+    out = (f'<div class="{cls}" id="loupe-lib-progress-line">{html.escape(line)}</div>'
+           f'<div class="lib-bar" role="progressbar" aria-valuenow="{width:.0f}" aria-valuemin="0" '
+           f'aria-valuemax="100"><div style="width:{width:.1f}%"></div></div>')
+    if note:
+        out += f'<div class="lib-note">{html.escape(note)}</div>'
+    return out
+
+
+def describe_progress(p: Any) -> tuple[str, float | None]:
+    """One report -> ("12 of 240 · IMG_0042.jpg · 0.8 photos/s · about 4 min left", fraction)."""
+    phase = p.phase
+    current = os.path.basename(p.current or "")
+    if phase == "finding":
+        return (f"Finding photos… {p.total} so far" if p.total else "Finding photos…"), None
+    parts = [f"{p.done} of {p.total}"]
+    if current:
+        parts.append(current)
+    if phase == "checking":
+        parts.append("checking what is already done")
+    if p.rate:
+        parts.append(f"{p.rate:.1f} photos/s" if p.rate < 10 else f"{p.rate:.0f} photos/s")
+    if p.eta_s:
+        parts.append(f"about {_duration(p.eta_s)} left")
+    return " · ".join(parts), (p.done / p.total if p.total else None)
+
+
+def _summary_line(summary: Any) -> str:
+    parts = [f"{summary.total} photos", f"{summary.done} captioned"]
+    if summary.skipped:
+        parts.append(f"{summary.skipped} already done")
+    if summary.failed:
+        parts.append(f"{summary.failed} could not be read")
+    parts.append(f"{summary.written} written")
+    if summary.write_failed:
+        parts.append(f"{summary.write_failed} not written")
+    if summary.renamed:
+        parts.append(f"{summary.renamed} renamed")
+    return ", ".join(parts) + summary.decisions_text() + "."
+
+
+def summary_markdown(summary: Any) -> str:
+    """The problems and the decisions Loupe took, as a Markdown list (first 200 of each)."""
+    lines: list[str] = []
+    for title, rows in (("Problems", [(p.path, p.reason) for p in summary.problems]),
+                        ("Decided for you", [(n.path, n.message) for n in summary.notices])):
+        if rows:
+            lines += ["", f"**{title}**"] + [f"- {Path(path).name}: {text}" for path, text in rows[:200]]
+            if len(rows) > 200:
+                lines.append(f"- … and {len(rows) - 200} more (Export lists them all)")
+    return "\n".join(lines).strip()
+
+
+# ------------------------------------------------------------------------- grid
+
+
+def _data_uri(path: str) -> str | None:
+    try:
+        data = library.thumbnail(path, GRID_THUMB).read_bytes()
+    except (LoupeError, OSError):
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _labels_text(item: Any, n: int = 3) -> str:
+    return " · ".join(f"{lab.name} {lab.score * 100:.0f}%" for lab in item.labels[:n])
+
+
+def _where(path: str, folder: str) -> str:
+    parent = Path(path).parent
+    try:
+        rel = parent.relative_to(Path(folder).expanduser().resolve())
+        return str(rel) if str(rel) != "." else parent.name
+    except (ValueError, OSError):
+        return str(parent)
+
+
+def card_html(item: Any, folder: str) -> str:
+    uri = _data_uri(item.path) if item.state != "failed" else None
+    img = (f'<img src="{uri}" alt="{html.escape(item.name)}" loading="lazy">' if uri
+           else '<span class="lib-note">no preview</span>')
+    state = ""
+    if item.state == "failed":
+        state = f'<div class="lib-state failed">Could not be read: {html.escape(item.reason or "")}</div>'
+    elif item.state == "changed":
+        state = '<div class="lib-state">Changed since it was captioned</div>'
+    elif item.caption_by == "person":
+        state = '<div class="lib-state">Your caption</div>'
+    return (f'<button class="lib-card" data-path="{html.escape(item.path)}" title="{html.escape(item.path)}">'
+            f'<div class="lib-thumb">{img}</div><div class="lib-name">{html.escape(item.name)}</div>{state}'
+            f'<div class="lib-cap">{html.escape(item.caption)}</div>'
+            f'<div class="lib-labels">{html.escape(_labels_text(item))}</div>'
+            f'<div class="lib-path">{html.escape(_where(item.path, folder))}</div></button>')
+
+
+def page_view(folder: str, text: str, state: str, page: int) -> tuple[str, str, int]:
+    """(grid HTML, "37 photos · page 1 of 1", the page shown, clamped) for one filter and page."""
+    folder = (folder or "").strip()
+    text = (text or "").strip()
+    where = folder if folder and Path(folder).expanduser().is_dir() else None
+    first = library.photos(folder=where, text=text, state=state, offset=0, limit=1)
+    pages = max(1, -(-first.total // PAGE_SIZE))
+    page = max(0, min(int(page or 0), pages - 1))
+    result = library.photos(folder=where, text=text, state=state, offset=page * PAGE_SIZE, limit=PAGE_SIZE)
+    total = result.total
+    noun = "photo" if total == 1 else "photos"
+    if text:
+        head = f"{total} {noun} {'matches' if total == 1 else 'match'} “{text}”"
+    else:
+        head = f"{total} {noun}" + ("" if state == "all" else f" · {STATE_WORDS[state].lower()}")
+    label = f"{head} · page {page + 1} of {pages}"
+    if not result.items:
+        empty = ("No photos here yet: scan a folder to see them." if not text and state == "all"
+                 else "No photos match; clear the filter to see them all.")
+        return f'<div class="lib-empty">{empty}</div>', label, page
+    cards = "".join(card_html(item, folder) for item in result.items)
+    return f'<div class="lib-grid">{cards}</div>', label, page
+
+
+# ------------------------------------------------------------------------- handlers
+
+
+def _models_missing() -> list[str]:
+    return [spec.name for spec in (CAPTIONER, CLASSIFIER) if not weights.is_installed(spec.name)]
+
+
+def _models_text() -> str:
+    missing = _models_missing()
+    if not missing:
+        return ""
+    size = sum(weights.source(n).size for n in missing)
+    names = " and ".join(weights.source(n).title for n in missing)
+    return (f"Scanning needs {names} ({format_size(size)}, downloaded once, then Loupe works offline). "
+            f"Press **Download the models** here.")
+
+
+def models_state():
+    missing = bool(_models_missing())
+    return gr.update(visible=missing, value=_models_text()), gr.update(visible=missing)
+
+
+def _scan_options(style: str, prefix: str, write: str, sidecar: str, existing: str, rename: bool,
+                  threshold: float) -> dict[str, Any]:
+    options: dict[str, Any] = {"write": write, "sidecar_style": sidecar, "existing": existing,
+                               "rename": bool(rename), "caption_style": style,
+                               "keyword_threshold": int(threshold)}
+    if (prefix or "").strip():
+        options["prefix"] = prefix.strip()
+    return options
+
+
+def run_scan(folder: str, style: str, prefix: str, write: str, sidecar: str, existing: str, rename: bool,
+             threshold: float, text: str, state: str) -> Iterator[tuple]:
+    """The Scan button: yields (progress HTML, report Markdown, grid HTML, page label, page) a few
+    times a second while the scan runs in a thread; Stop ends it between photos."""
+    folder = (folder or "").strip()
+    keep = gr.update()
+    if not folder:
+        yield progress_html("Type or choose a folder of photos first.", error=True), keep, keep, keep, keep
+        return
+    if _models_missing():
+        yield (progress_html("The models are not installed yet: press “Download the models” above.", error=True),
+               keep, keep, keep, keep)
+        return
+    _cancel.clear()
+    reports: queue.Queue = queue.Queue()
+    options = _scan_options(style, prefix, write, sidecar, existing, rename, threshold)
+    name = Path(folder).expanduser().name or folder
+
+    def work() -> None:
+        try:
+            summary = library.scan(folder, progress=reports.put, cancel=_cancel, **options)
+            reports.put(("done", summary))
+        except Cancelled:
+            reports.put(("cancelled", None))
+        except LoupeError as exc:
+            reports.put(("error", str(exc)))
+        except Exception as exc:  # a bug: keep the app alive, put the details in the log
+            log.exception("scan of %s failed", folder)
+            reports.put(("error", f"Something went wrong ({type(exc).__name__}); details are in the log file."))
+
+    thread = threading.Thread(target=work, name="loupe-scan", daemon=True)
+    last = None
+    line, fraction = f"Starting the scan of {name}…", None
+    outcome: tuple | None = None
+    try:
+        with activity.busy(f"scanning {name}"):
+            thread.start()
+            yield progress_html(line, fraction), "", keep, keep, keep
+            next_grid = time.monotonic() + GRID_EVERY_S
+            while outcome is None:
+                deadline = time.monotonic() + TICK_S
+                while outcome is None:
+                    try:
+                        item = reports.get(timeout=max(0.0, deadline - time.monotonic()))
+                    except queue.Empty:
+                        break
+                    if isinstance(item, tuple):
+                        outcome = item
+                    else:
+                        last = item
+                if last is not None:
+                    line, fraction = describe_progress(last)
+                if _cancel.is_set() and outcome is None:
+                    line = "Stopping… photos already captioned are kept."
+                grid = keep
+                if time.monotonic() >= next_grid and outcome is None:
+                    next_grid = time.monotonic() + GRID_EVERY_S
+                    try:
+                        grid, label, page = page_view(folder, text, state, 0)
+                        yield progress_html(line, fraction), keep, grid, label, page
+                        continue
+                    except LoupeError:
+                        pass  # the index is busy with the scan's own write; next time
+                yield progress_html(line, fraction), keep, keep, keep, keep
+    finally:
+        _cancel.set()  # the page went away mid-scan: stop the thread too
+        thread.join(timeout=30)
+    kind, value = outcome
+    grid, label, page = keep, keep, keep
+    try:
+        grid, label, page = page_view(folder, text, state, 0)
+    except LoupeError:
+        pass
+    if kind == "error":
+        yield progress_html(f"Could not scan {name}: {value}", None, error=True), "", grid, label, page
+    elif kind == "cancelled" or value.cancelled:
+        done = value.done if value is not None else (getattr(last, "inferred", 0) if last else 0)
+        yield (progress_html(f"Stopped: {done} photo{'s' if done != 1 else ''} captioned and kept; "
+                             "scan again to resume.", fraction),
+               summary_markdown(value) if value is not None else "", grid, label, page)
+    else:
+        took = ""
+        if value.rate:
+            took = f" · {value.rate:.1f} photos/s"
+        yield (progress_html(f"Done: {_summary_line(value)}{took}", 1.0), summary_markdown(value),
+               grid, label, page)
+
+
+def stop_scan() -> None:
+    """Stop: the running scan ends between photos (the scan handler then says what was kept)."""
+    _cancel.set()
+
+
+def download_models() -> Iterator[tuple]:
+    """The in-place Download button: fetches the missing models, progress in the progress area."""
+    _cancel.clear()
+    keep = gr.update()
+    for name in _models_missing():
+        title = weights.source(name).title
+        reports: queue.Queue = queue.Queue()
+
+        def work(name: str = name) -> None:
+            try:
+                weights.install(name, progress=reports.put, cancel=_cancel)
+                reports.put(("done", None))
+            except Cancelled:
+                reports.put(("cancelled", None))
+            except LoupeError as exc:
+                reports.put(("error", str(exc)))
+            except Exception as exc:
+                log.exception("download of %s failed", name)
+                reports.put(("error", f"Something went wrong ({type(exc).__name__}); details are in the log file."))
+
+        thread = threading.Thread(target=work, name="loupe-download", daemon=True)
+        outcome = None
+        line, fraction = f"{title}: starting the download…", 0.0
+        with activity.busy(f"downloading {title}"):
+            thread.start()
+            while outcome is None:
+                try:
+                    item = reports.get(timeout=TICK_S)
+                except queue.Empty:
+                    item = None
+                if isinstance(item, tuple):
+                    outcome = item
+                elif item is not None:
+                    from desktop.ui import progress_words  # ui imports this module at its top
+
+                    line = progress_words(item, title)  # "connecting to …" until bytes flow
+                    fraction = 0.0 if item.phase == weights.CONNECTING else item.fraction
+                yield progress_html(line, fraction), keep, keep
+        kind, value = outcome
+        if kind == "cancelled":
+            yield progress_html("Download stopped; what was fetched is kept and the next download resumes."), keep, keep
+            return
+        if kind == "error":
+            yield progress_html(f"{title}: {value}", error=True), keep, keep
+            return
+    banner, button = models_state()
+    yield progress_html("Models installed and verified. " + _idle_text), banner, button
+
+
+def select_photo(path: str):
+    """A card was clicked ("path\nclick time"): the photo large, its caption to edit, its labels,
+    where it is."""
+    path = (path or "").split("\n")[0].strip()
+    item = library.photo(path) if path else None
+    if item is None:
+        return None, gr.update(value="", interactive=False), "", None, "", path
+    image = None
+    try:
+        from PIL import Image
+
+        with Image.open(library.thumbnail(item.path, PHOTO_VIEW)) as im:
+            image = im.copy()
+    except (LoupeError, OSError):
+        pass
+    by = "**Your caption**" if item.caption_by == "person" else "Caption by Loupe — edit it and press Save"
+    if item.state == "failed":
+        by = f"Could not be read: {item.reason or 'unknown reason'}"
+    elif item.state == "changed":
+        by += " · the file changed since it was captioned: scan again to update"
+    labels = {lab.name: float(lab.score) for lab in item.labels} or None
+    return (image, gr.update(value=item.caption, interactive=item.state != "failed"), by, labels,
+            f"`{item.path}`", item.path)
+
+
+def _problem(text: str) -> str:
+    """A message in the panel itself: it goes away with the next action (no badge that stays)."""
+    return f'<span class="lib-error">{html.escape(text)}</span>'
+
+
+def save_caption(path: str, caption: str, folder: str, text: str, state: str, page: int):
+    """Save: the person's caption, written the same safe way a scan writes, marked as theirs.
+    A caption that cannot be saved is said in the panel, naming the photo."""
+    keep = gr.update()
+    if not path:
+        return _problem("Choose a photo in the grid first."), keep, keep, keep
+    try:
+        result = library.set_caption(path, caption or "")
+    except LoupeError as exc:
+        return _problem(str(exc)), keep, keep, keep
+    grid, label, page = page_view(folder, text, state, page)
+    return "**Your caption** · " + result.message, grid, label, page
+
+
+def reveal(path: str) -> str:
+    """Show in folder: what happened, in one line."""
+    if not path:
+        return _problem("Choose a photo in the grid first.")
+    try:
+        return show_in_folder(path)
+    except LoupeError as exc:
+        return _problem(str(exc))
+
+
+def undo_renames(folder: str, text: str, state: str, page: int):
+    count = library.undo()
+    message = (f"Put back {count} renamed photo{'s' if count != 1 else ''} under their old names."
+               if count else "Nothing to undo: the last scan renamed no photos.")
+    grid, label, page = page_view(folder, text, state, page)
+    return message, grid, label, page
+
+
+def export_index(fmt: str, target: str):
+    """Export to the chosen path, or to a file offered for download when no path is given."""
+    target = (target or "").strip()
+    if target:
+        path = Path(target).expanduser()
+        if path.suffix.lower() not in (".csv", ".json"):
+            path = path.with_suffix("." + fmt)
+    else:
+        folder = Path(os.environ.get("GRADIO_TEMP_DIR") or Path.home()) / "exports"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"loupe-captions-{datetime.now():%Y-%m-%d-%H%M%S}.{fmt}"
+    rows = library.export(path)
+    message = f"Exported {rows} photo{'s' if rows != 1 else ''} to {path}."
+    return (gr.update(value=str(path), visible=not target), message)
+
+
+def history_rows() -> list[list[Any]]:
+    rows = []
+    for s in reversed(library.scans()):
+        started = datetime.fromtimestamp(s["started"]).strftime("%Y-%m-%d %H:%M") if s.get("started") else ""
+        rows.append([started, s.get("folder", ""), s.get("status", ""), s.get("total", 0), s.get("done", 0),
+                     s.get("skipped", 0), s.get("failed", 0), s.get("renamed", 0)])
+    return rows[:50]
+
+
+def pick_folder() -> str:
+    from desktop import ui
+
+    if ui.folder_picker is None:
+        raise gr.Error("The folder dialog needs the Loupe window; type the path instead.", title="Loupe")
+    return ui.folder_picker() or gr.update()
+
+
+# ------------------------------------------------------------------------- layout
+
+
+def library_tab(demo: gr.Blocks | None = None) -> None:
+    """Build the Library tab's components and events inside the current gr.Tab; with `demo`,
+    also refresh the models banner and the scan history each time the page loads."""
+    from desktop import ui
+
+    friendly = ui.friendly
+    with gr.Row(equal_height=True, elem_id="loupe-lib-top"):
+        folder = gr.Textbox(label="Folder of photos", show_label=False, container=False, scale=5,
+                            placeholder="Folder of photos, e.g. /home/me/Pictures", elem_id="loupe-lib-folder")
+        pick = gr.Button("Choose folder…", scale=0, min_width=130, visible=ui.folder_picker is not None)
+        scan = gr.Button("Scan", variant="primary", scale=0, min_width=110, elem_id="loupe-lib-scan")
+        stop = gr.Button("Stop", scale=0, min_width=110, elem_id="loupe-lib-stop")
+    with gr.Row(visible=bool(_models_missing())) as models_row:
+        models_text = gr.Markdown(_models_text(), elem_classes="loupe-banner")
+        get_models = gr.Button("Download the models", variant="primary", scale=0, min_width=200,
+                               elem_id="loupe-lib-download")
+    progress = gr.HTML(progress_html(_idle_text), elem_id="loupe-lib-progress", min_height=60)
+    report = gr.Markdown(elem_id="loupe-lib-report")
+
+    with gr.Accordion("Scan options", open=False, elem_id="loupe-lib-options"):
+        with gr.Row():
+            style = gr.Radio([(label, key) for key, (label, _) in library.CAPTION_STYLES.items()],
+                             value="detailed", label="Captions", info="Detailed takes longer per photo")
+            opt = CAPTIONER.option("prefix")
+            prefix = gr.Textbox(label=f"{opt.label} (optional)", placeholder="a photograph of",
+                                max_length=opt.maximum)
+            kt = library.KEYWORD_THRESHOLD
+            threshold = gr.Slider(kt.minimum, kt.maximum, value=kt.default, step=1, label=kt.label, info=kt.help)
+        with gr.Row():
+            write = gr.Radio(WRITE_CHOICES, value="sidecar", label="Write results")
+            sidecar = gr.Radio(STYLE_CHOICES, value="darktable", label="Sidecar name")
+            existing = gr.Radio(EXISTING_CHOICES, value="keep", label="A description someone already wrote",
+                                info="in the photo or its sidecar")
+            rename = gr.Checkbox(False, label="Rename files from captions", info="Undo below puts the names back")
+
+    with gr.Row():
+        with gr.Column(scale=3, min_width=420):
+            with gr.Row(equal_height=True):
+                text = gr.Textbox(label="Search captions and labels", placeholder="dog beach", scale=3,
+                                  elem_id="loupe-lib-text")
+                state = gr.Dropdown([(STATE_WORDS[s], s) for s in library.REVIEW_STATES], value="all",
+                                    label="Show", scale=2, elem_id="loupe-lib-state")
+            grid = gr.HTML('<div class="lib-empty">No photos here yet: scan a folder to see them.</div>',
+                           elem_id="loupe-lib-grid", js_on_load=GRID_JS)
+            with gr.Row(equal_height=True):
+                prev = gr.Button("← Previous", size="sm", min_width=100, scale=0)
+                page_label = gr.Markdown("", elem_id="loupe-lib-page")
+                nxt = gr.Button("Next →", size="sm", min_width=100, scale=0)
+            page = gr.State(0)
+        with gr.Column(scale=2, min_width=320, elem_id="loupe-lib-detail"):
+            picture = gr.Image(label="Photo", type="pil", format="jpeg", interactive=False, height=300,
+                               buttons=["fullscreen"], elem_id="loupe-lib-photo")
+            caption_by = gr.Markdown("Choose a photo in the grid to see and correct it.", elem_id="loupe-lib-by")
+            caption = gr.Textbox(label="Caption", lines=2, interactive=False, elem_id="loupe-lib-caption")
+            with gr.Row():
+                save = gr.Button("Save caption", variant="primary", size="sm", elem_id="loupe-lib-save")
+                show = gr.Button("Show in folder", size="sm", elem_id="loupe-lib-show")
+            labels = gr.Label(num_top_classes=5, label="Labels", show_heading=False, elem_id="loupe-lib-labels")
+            where = gr.Markdown(elem_id="loupe-lib-path")
+            said = gr.Markdown(elem_id="loupe-lib-said")
+        picked = gr.Textbox(elem_id="loupe-lib-pick", show_label=False, container=False)
+    selected = gr.State("")
+
+    with gr.Accordion("Undo renames, export, scan history", open=False, elem_id="loupe-lib-tools"):
+        with gr.Row():
+            with gr.Column():
+                undo = gr.Button("Undo the last scan's renames", size="sm", elem_id="loupe-lib-undo")
+                undo_said = gr.Markdown(elem_id="loupe-lib-undo-said")
+            with gr.Column():
+                with gr.Row(equal_height=True):
+                    fmt = gr.Radio([("CSV (spreadsheets)", "csv"), ("JSON", "json")], value="csv", label="Export as")
+                    target = gr.Textbox(label="Save to (optional)", placeholder="leave empty to download")
+                export = gr.Button("Export captions and labels", elem_id="loupe-lib-export")
+                exported = gr.File(label="Exported file", visible=False, elem_id="loupe-lib-exported")
+                export_said = gr.Markdown(elem_id="loupe-lib-export-said")
+        history = gr.Dataframe(headers=["Started", "Folder", "Status", "Photos", "Captioned", "Already done",
+                                        "Unreadable", "Renamed"], value=None, interactive=False,
+                               label="Scan history (newest first)", elem_id="loupe-lib-history")
+
+    view = [grid, page_label, page]
+    filt = [folder, text, state, page]
+    scan_inputs = [folder, style, prefix, write, sidecar, existing, rename, threshold, text, state]
+    scan_event = scan.click(run_scan, scan_inputs, [progress, report, grid, page_label, page],
+                            api_visibility="private", concurrency_id="scan", concurrency_limit=1,
+                            show_progress="hidden")
+    scan_event.then(friendly(history_rows), None, history, api_visibility="private", show_progress="hidden")
+    stop.click(stop_scan, None, None, api_visibility="private", show_progress="hidden", queue=False)
+    dl = get_models.click(download_models, None, [progress, models_text, get_models], api_visibility="private",
+                          concurrency_id="download", show_progress="hidden")
+    dl.then(lambda: gr.update(visible=bool(_models_missing())), None, models_row, api_visibility="private")
+    pick.click(friendly(pick_folder), None, folder, api_visibility="private")
+
+    def first(folder_, text_, state_, _page):
+        return page_view(folder_, text_, state_, 0)
+
+    def turn(step: int):
+        return lambda folder_, text_, state_, page_: page_view(folder_, text_, state_, int(page_ or 0) + step)
+
+    for trigger in (text.submit, state.change, folder.submit):
+        trigger(friendly(first), filt, view, api_visibility="private", show_progress="hidden")
+    prev.click(friendly(turn(-1)), filt, view, api_visibility="private", show_progress="hidden")
+    nxt.click(friendly(turn(1)), filt, view, api_visibility="private", show_progress="hidden")
+    picked.change(friendly(select_photo), picked, [picture, caption, caption_by, labels, where, selected],
+                 api_visibility="private", show_progress="hidden")
+    save.click(friendly(save_caption), [selected, caption, folder, text, state, page], [caption_by] + view,
+               api_visibility="private", show_progress="hidden")
+    show.click(friendly(reveal), selected, said, api_visibility="private", show_progress="hidden")
+    undo.click(friendly(undo_renames), filt, [undo_said] + view, api_visibility="private", show_progress="hidden")
+    export.click(friendly(export_index), [fmt, target], [exported, export_said], api_visibility="private",
+                 show_progress="hidden")
+    if demo is not None:  # what the CLI, another window or a download changed since the page was built
+        demo.load(models_state, None, [models_text, get_models], api_visibility="private")
+        demo.load(lambda: gr.update(visible=bool(_models_missing())), None, models_row, api_visibility="private")
+        demo.load(friendly(history_rows), None, history, api_visibility="private", show_progress="hidden")
+        demo.load(friendly(first), filt, view, api_visibility="private", show_progress="hidden")
