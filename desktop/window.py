@@ -480,7 +480,7 @@ def run_window(blocks_factory: Callable[[], Any], *, title: str = "Loupe",
             if not asking.acquire(blocking=False):
                 return False  # the question is already on screen
             try:
-                log.info("close asked while busy (%s): asking first", what)
+                log.info("close asked while busy: asking first (%s)", close_question(what))
                 if not _confirm_close(window.native, what):
                     log.info("close cancelled: %s goes on", what)
                     return False
