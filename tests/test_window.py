@@ -487,13 +487,17 @@ PASTE_JS = r"""
   if (!button) return {error: 'no paste button', html: zone ? zone.innerHTML.slice(0, 1500) : ''};
   button.click();
   const t0 = Date.now();
-  while (Date.now() - t0 < 60000) {
+  // the first caption loads the model: slow on a busy 2-core machine
+  while (Date.now() - t0 < 240000) {
     const img = zone.querySelector('img');
     const caption = document.querySelector('#loupe-caption textarea');
     if (img && caption && caption.value.trim()) return {caption: caption.value, src: img.src};
     await new Promise((r) => setTimeout(r, 200));
   }
-  return {error: 'no photo or caption after pasting', html: zone.innerHTML.slice(0, 1500)};
+  const caption = document.querySelector('#loupe-caption textarea');
+  return {error: 'no photo or caption after pasting', img: !!zone.querySelector('img'),
+          caption: caption ? caption.value : null,
+          toasts: [...document.querySelectorAll('.toast-body')].map((t) => t.innerText)};
 })()
 """
 
@@ -516,17 +520,14 @@ def test_copy_and_paste_work_in_the_window(installed, loupe_home, tmp_path, arti
     problem = missing_tools("Xvfb", "xdotool", "import", "openbox") or missing_qt_libs()
     if problem:
         pytest.fail(problem)
-    from PIL import Image
-
-    photo = tmp_path / "pasted.png"
-    Image.effect_mandelbrot((320, 240), (-2, -1.2, 1, 1.2), 60).convert("RGB").save(photo)
+    photo = Path(__file__).resolve().parents[1] / "desktop" / "examples" / "cat.jpg"
     with XDisplay(size="1280x720x24") as x:
         app = launch(x, tmp_path, home=loupe_home, real_ui=True)
         with app.proc:
             mounted(app)
             with app.page() as page, ClipboardImage(str(photo), x.env()):
-                pasted = page.evaluate(PASTE_JS, timeout=90)
-                assert "caption" in pasted, (pasted, app.proc.output[-3000:])
+                pasted = page.evaluate(PASTE_JS, timeout=260)
+                assert "error" not in pasted, (pasted, app.proc.output[-3000:])
                 caption = pasted["caption"].strip()
                 x.screenshot(artifacts_dir / "window-pasted-and-captioned.png")
                 assert page.evaluate(COPY_JS) == "clicked"
