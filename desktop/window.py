@@ -59,14 +59,19 @@ def _append_flags(var: str, *flags: str) -> None:
 
 
 def prepare_qt_env() -> None:
-    """Chromium flags for QtWebEngine, set before Qt starts."""
+    """Chromium flags and Qt Quick's renderer for QtWebEngine, set before Qt starts."""
     flags = []
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         flags.append("--no-sandbox")  # Chromium's sandbox refuses to run as root
-    if sys.platform.startswith("linux") and not list(Path("/dev/dri").glob("renderD*")):
+    no_gpu = sys.platform.startswith("linux") and not list(Path("/dev/dri").glob("renderD*"))
+    if no_gpu or os.environ.get("LOUPE_DISABLE_GPU"):
         flags.append("--disable-gpu")  # no GPU: skip the GL probing and its errors
-    if os.environ.get("LOUPE_DISABLE_GPU"):
-        flags.append("--disable-gpu")
+        # Without a GPU, Qt Quick (which shows the page in the window) draws through Mesa's
+        # llvmpipe: OpenGL emulated on the CPU by one thread per core. Every frame of gradio's
+        # progress animation then cost both cores a burst, stalling torch's threads (measured:
+        # ~0.25 core while a scan's progress shows; bench/window_vs_browser.py). Qt Quick's own
+        # software renderer draws the same page with a fraction of that, on the GUI thread.
+        os.environ.setdefault("QT_QUICK_BACKEND", "software")
     if flags:
         _append_flags("QTWEBENGINE_CHROMIUM_FLAGS", *flags)
 
