@@ -6,7 +6,12 @@ behind the guard (desktop.server) and navigates the window to the server. Closin
 SIGINT or SIGTERM stop the server and return 0.
 
 Navigation leaving the server's origin never happens inside the window: links to other sites
-(plain or target=_blank) open in the system browser; anything else is refused.
+(plain or target=_blank) open in the system browser; anything else is refused. The page may use
+the clipboard (copy buttons, paste a photo) only from the server's origin.
+
+The window opens at the place and size saved when it was last closed (setting "window", see
+choose_geometry) or centred at most 90 % of the screen; closing it while desktop.activity names
+something running asks first (a native question; "Keep working" cancels the close).
 
 Start-up steps are logged as "loupe.timing" lines (seconds after process start): window_shown,
 loading_page_loaded, gradio_imported, server_up, app_mounted. The window has no test hooks; tests
