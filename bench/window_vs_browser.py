@@ -13,7 +13,7 @@ full-size random-weight BLIP-base and ResNet-18 of bench/fixtures.py (built once
 
 Per run it reports: startup to usable (process start to the page mounted, in the window or in
 Chromium, browser start-up included), the model load, s/photo of the scan (models already
-loaded), and CPU seconds used during the scan by the app process, by its helper processes
+loaded), and CPU seconds used during the scan (for the CLI: the whole process) by the app process, by its helper processes
 (QtWebEngine's renderer and GPU processes, or Chromium's), and by the rest of the machine. The
 `threads` column lists the app's busiest threads (`top -H` style). Paths alternate within each
 round, so a busy neighbour slows all paths alike; ratios are against `--browser` in the same
@@ -269,14 +269,19 @@ def run_cli(display: Any, code: str, folder: Path, home: Path, models: Path,
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--cli", str(folder),
                              "--code", code], env=env, stdout=subprocess.PIPE, text=True)
-    cpu = CpuWindow(proc.pid, [proc.pid])
-    cpu.start()
-    out, _ = proc.communicate(timeout=1800)
-    usage = cpu.stop()
+    machine0 = _machine_cpu()
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, rusage = os.wait4(proc.pid, 0)  # the child's own CPU, after it has exited
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         return {"error": f"exit {proc.returncode}"}
     result = json.loads(out.strip().splitlines()[-1])
-    return {"usable_s": None, **result, **usage, "total_s": round(time.perf_counter() - t0, 2)}
+    app = rusage.ru_utime + rusage.ru_stime
+    return {"usable_s": None, **result, "wall_s": round(wall, 2), "app_cpu_s": round(app, 2),
+            "helpers_cpu_s": 0.0,
+            "others_cpu_s": round(max(0.0, _machine_cpu() - machine0 - app), 2), "threads": {}}
 
 
 PATHS = {"window": run_window, "browser": run_browser, "cli": run_cli}
