@@ -262,8 +262,11 @@ def scan_folder(folder: str, write: str, style: str, existing: str, rename: bool
         raise gr.Error("Choose or type a folder of photos.", title="Loupe")
     cancel = _cancel["scan"]
     cancel.clear()
-    summary = library.scan(folder, write=write, sidecar_style=style, existing=existing, rename=bool(rename),
-                           progress=_scan_progress(progress), cancel=cancel)
+    from desktop import activity
+
+    with activity.busy(f"a scan of {Path(folder).name or folder}"):  # closing the window asks first
+        summary = library.scan(folder, write=write, sidecar_style=style, existing=existing, rename=bool(rename),
+                               progress=_scan_progress(progress), cancel=cancel)
     return summary_markdown(summary)
 
 
