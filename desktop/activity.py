@@ -1,8 +1,8 @@
 """What the app is busy with right now (a scan, a download), so the window can ask before closing.
 
-    with activity.busy("scanning ~/Pictures"):
+    with activity.busy("a scan of Pictures"):
         ...
-    activity.current()  # "scanning ~/Pictures" or None
+    activity.current()  # "a scan of Pictures" or None
 """
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ _ids = itertools.count()
 
 @contextlib.contextmanager
 def busy(what: str) -> Iterator[None]:
-    """Mark `what` (a short phrase: "scanning Pictures") as running for the block's duration."""
+    """Mark `what` as running for the block's duration: a noun phrase that reads well in "… is
+    running" (the window's close question), e.g. "a scan of Pictures", "the model download"."""
     key = next(_ids)
     with _lock:
         _running[key] = what

@@ -297,7 +297,7 @@ def run_scan(folder: str, style: str, prefix: str, write: str, sidecar: str, exi
     line, fraction = f"Starting the scan of {name}…", None
     outcome: tuple | None = None
     try:
-        with activity.busy(f"scanning {name}"):
+        with activity.busy(f"a scan of {name}"):
             thread.start()
             yield progress_html(line, fraction), "", keep, keep, keep
             next_grid = time.monotonic() + GRID_EVERY_S
@@ -378,7 +378,7 @@ def download_models() -> Iterator[tuple]:
         thread = threading.Thread(target=work, name="loupe-download", daemon=True)
         outcome = None
         line, fraction = f"{title}: starting the download…", 0.0
-        with activity.busy(f"downloading {title}"):
+        with activity.busy(f"the download of {title}"):
             thread.start()
             while outcome is None:
                 try:

@@ -22,6 +22,7 @@ from engine.errors import Cancelled, LoupeError, Unreachable, WeightsDamaged, We
 from engine.models.registry import Option, for_task
 from engine.units import format_size
 
+from desktop import activity
 from desktop.library_tab import CSS as LIBRARY_CSS, library_tab
 
 CAPTIONER, CLASSIFIER = for_task("caption"), for_task("classify")
@@ -213,7 +214,8 @@ def _download(names: list[str], progress: gr.Progress) -> str:
 
         report(weights.DownloadProgress(name, "", 0, 0, 0, src.size, phase=weights.CONNECTING, host=src.host))
         try:
-            weights.install(name, progress=report, cancel=cancel)
+            with activity.busy(f"the download of {src.title}"):
+                weights.install(name, progress=report, cancel=cancel)
         except Cancelled:
             return ("**Cancelled.** What was downloaded is kept: press the download button again to "
                     "continue from there.")

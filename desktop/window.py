@@ -6,7 +6,12 @@ behind the guard (desktop.server) and navigates the window to the server. Closin
 SIGINT or SIGTERM stop the server and return 0.
 
 Navigation leaving the server's origin never happens inside the window: links to other sites
-(plain or target=_blank) open in the system browser; anything else is refused.
+(plain or target=_blank) open in the system browser; anything else is refused. The page may use
+the clipboard (copy buttons, paste a photo) only from the server's origin.
+
+The window opens at the place and size saved when it was last closed (setting "window", see
+choose_geometry) or centred at most 90 % of the screen; closing it while desktop.activity names
+something running asks first (a native question; "Keep working" cancels the close).
 
 Start-up steps are logged as "loupe.timing" lines (seconds after process start): window_shown,
 loading_page_loaded, gradio_imported, server_up, app_mounted. The window has no test hooks; tests
@@ -59,14 +64,19 @@ def _append_flags(var: str, *flags: str) -> None:
 
 
 def prepare_qt_env() -> None:
-    """Chromium flags for QtWebEngine, set before Qt starts."""
+    """Chromium flags and Qt Quick's renderer for QtWebEngine, set before Qt starts."""
     flags = []
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         flags.append("--no-sandbox")  # Chromium's sandbox refuses to run as root
-    if sys.platform.startswith("linux") and not list(Path("/dev/dri").glob("renderD*")):
+    no_gpu = sys.platform.startswith("linux") and not list(Path("/dev/dri").glob("renderD*"))
+    if no_gpu or os.environ.get("LOUPE_DISABLE_GPU"):
         flags.append("--disable-gpu")  # no GPU: skip the GL probing and its errors
-    if os.environ.get("LOUPE_DISABLE_GPU"):
-        flags.append("--disable-gpu")
+        # Without a GPU, Qt Quick (which shows the page in the window) draws through Mesa's
+        # llvmpipe: OpenGL emulated on the CPU by one thread per core. Every frame of gradio's
+        # progress animation then cost both cores a burst, stalling torch's threads (measured:
+        # ~0.25 core while a scan's progress shows; bench/window_vs_browser.py). Qt Quick's own
+        # software renderer draws the same page with a fraction of that, on the GUI thread.
+        os.environ.setdefault("QT_QUICK_BACKEND", "software")
     if flags:
         _append_flags("QTWEBENGINE_CHROMIUM_FLAGS", *flags)
 
@@ -104,6 +114,14 @@ class _NavPolicy:
 
     def allow_server(self, port: int) -> None:
         self.origins = {(h, port) for h in ("127.0.0.1", "localhost", "::1")}
+
+    def is_server_origin(self, origin: str) -> bool:
+        """Whether `origin` ("http://127.0.0.1:PORT") is the Loupe server's."""
+        parts = urlsplit(origin)
+        try:
+            return parts.scheme == "http" and (parts.hostname or "", parts.port or 80) in self.origins
+        except ValueError:
+            return False
 
     def inside(self, url: str) -> bool:
         parts = urlsplit(url)
@@ -166,7 +184,176 @@ def _install_navigation_policy() -> None:
 
     wq.BrowserView.WebPage.acceptNavigationRequest = accept_main
     wq.BrowserView.NavigationHandler.acceptNavigationRequest = accept_new_window
+    _install_clipboard_permission(wq.BrowserView.WebPage)
     wq._loupe_patched = True
+
+
+def _install_clipboard_permission(page_class: Any) -> None:
+    """Let Loupe's own page use the clipboard (gradio's copy button, paste into the photo drop).
+
+    pywebview 6.2 answers `featurePermissionRequested` by calling `setFeaturePermission(url,
+    feature, 1)` with plain ints, which PySide6 6.12 rejects (a TypeError on stderr), and it denies
+    everything but camera and microphone anyway. Qt 6.8+ asks through `permissionRequested` (a
+    QWebEnginePermission) instead when that signal has a receiver: grant ClipboardReadWrite to the
+    Loupe server's origin only, deny the rest. The two settings let scripts reach the clipboard at
+    all; the permission decides for which origin.
+    """
+    from qtpy.QtWebEngineCore import QWebEnginePage, QWebEngineSettings
+
+    original_init = page_class.__init__
+    clipboard = _clipboard_permission_type()
+
+    def on_permission(permission: Any) -> None:
+        origin = permission.origin().toString()
+        kind = permission.permissionType()
+        if clipboard is not None and kind == clipboard and _policy.is_server_origin(origin):
+            permission.grant()
+        else:
+            log.info("refused the page's request for %s (%s)", getattr(kind, "name", kind),
+                     urlsplit(origin).scheme + ":…")
+            permission.deny()
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        if hasattr(QWebEnginePage, "permissionRequested"):  # Qt >= 6.8
+            try:
+                self.featurePermissionRequested.disconnect(self.onFeaturePermissionRequested)
+            except (RuntimeError, TypeError, AttributeError):
+                pass
+            self.permissionRequested.connect(on_permission)
+        settings = self.settings()
+        settings.setAttribute(QWebEngineSettings.WebAttribute.JavascriptCanAccessClipboard, True)
+        settings.setAttribute(QWebEngineSettings.WebAttribute.JavascriptCanPaste, True)
+
+    page_class.__init__ = init
+
+
+def _clipboard_permission_type() -> Any:
+    try:
+        from qtpy.QtWebEngineCore import QWebEnginePermission
+    except ImportError:  # Qt < 6.8: no per-origin permission object; the settings suffice
+        return None
+    return QWebEnginePermission.PermissionType.ClipboardReadWrite
+
+
+# -- size and place ---------------------------------------------------------------------------
+GEOMETRY_SETTING = "window"  # engine.paths settings key: the last window size and place
+DEFAULT_SIZE = (1100, 760)  # the page's own layout is comfortable at this size
+SCREEN_FRACTION = 0.9  # never more of the screen than this, so the title bar stays reachable
+MIN_SIZE = (640, 480)
+FRAME_GUESS = (0, 32)  # title bar + borders (w, h) before the window manager has framed us
+
+Rect = tuple[int, int, int, int]  # x, y, width, height in screen pixels
+
+
+def choose_geometry(available: list[Rect], saved: dict[str, Any] | None = None,
+                    default: tuple[int, int] = DEFAULT_SIZE) -> tuple[Rect, bool]:
+    """Where to open the window: ((x, y, width, height), maximized).
+
+    `available` holds each screen's available area (without panels), the first being the primary
+    one. x, y place the frame's top-left corner (title bar included); width, height are the page's
+    size. A `saved` geometry (as `geometry_to_save` wrote it) is used when its whole frame still
+    lies on one screen; otherwise the window opens centred on the primary screen at `default`,
+    shrunk to at most SCREEN_FRACTION of that screen.
+    """
+    if saved:
+        try:
+            x, y, w, h = (int(saved[k]) for k in ("x", "y", "width", "height"))
+            fw, fh = int(saved.get("frame_width", w)), int(saved.get("frame_height", h + FRAME_GUESS[1]))
+            for ax, ay, aw, ah in available:
+                if (w >= MIN_SIZE[0] and h >= MIN_SIZE[1] and ax <= x and ay <= y
+                        and x + fw <= ax + aw and y + fh <= ay + ah):
+                    return (x, y, w, h), bool(saved.get("maximized"))
+        except (KeyError, TypeError, ValueError):
+            pass
+        log.info("ignoring the saved window place %s: it fits no screen now", saved)
+    ax, ay, aw, ah = available[0] if available else (0, 0, *default)
+    w = min(default[0], int(aw * SCREEN_FRACTION))
+    h = min(default[1], int(ah * SCREEN_FRACTION))
+    fw, fh = w + FRAME_GUESS[0], h + FRAME_GUESS[1]
+    return (ax + max(0, (aw - fw) // 2), ay + max(0, (ah - fh) // 2), w, h), False
+
+
+def geometry_to_save(native: Any) -> dict[str, Any]:
+    """The window's place and size (a QWidget), for `choose_geometry` next time. A maximized window
+    keeps its normal place and size and says it was maximized."""
+    maximized = bool(native.isMaximized())
+    if maximized:  # normalGeometry() is the page's rect when not maximized
+        normal = native.normalGeometry()
+        frame = native.frameGeometry()
+        dw, dh = frame.width() - native.width(), frame.height() - native.height()
+        dx, dy = native.geometry().x() - frame.x(), native.geometry().y() - frame.y()
+        x, y, w, h = normal.x() - dx, normal.y() - dy, normal.width(), normal.height()
+    else:
+        frame = native.frameGeometry()
+        dw, dh = frame.width() - native.width(), frame.height() - native.height()
+        x, y, w, h = frame.x(), frame.y(), native.width(), native.height()
+    return {"x": x, "y": y, "width": w, "height": h, "frame_width": w + dw,
+            "frame_height": h + dh, "maximized": maximized}
+
+
+def _available_screens() -> list[Rect]:
+    from qtpy.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    primary = app.primaryScreen() if app else None
+    screens = ([primary] if primary else []) + [s for s in (app.screens() if app else [])
+                                                 if s is not primary]
+    out = []
+    for screen in screens:
+        r = screen.availableGeometry()
+        out.append((r.x(), r.y(), r.width(), r.height()))
+    return out
+
+
+def _place(native: Any, default: tuple[int, int] = DEFAULT_SIZE) -> None:
+    """Before the first show (GUI thread): size and place the window for the screen it opens on."""
+    from engine import paths
+
+    try:
+        saved = paths.load_settings().get(GEOMETRY_SETTING)
+    except Exception:  # an unreadable settings file must not keep the window shut
+        log.exception("could not read the saved window place")
+        saved = None
+    (x, y, w, h), maximized = choose_geometry(
+        _available_screens(), saved if isinstance(saved, dict) else None, default)
+    native.setMinimumSize(min(MIN_SIZE[0], w), min(MIN_SIZE[1], h))
+    native.resize(w, h)
+    native.move(x, y)
+    if maximized:
+        from qtpy.QtCore import Qt
+
+        native.setWindowState(native.windowState() | Qt.WindowState.WindowMaximized)
+    log.info("window placed at %d,%d, %dx%d%s", x, y, w, h, " (maximized)" if maximized else "")
+
+
+def _save_place(native: Any) -> None:
+    from engine import paths
+
+    try:
+        paths.save_setting(GEOMETRY_SETTING, geometry_to_save(native))
+    except Exception:  # losing the place is no reason to refuse closing
+        log.exception("could not save the window place")
+
+
+# -- closing while busy -----------------------------------------------------------------------
+def close_question(what: str) -> str:
+    """The close prompt's text for `what` is running (desktop.activity.current())."""
+    return (f"{what[:1].upper()}{what[1:]} is running. Stop it and close Loupe? "
+            "Photos already captioned are kept.")
+
+
+def _confirm_close(native: Any, what: str) -> bool:
+    """Ask (GUI thread, modal) whether to stop `what` and close; True for yes."""
+    from qtpy.QtWidgets import QMessageBox
+
+    box = QMessageBox(QMessageBox.Icon.Question, "Close Loupe?", close_question(what),
+                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, native)
+    box.button(QMessageBox.StandardButton.Yes).setText("&Stop and close")
+    box.button(QMessageBox.StandardButton.No).setText("&Keep working")
+    box.setDefaultButton(QMessageBox.StandardButton.No)
+    box.setObjectName("loupe-close-question")
+    return box.exec() == QMessageBox.StandardButton.Yes
 
 
 # -- the window -------------------------------------------------------------------------------
@@ -258,8 +445,12 @@ def _watch_mount(window: Any, state: _State, timings: Any) -> None:
 
 def run_window(blocks_factory: Callable[[], Any], *, title: str = "Loupe",
                icon: str | os.PathLike | None = None, port: int | None = None,
-               timings: Any = None, width: int = 1100, height: int = 760) -> int:
+               timings: Any = None, width: int = DEFAULT_SIZE[0], height: int = DEFAULT_SIZE[1]) -> int:
     """Open the Loupe window, serve `blocks_factory()` in it, return the exit code (0).
+
+    The window opens where it was last closed when that still fits a screen, else centred at
+    `width` x `height` shrunk to 90 % of the screen (choose_geometry). Closing it while
+    desktop.activity says something runs asks first; what was running stops with the process.
 
     Raises NoDisplay when there is no screen (suggest `loupe --browser`).
     """
@@ -277,8 +468,9 @@ def run_window(blocks_factory: Callable[[], Any], *, title: str = "Loupe",
     global _window
     state = _State()
     window = _window = webview.create_window(title, html=loading_html(title), width=width,
-                                             height=height, min_size=(640, 480), text_select=True,
+                                             height=height, min_size=MIN_SIZE, text_select=True,
                                              background_color="#F7F7F8")
+    window.events.before_show += lambda: _place(window.native, (width, height))
     window.events.shown += lambda: timings.mark("window_shown")
 
     def on_loaded() -> None:  # the first page loaded is the inline "Starting…" page
@@ -287,9 +479,27 @@ def run_window(blocks_factory: Callable[[], Any], *, title: str = "Loupe",
 
     window.events.loaded += on_loaded
 
-    def on_closing() -> None:
+    asking = threading.Lock()
+
+    def on_closing() -> bool:
+        """Runs in the GUI thread when the window is asked to close; False keeps it open."""
+        from desktop import activity
+
+        what = None if state.closing.is_set() else activity.current()  # a signal does not ask
+        if what:
+            if not asking.acquire(blocking=False):
+                return False  # the question is already on screen
+            try:
+                log.info("close asked while busy: asking first (%s)", close_question(what))
+                if not _confirm_close(window.native, what):
+                    log.info("close cancelled: %s goes on", what)
+                    return False
+            finally:
+                asking.release()
+        _save_place(window.native)
         state.closing.set()
         log.info("window closing")
+        return True
 
     window.events.closing += on_closing
 

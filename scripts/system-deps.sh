@@ -5,7 +5,7 @@
 #   exiftool (libimage-exiftool-perl), the independent reader the metadata tests check against.
 set -eu
 WINDOW="libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libnss3 libegl1 libgl1 libxcomposite1 libxdamage1 libxrandr2 libxtst6 libxkbfile1 libasound2"
-TESTS="xvfb openbox xdotool imagemagick chromium binutils libimage-exiftool-perl"
+TESTS="xvfb openbox xdotool x11-utils imagemagick chromium binutils libimage-exiftool-perl"
 want="$WINDOW"
 [ "${1:-}" = "--tests" ] && want="$WINDOW $TESTS"
 missing=""

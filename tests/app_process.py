@@ -28,6 +28,8 @@ APT = {
     "import": "imagemagick",
     "openbox": "openbox",
     "chromium": "chromium",
+    "xprop": "x11-utils",
+    "xwininfo": "x11-utils",
 }
 
 

@@ -130,3 +130,72 @@ class DevToolsPage:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# -- the X clipboard, through Qt in a helper process ------------------------------------------
+# A helper process, not the test's own: a QApplication in the test process would stay for the
+# whole session, and an X selection lives only as long as its owner process does.
+_READ_CLIPBOARD = """
+import sys
+from PySide6.QtGui import QGuiApplication
+app = QGuiApplication(["loupe-test-clipboard"])
+sys.stdout.write(QGuiApplication.clipboard().text())
+"""
+
+_OWN_CLIPBOARD = """
+import sys
+from PySide6.QtGui import QGuiApplication, QImage
+app = QGuiApplication(["loupe-test-clipboard"])
+image = QImage(sys.argv[1])
+assert not image.isNull(), sys.argv[1]
+QGuiApplication.clipboard().setImage(image)
+print("ready", flush=True)
+app.exec()
+"""
+
+
+def _clipboard_env(env: dict[str, str]) -> dict[str, str]:
+    out = dict(env, QT_QPA_PLATFORM="xcb")
+    out.pop("WAYLAND_DISPLAY", None)
+    return out
+
+
+def clipboard_text(env: dict[str, str], timeout: float = 20) -> str:
+    """The text on the X clipboard of the display named in `env` (DISPLAY=...)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _READ_CLIPBOARD], env=_clipboard_env(env),
+                         capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0:
+        raise PageError(f"could not read the clipboard: {out.stderr.strip()[-500:]}")
+    return out.stdout
+
+
+class ClipboardImage:
+    """Puts the image file `path` on the X clipboard of `env`'s display and keeps it there (the
+    helper process owns the selection) until the block ends."""
+
+    def __init__(self, path: str, env: dict[str, str]) -> None:
+        import subprocess
+        import sys
+
+        self._proc = subprocess.Popen([sys.executable, "-c", _OWN_CLIPBOARD, str(path)],
+                                      env=_clipboard_env(env), stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True)
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        if line.strip() != "ready":
+            self.close()
+            raise PageError(f"could not put an image on the clipboard: {self._proc.stderr.read()[-500:]}")
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            self._proc.wait(10)
+
+    def __enter__(self) -> "ClipboardImage":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

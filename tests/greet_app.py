@@ -19,8 +19,20 @@ def greet(name: str, intensity: float) -> str:
     return f"Hello, {name}{'!' * int(intensity)}"
 
 
-def build_greet() -> "gr.Blocks":
-    """Name, Intensity, a Greet button and the Greeting; one named endpoint, `/greet`."""
+def work(seconds: float = 600) -> str:
+    """Be busy (desktop.activity) like a scan of Pictures, for `seconds` or until the process ends."""
+    import time
+
+    from desktop import activity
+
+    with activity.busy("a scan of Pictures"):
+        time.sleep(seconds)
+    return "done"
+
+
+def build_greet(busy: bool = False) -> "gr.Blocks":
+    """Name, Intensity, a Greet button and the Greeting; one named endpoint, `/greet`. With
+    `busy`, also a Work button that keeps the app busy (the close prompt's test)."""
     import gradio as gr
 
     with gr.Blocks(title="Loupe") as demo:
@@ -30,6 +42,8 @@ def build_greet() -> "gr.Blocks":
         output = gr.Textbox(label="Greeting", elem_id="output")
         button.click(greet, [name, intensity], output, api_name="greet")
         name.submit(greet, [name, intensity], output, api_visibility="private")
+        if busy:
+            gr.Button("Work", elem_id="work").click(work, None, output, api_visibility="private")
     return demo
 
 
@@ -37,4 +51,6 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's desktop/engine
     from desktop.__main__ import run
 
-    run(sys.argv[1:], factory=build_greet)
+    args = sys.argv[1:]
+    busy = "--busy-button" in args  # test-only, taken before Loupe's own arguments are parsed
+    run([a for a in args if a != "--busy-button"], factory=lambda: build_greet(busy))

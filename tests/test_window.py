@@ -7,6 +7,7 @@ Screenshots go to artifacts/ at the repo root.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,7 +19,8 @@ import pytest
 
 from app_process import (AppProcess, XDisplay, alive, distinct_colours, iter_temp_dirs,
                          missing_qt_libs, missing_tools, wait_for, wait_mounted)
-from devtools import DevToolsPage, remote_debugging_env, unused_port
+from devtools import (ClipboardImage, DevToolsPage, clipboard_text, remote_debugging_env,
+                      unused_port)
 
 # Typed into the page like a person: the name, the Greet button, the greeting read back.
 GREET_JS = r"""
@@ -79,17 +81,22 @@ class Launched:
                                    alive=lambda: self.proc.proc.poll() is None)
 
 
-def launch(display: XDisplay, tmp_path: Path, devtools: bool = True) -> Launched:
-    """The greet app in a window; with `devtools`, Qt WebEngine's remote debugging turned on."""
+def launch(display: XDisplay, tmp_path: Path, devtools: bool = True, busy: bool = False,
+           home: Path | None = None, real_ui: bool = False) -> Launched:
+    """The greet app (with `busy`, its Work button too; with `real_ui`, Loupe's own UI instead)
+    in a window; with `devtools`, Qt WebEngine's remote debugging turned on. `home`: the Loupe
+    home (default tmp_path/home)."""
     opened = tmp_path / "opened.txt"
     browser = tmp_path / "fake-browser"
     browser.write_text(f"#!/bin/sh\necho \"$1\" >> {opened}\n")
     browser.chmod(0o755)
     port = unused_port() if devtools else 0
-    env = display.env(LOUPE_HOME=str(tmp_path / "home"), BROWSER=str(browser),
+    home = home or tmp_path / "home"
+    env = display.env(LOUPE_HOME=str(home), BROWSER=str(browser),
                       **(remote_debugging_env(port) if devtools else {}))
     env.pop("GRADIO_TEMP_DIR", None)
-    return Launched(AppProcess(greet=True, env=env), tmp_path / "home", port)
+    args = ["--busy-button"] if busy else []
+    return Launched(AppProcess(*args, greet=not real_ui, env=env), home, port)
 
 
 def mounted(app: Launched, timeout: float = 120) -> dict[str, float]:
@@ -155,6 +162,7 @@ def test_window_mounts_works_and_closes_like_a_person(display, tmp_path, artifac
         elapsed = time.monotonic() - t0
     assert code == 0, proc.output
     assert elapsed < 3, f"exit took {elapsed:.2f} s"
+    assert "asking first" not in app.log.read_text()  # idle: closes at once, no question
     window_children_gone(proc, children)
     assert not temp_dirs[0].exists()
     print(f"greet in the page {result['ms']} ms; close -> exit {elapsed:.2f} s "
@@ -227,3 +235,304 @@ def test_windowed_build_without_stdout(tmp_path):
     assert out.returncode == 2, out
     log = (tmp_path / "logs" / "loupe.log").read_text()
     assert "loupe --browser" in log
+
+
+# -- size and place -----------------------------------------------------------------------------
+def main_window(display: XDisplay) -> str:
+    """The id of Loupe's main window (Qt also makes small helper windows with the same title)."""
+    def big() -> list[str]:
+        return [w for w in display.windows("^Loupe$") if client_rect(display, w)[2] >= 400]
+
+    assert wait_for(big, 20), "no window titled Loupe"
+    return big()[0]
+
+
+def client_rect(display: XDisplay, win: str) -> tuple[int, int, int, int]:
+    """x, y (on the root window), width, height of the window's page area. (xwininfo's absolute
+    corner; `xdotool getwindowgeometry` is off by the frame for a reparented window.)"""
+    out = subprocess.run(["xwininfo", "-id", win], env=display.env(), capture_output=True,
+                         text=True, timeout=10).stdout
+    keys = {"Absolute upper-left X": 0, "Absolute upper-left Y": 1, "Width": 2, "Height": 3}
+    values = [-1] * 4
+    for line in out.splitlines():
+        name, _, value = line.strip().partition(":")
+        if name in keys:
+            values[keys[name]] = int(value)
+    return tuple(values)  # type: ignore[return-value]
+
+
+def frame_rect(display: XDisplay, win: str) -> tuple[int, int, int, int]:
+    """The window with its frame (title bar included), from the window manager's
+    _NET_FRAME_EXTENTS (left, right, top, bottom)."""
+    def extents() -> list[int]:
+        out = subprocess.run(["xprop", "-id", win, "_NET_FRAME_EXTENTS"], env=display.env(),
+                             capture_output=True, text=True, timeout=10).stdout
+        return [int(v) for v in out.split("=")[-1].split(",")] if "=" in out else []
+
+    assert wait_for(lambda: len(extents()) == 4, 10), "the window manager gave no frame extents"
+    left, right, top, bottom = extents()
+    x, y, w, h = client_rect(display, win)
+    return x - left, y - top, w + left + right, h + top + bottom
+
+
+def settled_rect(display: XDisplay, win: str) -> tuple[int, int, int, int]:
+    """The frame rect once it stopped changing (the window manager places a new window late)."""
+    last: list = [None]
+
+    def still() -> bool:
+        now = frame_rect(display, win)
+        same, last[0] = now == last[0], now
+        return same
+
+    wait_for(still, 10, interval=0.5)
+    return last[0]
+
+
+def close_with_alt_f4(display: XDisplay, app: Launched, win: str) -> int | None:
+    for _ in range(3):  # a synthetic key is now and then lost under load
+        subprocess.run(["xdotool", "windowactivate", "--sync", win, "key", "--clearmodifiers",
+                        "alt+F4"], env=display.env(), timeout=10)
+        if wait_for(lambda: app.proc.proc.poll() is not None, 3):
+            break
+    return app.proc.wait(10)
+
+
+def screenshot_painted(display: XDisplay, path: Path, rect: tuple[int, int, int, int]) -> Path:
+    """A screenshot once the page (not the loading page) is painted at the window's middle:
+    the app can mount a moment before the software renderer repaints."""
+    from PIL import Image
+
+    middle = (rect[0] + rect[2] // 2, rect[1] + rect[3] // 2)
+
+    def painted() -> bool:
+        display.screenshot(path)
+        with Image.open(path) as img:
+            return img.convert("RGB").getpixel(middle) != LOADING_BG
+
+    wait_for(painted, 10, interval=0.5)
+    return path
+
+
+def assert_on_screen(rect: tuple[int, int, int, int], size: tuple[int, int]) -> None:
+    x, y, w, h = rect
+    assert x >= 0 and y >= 0 and x + w <= size[0] and y + h <= size[1], (
+        f"the window {rect} (title bar included) is not wholly on the {size} screen")
+
+
+@pytest.mark.window
+def test_window_fits_a_1280x720_screen_and_remembers_its_place(tmp_path, artifacts_dir):
+    problem = missing_tools("Xvfb", "xdotool", "import", "openbox", "xprop", "xwininfo") or missing_qt_libs()
+    if problem:
+        pytest.fail(problem)
+    home = tmp_path / "home"
+    settings = home / "config" / "settings.json"
+    with XDisplay(size="1280x720x24") as x:
+        app = launch(x, tmp_path, devtools=False, home=home)
+        with app.proc:
+            mounted(app)
+            win = main_window(x)
+            rect = settled_rect(x, win)
+            assert_on_screen(rect, (1280, 720))
+            _, _, w, h = client_rect(x, win)
+            assert w <= 1280 * 0.9 and h <= 720 * 0.9, (w, h)
+            assert h >= 600, f"the page got only {h} px of a 720-px screen"
+            cx, cy = rect[0] + rect[2] / 2, rect[1] + rect[3] / 2
+            assert abs(cx - 640) <= 16 and abs(cy - 360) <= 16, f"not centred: {rect}"
+            shot = screenshot_painted(x, artifacts_dir / "window-1280x720.png", rect)
+            assert distinct_colours(shot) > 20
+            # The person makes it smaller and moves it, then closes it.
+            subprocess.run(["xdotool", "windowsize", "--sync", win, "900", "560"], env=x.env(), timeout=10)
+            subprocess.run(["xdotool", "windowmove", "--sync", win, "200", "90"], env=x.env(), timeout=10)
+            moved = settled_rect(x, win)
+            assert moved != rect, "xdotool could not move the window"
+            assert close_with_alt_f4(x, app, win) == 0, app.proc.output
+        saved = json.loads(settings.read_text())["window"]
+        assert (saved["x"], saved["y"]) == moved[:2], (saved, moved)
+        assert (saved["frame_width"], saved["frame_height"]) == moved[2:], (saved, moved)
+
+        app = launch(x, tmp_path, devtools=False, home=home)  # opens where it was left
+        with app.proc:
+            mounted(app)
+            win = main_window(x)
+            again = settled_rect(x, win)
+            assert all(abs(a - b) <= 2 for a, b in zip(again, moved)), (again, moved)
+            screenshot_painted(x, artifacts_dir / "window-1280x720-remembered.png", again)
+            assert close_with_alt_f4(x, app, win) == 0, app.proc.output
+
+        # A place saved on a bigger (or now unplugged) screen fits nowhere: centred again.
+        data = json.loads(settings.read_text())
+        data["window"].update(x=1500, y=900, width=1700, height=1000)
+        settings.write_text(json.dumps(data))
+        app = launch(x, tmp_path, devtools=False, home=home)
+        with app.proc:
+            mounted(app)
+            win = main_window(x)
+            fresh = settled_rect(x, win)
+            assert all(abs(a - b) <= 2 for a, b in zip(fresh, rect)), (fresh, rect)
+            assert "fits no screen" in app.log.read_text()
+            assert close_with_alt_f4(x, app, win) == 0, app.proc.output
+
+
+@pytest.mark.window
+def test_window_on_a_large_screen_opens_at_its_own_size_centred(tmp_path, artifacts_dir):
+    problem = missing_tools("Xvfb", "xdotool", "import", "openbox", "xprop", "xwininfo") or missing_qt_libs()
+    if problem:
+        pytest.fail(problem)
+    from desktop.window import DEFAULT_SIZE
+
+    with XDisplay(size="1920x1080x24") as x:
+        app = launch(x, tmp_path, devtools=False)
+        with app.proc:
+            mounted(app)
+            win = main_window(x)
+            rect = settled_rect(x, win)
+            assert_on_screen(rect, (1920, 1080))
+            assert client_rect(x, win)[2:] == DEFAULT_SIZE
+            cx, cy = rect[0] + rect[2] / 2, rect[1] + rect[3] / 2
+            assert abs(cx - 960) <= 16 and abs(cy - 540) <= 16, f"not centred: {rect}"
+            screenshot_painted(x, artifacts_dir / "window-1920x1080.png", rect)
+            assert close_with_alt_f4(x, app, win) == 0, app.proc.output
+
+
+def test_choose_geometry_keeps_the_window_on_a_screen():
+    from desktop.window import choose_geometry
+
+    (x, y, w, h), maximized = choose_geometry([(0, 0, 1280, 720)])
+    assert (w, h) == (1100, 648) and x == 90 and 0 <= y and y + h + 32 <= 720 and not maximized
+    # A panel at the top: the available area starts lower.
+    (x, y, w, h), _ = choose_geometry([(0, 40, 1280, 680)])
+    assert y >= 40 and y + h + 32 <= 720
+    saved = {"x": 10, "y": 20, "width": 900, "height": 600, "frame_width": 902,
+             "frame_height": 630, "maximized": True}
+    assert choose_geometry([(0, 0, 1280, 720)], saved) == ((10, 20, 900, 600), True)
+    # Fits only the second screen (to the right of the first): kept.
+    right = dict(saved, x=2000)
+    assert choose_geometry([(0, 0, 1280, 720), (1280, 0, 1920, 1080)], right)[0][0] == 2000
+    # Fits no screen now (that screen is gone, or it was bigger): centred on the primary one.
+    assert choose_geometry([(0, 0, 1280, 720)], right)[0] == (90, 20, 1100, 648)
+    assert choose_geometry([(0, 0, 1280, 720)], {"x": "bad"})[0] == (90, 20, 1100, 648)
+    assert choose_geometry([(0, 0, 800, 600)])[0][2:] == (720, 540)
+
+
+def test_close_question_names_what_runs():
+    from desktop.window import close_question
+
+    assert close_question("a scan of Pictures") == (
+        "A scan of Pictures is running. Stop it and close Loupe? Photos already captioned are kept.")
+
+
+def test_clipboard_permission_is_for_the_loupe_server_only():
+    from desktop.window import _NavPolicy
+
+    policy = _NavPolicy()
+    assert not policy.is_server_origin("http://127.0.0.1:8123")
+    policy.allow_server(8123)
+    assert policy.is_server_origin("http://127.0.0.1:8123")
+    assert policy.is_server_origin("http://localhost:8123")
+    for other in ("http://127.0.0.1:8124", "https://127.0.0.1:8123", "http://example.com:8123",
+                  "file://", "null", ""):
+        assert not policy.is_server_origin(other), other
+
+
+# -- closing while busy -------------------------------------------------------------------------
+def dialog(display: XDisplay) -> list[str]:
+    return display.windows("^Close Loupe\\?$")
+
+
+@pytest.mark.window
+def test_closing_during_a_scan_asks_first(display, tmp_path, artifacts_dir):
+    app = launch(display, tmp_path, busy=True)
+    with app.proc:
+        mounted(app)
+        win = main_window(display)
+        with app.page() as page:
+            page.evaluate("document.querySelector('#work').click()")
+            page.wait_for("!!document.querySelector('#output .pending, #output .generating')"
+                          " || !!document.querySelector('.progress-text, .eta-bar')", timeout=20)
+        time.sleep(0.5)  # the handler is running (gradio shows it pending)
+
+        def ask() -> bool:
+            subprocess.run(["xdotool", "windowactivate", "--sync", win, "key", "--clearmodifiers",
+                            "alt+F4"], env=display.env(), timeout=10)
+            return wait_for(lambda: bool(dialog(display)), 3)
+
+        assert any(ask() for _ in range(3)), ("no question on screen", app.proc.output)
+        time.sleep(0.5)  # painted
+        display.screenshot(artifacts_dir / "window-close-during-scan.png")
+        assert "A scan of Pictures is running" in app.log.read_text()
+        # "Keep working": the question goes, the window and the work stay.
+        subprocess.run(["xdotool", "windowactivate", "--sync", dialog(display)[0], "key", "alt+k"],
+                       env=display.env(), timeout=10)
+        assert wait_for(lambda: not dialog(display), 5), "the question stayed"
+        time.sleep(1)
+        assert app.proc.proc.poll() is None, app.proc.output
+        assert display.windows("^Loupe$")
+        assert "close cancelled" in app.log.read_text()
+        # Again, and "Stop and close": the app exits at once.
+        assert any(ask() for _ in range(3)), "no question the second time"
+        t0 = time.monotonic()
+        subprocess.run(["xdotool", "windowactivate", "--sync", dialog(display)[0], "key", "alt+s"],
+                       env=display.env(), timeout=10)
+        code = app.proc.wait(10)
+        elapsed = time.monotonic() - t0
+    assert code == 0, app.proc.output
+    assert elapsed < 4, f"exit took {elapsed:.2f} s"
+
+
+# -- the clipboard ------------------------------------------------------------------------------
+PASTE_JS = r"""
+(async function () {
+  const zone = document.querySelector('#loupe-caption-photo');
+  const button = zone && zone.querySelector('button[aria-label="Paste from clipboard"]');
+  if (!button) return {error: 'no paste button', html: zone ? zone.innerHTML.slice(0, 1500) : ''};
+  button.click();
+  const t0 = Date.now();
+  // the first caption loads the model: slow on a busy 2-core machine
+  while (Date.now() - t0 < 240000) {
+    const img = zone.querySelector('img');
+    const caption = document.querySelector('#loupe-caption textarea');
+    if (img && caption && caption.value.trim()) return {caption: caption.value, src: img.src};
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const caption = document.querySelector('#loupe-caption textarea');
+  return {error: 'no photo or caption after pasting', img: !!zone.querySelector('img'),
+          caption: caption ? caption.value : null,
+          toasts: [...document.querySelectorAll('.toast-body')].map((t) => t.innerText)};
+})()
+"""
+
+COPY_JS = r"""
+(function () {
+  const box = document.querySelector('#loupe-caption');
+  const button = [...box.querySelectorAll('button')].find(
+    (b) => /copy/i.test((b.getAttribute('aria-label') || '') + (b.title || '')));
+  if (!button) return 'no copy button: ' + box.innerHTML.slice(0, 800);
+  button.click();
+  return 'clicked';
+})()
+"""
+
+
+@pytest.mark.window
+def test_copy_and_paste_work_in_the_window(installed, loupe_home, tmp_path, artifacts_dir):
+    """A photo pasted from the clipboard into the Caption tab's drop zone gets captioned, and the
+    caption's copy button puts the caption on the X clipboard (read back through Qt)."""
+    problem = missing_tools("Xvfb", "xdotool", "import", "openbox") or missing_qt_libs()
+    if problem:
+        pytest.fail(problem)
+    photo = Path(__file__).resolve().parents[1] / "desktop" / "examples" / "cat.jpg"
+    with XDisplay(size="1280x720x24") as x:
+        app = launch(x, tmp_path, home=loupe_home, real_ui=True)
+        with app.proc:
+            mounted(app)
+            with app.page() as page, ClipboardImage(str(photo), x.env()):
+                pasted = page.evaluate(PASTE_JS, timeout=260)
+                assert "error" not in pasted, (pasted, app.proc.output[-3000:])
+                caption = pasted["caption"].strip()
+                x.screenshot(artifacts_dir / "window-pasted-and-captioned.png")
+                assert page.evaluate(COPY_JS) == "clicked"
+                assert wait_for(lambda: clipboard_text(x.env()).strip() == caption, 10), (
+                    caption, clipboard_text(x.env()), app.proc.output[-3000:])
+            x.screenshot(artifacts_dir / "window-copied.png")
+            app.proc.stop()
+    assert "setFeaturePermission" not in app.proc.output, app.proc.output[-3000:]
