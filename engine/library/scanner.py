@@ -284,6 +284,12 @@ class Scan:
                 raise
             self.summary.cancelled = True  # Stop during generation: this batch is not recorded
             return
+        self.commit(batch, results)
+
+    def commit(self, batch: list[Photo], results: list[tuple[Caption | None, Labels | None]]) -> None:
+        """Write the files for a batch's results, then record them in one transaction.
+        `results` is one (caption, labels) per photo, (None, None) for a photo already failed;
+        they come from `infer` here, or from model actors elsewhere (ray_scan.py)."""
         updates: list[Callable[[Any], None]] = []
         for photo, (caption, labels) in zip(batch, results):
             if caption is None:
@@ -528,8 +534,10 @@ def _reason(exc: BaseException) -> str:
 def run_scan(
     folder: Path, engine: Any, options: Options, index: Index, log: RenameLog,
     progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
+    make: Callable[..., Scan] = Scan,
 ) -> ScanSummary:
-    """Clean up after an earlier killed run, then scan; the index records how it ended."""
+    """Clean up after an earlier killed run, then scan; the index records how it ended.
+    `make` builds the Scan (a subclass runs the same stages elsewhere: ray_scan.RayScan)."""
     cleanup_stale(folder, older_than=time.time())
 
     def moved(old: str, new: str) -> None:
@@ -537,7 +545,7 @@ def run_scan(
             index.set_path_only(db, old, new)
 
     recover(log, moved)
-    scan = Scan(folder, engine, options, index, log, progress, cancel)
+    scan = make(folder, engine, options, index, log, progress, cancel)
     status = "failed"
     try:
         scan.run()
