@@ -103,7 +103,7 @@ def _actor_pids() -> list[int]:
 
 def test_killing_a_model_actor_mid_scan_still_does_each_photo_once(cluster, installed, tmp_path):
     root = tmp_path / "photos"
-    photos = [save_photo(root / f"p{i:02}.jpg", i, size=(256, 192)) for i in range(24)]
+    photos = [save_photo(root / f"p{i:02}.jpg", i, size=(256, 192)) for i in range(16)]
     killed: list[tuple[int, int]] = []  # (pid, photos done when it was killed)
     lock = threading.Lock()
 
@@ -117,7 +117,7 @@ def test_killing_a_model_actor_mid_scan_still_does_each_photo_once(cluster, inst
 
     summary = library.scan(root, db_path=tmp_path / "k.db", batch_size=2, ray_address="local", progress=progress)
     assert killed and killed[0][1] < len(photos), "the actor was not killed mid-scan"
-    assert (summary.done, summary.failed, summary.skipped) == (24, 0, 0), summary.problems
+    assert (summary.done, summary.failed, summary.skipped) == (16, 0, 0), summary.problems
     out = tmp_path / "scan.json"
     library.export(out, scan_id=summary.scan_id, db_path=tmp_path / "k.db")
     items = json.loads(out.read_text(encoding="utf-8"))
@@ -126,7 +126,7 @@ def test_killing_a_model_actor_mid_scan_still_does_each_photo_once(cluster, inst
     assert all(p.with_name(p.name + ".xmp").exists() for p in photos)
 
     again = library.scan(root, db_path=tmp_path / "k.db", batch_size=2, ray_address="local")
-    assert (again.done, again.skipped) == (0, 24)
+    assert (again.done, again.skipped) == (0, 16)
 
 
 def test_cli_without_ray_says_how_to_install_in_one_line(installed, tmp_path):
