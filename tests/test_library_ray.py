@@ -142,3 +142,23 @@ def test_cli_without_ray_says_how_to_install_in_one_line(installed, tmp_path):
     assert out.returncode == 2, out.stderr
     assert out.stderr.strip() == "loupe: Ray is not installed: pip install 'loupe[ray]'"
     assert not (tmp_path / "photos" / "a.jpg.xmp").exists()
+
+
+def test_stop_keeps_what_was_recorded_and_the_next_run_resumes(cluster, installed, tmp_path):
+    root = tmp_path / "photos"
+    photos = [save_photo(root / f"p{i:02}.jpg", i, size=(256, 192)) for i in range(12)]
+    cancel = threading.Event()
+
+    def progress(p) -> None:
+        if p.inferred >= 2:
+            cancel.set()  # what the Stop button does
+
+    first = library.scan(root, db_path=tmp_path / "s.db", batch_size=2, ray_address="local",
+                         progress=progress, cancel=cancel)
+    assert first.cancelled and 2 <= first.done < len(photos)
+    assert library.scans(db_path=tmp_path / "s.db")[-1]["status"] == "cancelled"
+    done = [p for p in photos if p.with_name(p.name + ".xmp").exists()]
+    assert len(done) == first.done  # each recorded photo has its sidecar, no other has
+
+    rest = library.scan(root, db_path=tmp_path / "s.db", batch_size=2, ray_address="local")
+    assert (rest.done, rest.skipped, rest.cancelled) == (len(photos) - first.done, first.done, False)

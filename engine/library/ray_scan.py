@@ -36,9 +36,10 @@ from ..models.registry import MODELS, TASKS
 from .rename import stem_counts
 from .scanner import Options, Photo, Scan
 
-#: Where the driver's own settings reach the workers: Loupe's home and weights table, the
-#: precision/device overrides, the hub's endpoint and offline mode, and the import path.
-WORKER_ENV_PREFIXES = ("LOUPE_", "HF_", "TORCHINDUCTOR_CACHE_DIR", "PYTHONPATH")
+#: The driver's settings that reach the workers: Loupe's home and weights table, the
+#: precision/device overrides, the hub's endpoint and offline mode. (Paths only this machine
+#: has, such as its PYTHONPATH, stay here: a local cluster's workers inherit them anyway.)
+WORKER_ENV_PREFIXES = ("LOUPE_", "HF_")
 #: A local cluster: the size this machine affords next to the driver (memory: Ray's object
 #: store holds about a batch or two of prepared photos per CPU, ~2.3 MB each at BLIP's size).
 LOCAL_CPUS = 2
@@ -314,14 +315,17 @@ class RayScan(Scan):
         stop = threading.Event()
 
         def pump() -> None:
+            results = self.cluster.results([str(p.path) for p in todo], self.options)
             try:
-                for row in self.cluster.results([str(p.path) for p in todo], self.options):
+                for row in results:
                     rows.put(("row", row))
                     if stop.is_set():
                         break
                 rows.put(("end", None))
             except BaseException as exc:  # noqa: BLE001  (handed to the driver's thread)
                 rows.put(("error", exc))
+            finally:
+                results.close()  # ends Ray Data's execution: its tasks and model actors
 
         thread = threading.Thread(target=pump, name="loupe-ray-results", daemon=True)
         thread.start()
