@@ -208,10 +208,14 @@ class Cluster:
         models = {task: dict(options.models[task]) for task in TASKS}
         ds = ray.data.from_items([{"id": i, "path": p} for i, p in enumerate(paths)],
                                  override_num_blocks=max(1, -(-len(paths) // options.batch_size)))
-        ds = ds.map(decode_row, fn_kwargs={"models": models}, num_cpus=1, **self.remote_args)
+        # max_retries (a task's own argument; 3 is Ray's default) also keeps decoding in tasks
+        # of its own: with remote arguments equal to the actors', Ray Data would fuse it into
+        # them, and they would decode photo by photo between batches while the CPUs idle.
+        ds = ds.map(decode_row, fn_kwargs={"models": models}, num_cpus=1, max_retries=3, **self.remote_args)
         ds = ds.map_batches(
             ModelActor, fn_constructor_kwargs={"models": models, "threads": self.actor_cpus},
-            batch_size=options.batch_size, batch_format="numpy", concurrency=self.actors,
+            batch_size=options.batch_size, batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=self.actors),
             num_cpus=self.actor_cpus, num_gpus=self.actor_gpus, **self.remote_args,
         )
         yield from ds.iter_rows()
@@ -224,8 +228,10 @@ def connect(address: str, num_cpus: int = LOCAL_CPUS,
     "local" starts a local cluster of `num_cpus` (ended on exit), anything else ("auto",
     "ray://head:10001", "head:6379") joins that cluster (left on exit, which ends this job's
     tasks and actors). Raises RayMissing without Ray, UsageError when it cannot connect."""
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # its C++ notices would crowd the scan's stderr
     ray = require_ray()
-    logging.getLogger("ray").setLevel(logging.WARNING)
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the scan's own progress is the one shown
     if ray.is_initialized():
