@@ -44,6 +44,9 @@ WORKER_ENV_PREFIXES = ("LOUPE_", "HF_")
 #: store holds about a batch or two of prepared photos per CPU, ~2.3 MB each at BLIP's size).
 LOCAL_CPUS = 2
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024 * 1024
+#: What a decode worker holds: a decoded photo or two and, through `Engine.prepare`, the models
+#: whose preprocessing it runs (about 1 GB for BLIP-base in bf16 plus ResNet-18).
+DECODE_MEMORY_BYTES = 1024 * 1024 * 1024
 INSTALL_HINT = "Ray is not installed: pip install 'loupe[ray]'"
 
 
@@ -195,10 +198,10 @@ class Cluster:
             raise UsageError(f"The Ray cluster has {self.cpus} CPUs: {self.actors} model actors of "
                              f"{self.actor_cpus} would leave none to read photos.")
         env = {k: v for k, v in os.environ.items() if k.startswith(WORKER_ENV_PREFIXES)}
-        self.remote_args = {"runtime_env": {"env_vars": env}}
+        self.runtime_env = {"env_vars": env}
 
     def model_ids(self) -> dict[str, str]:
-        fn = self.ray.remote(num_cpus=0, num_gpus=self.actor_gpus, **self.remote_args)(probe_model_ids)
+        fn = self.ray.remote(num_cpus=0, num_gpus=self.actor_gpus, runtime_env=self.runtime_env)(probe_model_ids)
         return {str(k): str(v) for k, v in self.ray.get(fn.remote()).items()}
 
     def results(self, paths: list[str], options: Options) -> Iterator[dict[str, Any]]:
@@ -208,15 +211,16 @@ class Cluster:
         models = {task: dict(options.models[task]) for task in TASKS}
         ds = ray.data.from_items([{"id": i, "path": p} for i, p in enumerate(paths)],
                                  override_num_blocks=max(1, -(-len(paths) // options.batch_size)))
-        # max_retries (a task's own argument; 3 is Ray's default) also keeps decoding in tasks
-        # of its own: with remote arguments equal to the actors', Ray Data would fuse it into
-        # them, and they would decode photo by photo between batches while the CPUs idle.
-        ds = ds.map(decode_row, fn_kwargs={"models": models}, num_cpus=1, max_retries=3, **self.remote_args)
+        # The memory a decode worker holds also keeps decoding in tasks of its own: with
+        # resources equal to the actors', Ray Data would fuse it into them, and they would
+        # decode photo by photo between batches while the other CPUs idle.
+        ds = ds.map(decode_row, fn_kwargs={"models": models}, num_cpus=1, memory=DECODE_MEMORY_BYTES,
+                    runtime_env=self.runtime_env)
         ds = ds.map_batches(
             ModelActor, fn_constructor_kwargs={"models": models, "threads": self.actor_cpus},
             batch_size=options.batch_size, batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=self.actors),
-            num_cpus=self.actor_cpus, num_gpus=self.actor_gpus, **self.remote_args,
+            num_cpus=self.actor_cpus, num_gpus=self.actor_gpus, runtime_env=self.runtime_env,
         )
         yield from ds.iter_rows()
 
