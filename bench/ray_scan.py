@@ -114,7 +114,7 @@ class CpuMeter:
             except OSError:
                 continue
             used = (int(fields[11]) + int(fields[12])) / self.tick
-            self.first.setdefault(pid, used if pid == me else 0.0)
+            self.first.setdefault(pid, used if not self.thread.is_alive() else 0.0)
             self.last[pid] = used
 
     def _loop(self) -> None:
@@ -133,7 +133,7 @@ class CpuMeter:
 
     @property
     def seconds(self) -> float:
-        # a Ray process first seen during the run counts from 0; one alive before, from then
+        # a process alive at the start counts from then; one started during the run, from 0
         return sum(self.last[p] - self.first[p] for p in self.last)
 
 
