@@ -49,10 +49,14 @@ def library() -> None:
 @model_options("caption", "classify")
 @click.option("--batch-size", type=click.IntRange(1, 256), default=None, help="Photos per batch (default: the captioner's).")
 @click.option("--workers", type=click.IntRange(0, 64), default=2, show_default=True, help="Photo loader threads (0: load inline).")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Run on a Ray cluster: alone, a local one on this machine; with ADDRESS (auto, "
+                   "ray://head:10001) that cluster. Photos must be on a folder every node reads. "
+                   "Needs pip install 'loupe[ray]'.")
 @_DB
 @_JSON
 def scan(folder: str, write: str | None, sidecar_style: str | None, rename: bool, existing: str, caption_style: str,
-         keyword_threshold: int, batch_size: int | None, workers: int, db: str | None, as_json: bool,
+         keyword_threshold: int, batch_size: int | None, workers: int, ray_address: str | None, db: str | None, as_json: bool,
          **options: Any) -> int:
     """Caption and label every new photo under FOLDER (resumable)."""
     from engine import library
@@ -67,7 +71,8 @@ def scan(folder: str, write: str | None, sidecar_style: str | None, rename: bool
     with library.progress_bar() as bar:  # on stderr, only when it is a terminal
         summary = library.scan(folder, write=write, sidecar_style=sidecar_style, rename=rename, existing=existing,
                                caption_style=caption_style, keyword_threshold=keyword_threshold, db_path=db,
-                               progress=bar, batch_size=batch_size, workers=workers, **model_options)
+                               progress=bar, batch_size=batch_size, workers=workers, ray_address=ray_address,
+                               **model_options)
     note(done=summary.done, skipped=summary.skipped, failed=summary.failed, written=summary.written)
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))

@@ -73,6 +73,7 @@ def scan(
     cancel: threading.Event | None = None,
     batch_size: int | None = None,
     workers: int = 2,
+    ray_address: str | None = None,
     **model_options: Any,
 ) -> ScanSummary:
     """Caption and label every photo under `folder` not yet done with these models/settings.
@@ -92,6 +93,11 @@ def scan(
     renamed are in `summary.problems`, decisions Loupe took in `summary.notices`; the scan
     goes on. Raises UsageError for bad arguments and IndexUnavailable (a LoupeError) when the
     index cannot be used.
+
+    `ray_address`: run decoding and the models on a Ray cluster instead (ray_scan.py):
+    "local" starts one on this machine, "auto" or "ray://head:10001" joins one; the photos
+    must be on storage every node reads. `engine` is then not used. RayMissing (a UsageError)
+    without the `ray` extra.
     """
     from ..models.registry import for_task, split_options
     from ..paths import load_settings
@@ -104,6 +110,10 @@ def scan(
     if not folder_path.is_dir():
         raise UsageError(f"Not a folder: {folder_path}")
     folder_path = folder_path.resolve()
+    if ray_address is not None:
+        from .ray_scan import require_ray
+
+        require_ray()  # before anything is touched: one line saying how to install it
     if engine is None:
         from .. import get_engine
 
@@ -125,6 +135,10 @@ def scan(
 
     db = _db(db_path)
     with Index(db) as index:
+        if ray_address is not None:
+            from . import ray_scan
+
+            return ray_scan.run(ray_address, folder_path, options, index, _log_for(db), progress, cancel)
         return run_scan(folder_path, engine, options, index, _log_for(db), progress, cancel)
 
 

@@ -329,6 +329,12 @@ class Scan:
                 raise
             self.summary.cancelled = True  # Stop during generation: this batch is not recorded
             return
+        self.commit(batch, results)
+
+    def commit(self, batch: list[Photo], results: list[tuple[Caption | None, Labels | None]]) -> None:
+        """Write the files for a batch's results, then record them in one transaction.
+        `results` is one (caption, labels) per photo, (None, None) for a photo already failed;
+        they come from `infer` here, or from model actors elsewhere (ray_scan.py)."""
         updates: list[Callable[[Any], None]] = []
         recorded: list[Photo] = []
         stop_by: float | None = None
@@ -620,8 +626,10 @@ def _quote(text: str, limit: int = 60) -> str:
 def run_scan(
     folder: Path, engine: Any, options: Options, index: Index, log: RenameLog,
     progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
+    make: Callable[..., Scan] = Scan,
 ) -> ScanSummary:
-    """Clean up after an earlier killed run, then scan; the index records how it ended."""
+    """Clean up after an earlier killed run, then scan; the index records how it ended.
+    `make` builds the Scan (a subclass runs the same stages elsewhere: ray_scan.RayScan)."""
     if progress is not None:  # at once: the engine may import torch and load models next
         progress(ScanProgress(0, 0, 0.0, None, "", current="", phase="finding"))
     cleanup_stale(folder, older_than=time.time())
@@ -631,7 +639,7 @@ def run_scan(
             index.set_path_only(db, old, new)
 
     recover(log, moved)
-    scan = Scan(folder, engine, options, index, log, progress, cancel)
+    scan = make(folder, engine, options, index, log, progress, cancel)
     status = "failed"
     try:
         scan.run()

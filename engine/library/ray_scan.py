@@ -1,0 +1,416 @@
+"""The same scan on a Ray cluster: `library.scan(folder, ray_address="local" | ADDRESS)`.
+
+The driver (this process) runs the local scanner's own stages for everything that touches the
+index or the person's files, and Ray Data runs the two that need compute:
+
+    driver   walk, hash, skip (Scan.load / Scan.route, unchanged; decoding is left to Ray)
+    CPU task decode + preprocess each photo to be done through `Engine.prepare` (the same
+             tensor as a local scan), one task per block of about a batch of photos
+    actors   a pool of model actors, one loaded Engine each (GPUs where the cluster has
+             them, the registry's precision on each node), `Engine.infer` a batch at a time
+    driver   results stream back and go through `Scan.commit`: sidecars / embeds / renames
+             and one index transaction per batch, exactly as a local scan
+
+So photos live where every node can read them, and only the driver writes the person's files
+and the index: atomic writes, resume and undo are the local scan's. Each worker gets its
+weights from the same pinned table (`weights.install`, which verifies before anything is used;
+a shared Loupe home or `weights_dir` means nothing is fetched). Stop / Ctrl-C stops feeding and
+ends the Ray job; results already back are written and recorded, the rest is done next time.
+
+Ray is an optional extra (`pip install 'loupe[ray]'`); nothing here imports it at module load.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import queue
+import threading
+import time
+from typing import Any, Iterator, Mapping
+
+from ..errors import LoupeError, UnreadableImage, UsageError
+from ..files import walk_photos
+from ..models.registry import MODELS, TASKS
+from .rename import stem_counts
+from .scanner import Options, Photo, Scan
+
+#: The driver's settings that reach the workers: Loupe's home and weights table, the
+#: precision/device overrides, the hub's endpoint and offline mode. (Paths only this machine
+#: has, such as its PYTHONPATH, stay here: a local cluster's workers inherit them anyway.)
+WORKER_ENV_PREFIXES = ("LOUPE_", "HF_")
+#: A local cluster: the size this machine affords next to the driver (memory: Ray's object
+#: store holds about a batch or two of prepared photos per CPU, ~2.3 MB each at BLIP's size).
+LOCAL_CPUS = 2
+LOCAL_OBJECT_STORE_BYTES = 256 * 1024 * 1024
+#: What a decode worker holds: a decoded photo or two and, through `Engine.prepare`, the models
+#: whose preprocessing it runs (about 1 GB for BLIP-base in bf16 plus ResNet-18).
+DECODE_MEMORY_BYTES = 1024 * 1024 * 1024
+INSTALL_HINT = "Ray is not installed: pip install 'loupe[ray]'"
+
+
+class RayMissing(UsageError):
+    """`--ray` was asked for without the optional Ray extra."""
+
+
+def require_ray() -> Any:
+    """The `ray` module, or RayMissing saying how to install it (one line)."""
+    try:
+        import ray
+        import ray.data  # noqa: F401  (the `data` extra: pandas, pyarrow)
+    except ImportError:
+        raise RayMissing(INSTALL_HINT) from None
+    return ray
+
+
+def available() -> bool:
+    """Whether Ray (with Ray Data) can be imported here; the UI offers the option only then."""
+    try:
+        require_ray()
+    except RayMissing:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------- worker side
+_worker: tuple[tuple, Any] | None = None
+_worker_lock = threading.Lock()
+
+
+def ensure_weights(name: str, wait_s: float = 600.0) -> None:
+    """On a worker: `name`'s weights installed and verified in this node's weights folder.
+
+    Installed ones are checked (size and time against their verified stamps, as every start
+    does); missing or damaged ones are fetched and verified from the pinned table. When another
+    worker of a node sharing the folder is installing them, wait for it (up to `wait_s`)."""
+    from .. import weights
+    from ..errors import DownloadError
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            weights.model_dir(name)
+            return
+        except LoupeError:
+            pass
+        try:
+            weights.install(name)
+            return
+        except DownloadError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)  # another process holds the install lock: its result is ours
+
+
+def worker_engine() -> Any:
+    """This worker process's Engine, with its weights ensured; one per process and settings."""
+    global _worker
+    from ..inference import Engine
+
+    key = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(WORKER_ENV_PREFIXES)))
+    with _worker_lock:
+        if _worker is None or _worker[0] != key:
+            for spec in MODELS:
+                ensure_weights(spec.name)
+            _worker = (key, Engine())
+        return _worker[1]
+
+
+def decode_row(row: dict[str, Any], *, models: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """CPU task: one photo -> each model's prepared input (pickled), or why it cannot be read."""
+    engine = worker_engine()
+    try:
+        inputs = {task: engine.prepare(task, row["path"], models[task]) for task in TASKS}
+    except UnreadableImage as exc:
+        return {"id": row["id"], "inputs": b"", "error": exc.reason, "stage": "read"}
+    return {"id": row["id"], "inputs": pickle.dumps(inputs, protocol=5), "error": "", "stage": ""}
+
+
+class ModelActor:
+    """One loaded Engine; a batch of prepared photos in, (caption, labels) per photo out."""
+
+    def __init__(self, models: Mapping[str, Mapping[str, Any]], threads: int) -> None:
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+        self.models = {task: dict(models[task]) for task in TASKS}
+        self.engine = worker_engine()
+        for task in TASKS:
+            self.engine.model(task)  # load now: a pool member is ready when it takes work
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
+        ids, blobs = list(batch["id"]), list(batch["inputs"])
+        errors, stages = [str(e) for e in batch["error"]], [str(s) for s in batch["stage"]]
+        ok = [i for i, e in enumerate(errors) if not e]
+        started = time.perf_counter()
+        pairs = self.infer([pickle.loads(blobs[i]) for i in ok]) if ok else []
+        seconds = (time.perf_counter() - started) / max(1, len(ok))
+        results: list[bytes] = [b""] * len(ids)
+        for i, pair in zip(ok, pairs):
+            if isinstance(pair, str):
+                errors[i], stages[i] = pair, "models"
+            else:
+                results[i] = pickle.dumps(pair, protocol=5)
+        return {"id": ids, "result": results, "error": errors, "stage": stages,
+                "seconds": [seconds if i in ok else 0.0 for i in range(len(ids))]}
+
+    def infer(self, inputs: list[dict[str, Any]]) -> list[Any]:
+        """(Caption, Labels) per input; a photo the models choke on gets the reason instead,
+        found as a local scan finds it: by running the failed batch one photo at a time."""
+        try:
+            captions = self.engine.infer("caption", [x["caption"] for x in inputs], self.models["caption"])
+            labels = self.engine.infer("classify", [x["classify"] for x in inputs], self.models["classify"])
+        except LoupeError:
+            raise  # weights, settings: every photo's problem, the scan stops
+        except Exception as exc:
+            if len(inputs) > 1:
+                return [r for x in inputs for r in self.infer([x])]
+            return [f"the models failed on it ({type(exc).__name__}: {exc})"]
+        return list(zip(captions, labels))
+
+
+def probe_model_ids() -> dict[str, str]:
+    """Task on a node like the actors' ({task: name@pin, precision}): the scan's settings key."""
+    from ..inference import Engine
+
+    return Engine().model_ids()
+
+
+# ---------------------------------------------------------------------- driver side
+class Cluster:
+    """A connection to Ray and the shape of the model pool on it."""
+
+    def __init__(self, ray: Any, actors: int | None = None, actor_cpus: int | None = None) -> None:
+        self.ray = ray
+        res = ray.cluster_resources()
+        self.cpus = int(res.get("CPU", 1))
+        self.gpus = int(res.get("GPU", 0))
+        if self.gpus:
+            # one model per GPU; the CPUs are left to decoding
+            self.actor_gpus, self.actor_cpus = 1, actor_cpus or 1
+            self.actors = actors or self.gpus
+        else:
+            # half the CPUs to the models, in actors of a quarter of them; the rest decode
+            self.actor_gpus, self.actor_cpus = 0, actor_cpus or max(1, self.cpus // 4)
+            self.actors = actors or max(1, (self.cpus // 2) // self.actor_cpus)
+        if self.actors * self.actor_cpus >= self.cpus and not self.gpus:
+            raise UsageError(f"The Ray cluster has {self.cpus} CPUs: {self.actors} model actors of "
+                             f"{self.actor_cpus} would leave none to read photos.")
+        env = {k: v for k, v in os.environ.items() if k.startswith(WORKER_ENV_PREFIXES)}
+        self.runtime_env = {"env_vars": env}
+
+    def model_ids(self) -> dict[str, str]:
+        fn = self.ray.remote(num_cpus=0, num_gpus=self.actor_gpus, runtime_env=self.runtime_env)(probe_model_ids)
+        return {str(k): str(v) for k, v in self.ray.get(fn.remote()).items()}
+
+    def results(self, paths: list[str], options: Options) -> Iterator[dict[str, Any]]:
+        """Rows {id, result, error, stage, seconds} as the actors finish them, in any order."""
+        import ray.data
+
+        models = {task: dict(options.models[task]) for task in TASKS}
+        ds = ray.data.from_items([{"id": i, "path": p} for i, p in enumerate(paths)],
+                                 override_num_blocks=max(1, -(-len(paths) // options.batch_size)))
+        # The memory a decode worker holds also keeps decoding in tasks of its own: with
+        # resources equal to the actors', Ray Data would fuse it into them, and they would
+        # decode photo by photo between batches while the other CPUs idle.
+        ds = ds.map(decode_row, fn_kwargs={"models": models}, num_cpus=1, memory=DECODE_MEMORY_BYTES,
+                    runtime_env=self.runtime_env)
+        ds = ds.map_batches(
+            ModelActor, fn_constructor_kwargs={"models": models, "threads": self.actor_cpus},
+            batch_size=options.batch_size, batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=self.actors),
+            num_cpus=self.actor_cpus, num_gpus=self.actor_gpus, runtime_env=self.runtime_env,
+        )
+        yield from ds.iter_rows()
+
+
+@contextlib.contextmanager
+def connect(address: str, num_cpus: int = LOCAL_CPUS,
+            object_store_memory: int = LOCAL_OBJECT_STORE_BYTES) -> Iterator[Any]:
+    """Ray, connected: reuses a connection this process already has; otherwise `address`
+    "local" starts a local cluster of `num_cpus` (ended on exit), anything else ("auto",
+    "ray://head:10001", "head:6379") joins that cluster (left on exit, which ends this job's
+    tasks and actors). Raises RayMissing without Ray, UsageError when it cannot connect."""
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # its C++ notices would crowd the scan's stderr
+    ray = require_ray()
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # the scan's own progress is the one shown
+    if ray.is_initialized():
+        yield ray
+        return
+    kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False,
+                              "include_dashboard": False}
+    try:
+        if address == "local":
+            ray.init(num_cpus=num_cpus, object_store_memory=object_store_memory, **kwargs)
+        else:
+            ray.init(address=address, **kwargs)
+    except Exception as exc:  # Ray raises ConnectionError, ValueError, RuntimeError...
+        raise UsageError(f"Cannot reach the Ray cluster at {address}: {exc}".splitlines()[0]) from None
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def _loupe_error(exc: BaseException) -> LoupeError | None:
+    """The LoupeError a worker raised, out of Ray's wrappers (RayTaskError, its causes)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, LoupeError):
+            return exc
+        exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
+    return None
+
+
+class RayScan(Scan):
+    """A Scan whose decode and inference run on a Ray cluster; the rest is Scan's own."""
+
+    def __init__(self, *args: Any, cluster: Cluster, **kwargs: Any) -> None:
+        self.cluster = cluster
+        super().__init__(*args, **kwargs)
+
+    def decode(self, photo: Photo) -> None:
+        """Decoding happens on the cluster; the driver only hashes and routes."""
+
+    def run(self) -> Any:
+        started = time.perf_counter()
+        paths = walk_photos(self.folder, self.unreadable_folder)
+        self.summary.total = len(paths)
+        self.stems.update(stem_counts({p.parent for p in paths}))
+        photos = self.load(paths)
+        try:
+            todo, waiting = self.plan(photos)
+        finally:
+            photos.close()
+        self.record_pending()
+        while todo and not self.summary.cancelled:
+            self.stream(todo)
+            # copies of photos just done are skips now (duplicates); copies of photos that
+            # failed go once more, as a local scan would try them
+            todo, waiting = self.plan(iter(waiting))
+            self.record_pending()
+        s = self.summary
+        s.elapsed_s = time.perf_counter() - started
+        s.rate = s.done / s.elapsed_s if s.elapsed_s and s.done else 0.0
+        self.report(str(self.folder), force=True)
+        return s
+
+    def plan(self, photos: Iterator[Photo]) -> tuple[list[Photo], list[Photo]]:
+        """Route hashed photos (fail / skip here) -> (one photo per content to do, its copies)."""
+        todo: list[Photo] = []
+        waiting: list[Photo] = []
+        hashes: set[str] = set()
+        for photo in photos:
+            if self.cancel.is_set():
+                self.summary.cancelled = True
+                break
+            if photo.error is None and photo.file_hash in hashes:
+                waiting.append(photo)
+                continue
+            before = len(todo)
+            self.route(photo, todo)
+            if len(todo) > before:
+                hashes.add(photo.file_hash)  # type: ignore[arg-type]
+        return todo, waiting
+
+    def stream(self, todo: list[Photo]) -> None:
+        """Send `todo` through the cluster; commit results a batch at a time as they return."""
+        pending = dict(enumerate(todo))
+        rows: queue.Queue = queue.Queue()
+        stop = threading.Event()
+
+        def pump() -> None:
+            results = self.cluster.results([str(p.path) for p in todo], self.options)
+            try:
+                for row in results:
+                    rows.put(("row", row))
+                    if stop.is_set():
+                        break
+                rows.put(("end", None))
+            except BaseException as exc:  # noqa: BLE001  (handed to the driver's thread)
+                rows.put(("error", exc))
+            finally:
+                results.close()  # ends Ray Data's execution: its tasks and model actors
+
+        thread = threading.Thread(target=pump, name="loupe-ray-results", daemon=True)
+        thread.start()
+        batch: list[Photo] = []
+        results: list[tuple[Any, Any]] = []
+        try:
+            while pending:
+                if self.cancel.is_set():
+                    self.summary.cancelled = True
+                    break
+                try:
+                    kind, item = rows.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if kind == "error":
+                    raise _loupe_error(item) or LoupeError(f"The Ray job failed: {str(item).splitlines()[0]}")
+                if kind == "end":
+                    break
+                photo = pending.pop(int(item["id"]), None)
+                if photo is None:
+                    continue  # a result seen already (a retried block): each photo once
+                self.summary.inference_s += float(item["seconds"])
+                if item["error"]:
+                    photo.error = str(item["error"])
+                    if item["stage"] == "models":
+                        self.failures_in_a_row += 1
+                        if self.failures_in_a_row >= 3:
+                            raise LoupeError(f"The models keep failing ({photo.error}); scan stopped.")
+                    self.fail(photo)
+                    continue
+                self.failures_in_a_row = 0
+                batch.append(photo)
+                results.append(pickle.loads(item["result"]))
+                if len(batch) >= self.options.batch_size:
+                    self.commit(batch, results)
+                    batch, results = [], []
+        finally:
+            stop.set()
+            if batch:  # results already computed are kept, even when stopping
+                self.commit(batch, results)
+        if pending and not self.summary.cancelled:
+            raise LoupeError(f"The Ray job ended with {len(pending)} photos unanswered; scan again to resume.")
+
+
+def run(
+    address: str, folder: Any, options: Options, index: Any, log: Any,
+    progress: Any = None, cancel: threading.Event | None = None,
+    actors: int | None = None, actor_cpus: int | None = None,
+) -> Any:
+    """`scanner.run_scan` with RayScan on the cluster at `address` ("local": start one).
+    Raises RayMissing without Ray; a worker's LoupeError (weights missing or damaged) as is."""
+    import functools
+
+    from .scanner import run_scan
+
+    with connect(address) as ray:
+        cluster = Cluster(ray, actors, actor_cpus)
+        probe = _ModelIds(cluster)
+        return run_scan(folder, probe, options, index, log, progress, cancel,
+                        make=functools.partial(RayScan, cluster=cluster))
+
+
+class _ModelIds:
+    """What Scan asks of its engine on the driver: which models and precision make the results
+    (asked of a node like the actors', whose precision may differ from this machine's)."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+
+    def model_ids(self) -> dict[str, str]:
+        try:
+            return self.cluster.model_ids()
+        except Exception as exc:
+            found = _loupe_error(exc)
+            if found is None:
+                raise
+            raise found from None
+

@@ -1,0 +1,164 @@
+"""The library scan on a local Ray cluster (2 CPUs) with the tiny models: the same index,
+sidecars and search results as a local scan, a model actor killed mid-scan, resume."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from engine import library
+
+from library_fixtures import read_xmp_file, save_photo, sha
+
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'loupe[ray]'): the --ray scan is not tested")
+pytest.importorskip("ray.data", reason="Ray Data is not installed (pip install 'loupe[ray]')")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One local cluster for the module (Ray's start costs seconds and memory); the scans find
+    it already connected. The object store is kept small: prepared photos are ~0.2 MB here."""
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    ray.init(num_cpus=2, object_store_memory=200 * 1024 * 1024, include_dashboard=False,
+             log_to_driver=False, logging_level="WARNING")
+    yield ray
+    ray.shutdown()
+
+
+def make_folder(root: Path, n: int = 10) -> list[Path]:
+    """Real photos of several sizes, one copy of another, one that is not a photo."""
+    photos = [save_photo(root / f"p{i:02}.jpg", i, size=(320 + 16 * i, 240), exif=i % 2 == 0) for i in range(n)]
+    photos.append(save_photo(root / "sub" / "q.png", 99, size=(200, 300)))
+    shutil.copy(photos[0], root / "sub" / "copy of p00.jpg")
+    (root / "broken.jpg").write_bytes(b"not a photo")
+    return photos
+
+
+def exported(tmp_path: Path, db: Path, root: Path) -> dict[str, tuple]:
+    out = tmp_path / f"{db.stem}.json"
+    library.export(out, db_path=db)
+    rows = json.loads(out.read_text(encoding="utf-8"))
+    return {str(Path(r["path"]).relative_to(root)): (r["caption"], [(l["name"], round(l["score"], 3)) for l in r["labels"]],
+                                                     r["hash"], r["settings_key"]) for r in rows}
+
+
+def sidecars(root: Path) -> dict[str, tuple]:
+    out = {}
+    for x in sorted(root.rglob("*.xmp")):
+        meta = read_xmp_file(x)
+        out[str(x.relative_to(root))] = (meta.get("Xmp.loupe.caption") or meta.get("Xmp.dc.description"),
+                                         meta.get("Xmp.dc.subject"))
+    return out
+
+
+def test_ray_scan_equals_local_scan_and_resumes(cluster, installed, tmp_path, monkeypatch):
+    monkeypatch.setenv("LOUPE_PRECISION", "fp32")  # batch make-up differs: keep scores exact
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    make_folder(local)
+    shutil.copytree(local, remote)
+    before = {p: sha(p) for p in remote.rglob("*.jpg")}
+
+    a = library.scan(local, db_path=tmp_path / "a.db", batch_size=4)
+    seen = []
+    b = library.scan(remote, db_path=tmp_path / "b.db", batch_size=4, ray_address="local", progress=seen.append)
+
+    counts = lambda s: (s.total, s.done, s.skipped, s.failed, s.written, len(s.problems), s.decisions_text())
+    assert counts(b) == counts(a) == (13, 11, 1, 1, 12, 1, ", 1 duplicate"), b.problems
+    assert [p.reason for p in b.problems] == [p.reason for p in a.problems]
+    assert exported(tmp_path, tmp_path / "b.db", remote) == exported(tmp_path, tmp_path / "a.db", local)
+    assert sidecars(remote) == sidecars(local) and len(sidecars(remote)) == 12
+    assert {p: sha(p) for p in remote.rglob("*.jpg")} == before  # sidecars: originals untouched
+    assert seen and seen[-1].done == 13 and seen[-1].inferred == 11
+
+    words = exported(tmp_path, tmp_path / "a.db", local)["p03.jpg"][1][0][0].split()[0]
+    hits = lambda db, root: [str(Path(h.path).relative_to(root)) for h in library.search(words, db_path=db)]
+    assert hits(tmp_path / "b.db", remote) == hits(tmp_path / "a.db", local) != []
+
+    again = library.scan(remote, db_path=tmp_path / "b.db", batch_size=4, ray_address="local")
+    assert (again.done, again.skipped, again.failed, again.written) == (0, 12, 1, 0)
+
+
+def _actor_pids() -> list[int]:
+    """Processes of Loupe's model actors (Ray names them after the class in their title)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if "ModelActor" in cmd:
+                pids.append(int(entry.name))
+    return pids
+
+
+def test_killing_a_model_actor_mid_scan_still_does_each_photo_once(cluster, installed, tmp_path):
+    root = tmp_path / "photos"
+    photos = [save_photo(root / f"p{i:02}.jpg", i, size=(256, 192)) for i in range(16)]
+    killed: list[tuple[int, int]] = []  # (pid, photos done when it was killed)
+    lock = threading.Lock()
+
+    def progress(p) -> None:
+        with lock:
+            if p.inferred >= 2 and not killed:
+                pids = _actor_pids()
+                assert pids, "no model actor process found"
+                os.kill(pids[0], signal.SIGKILL)  # as a node losing the process: no goodbye
+                killed.append((pids[0], p.inferred))
+
+    summary = library.scan(root, db_path=tmp_path / "k.db", batch_size=2, ray_address="local", progress=progress)
+    assert killed and killed[0][1] < len(photos), "the actor was not killed mid-scan"
+    assert (summary.done, summary.failed, summary.skipped) == (16, 0, 0), summary.problems
+    out = tmp_path / "scan.json"
+    library.export(out, scan_id=summary.scan_id, db_path=tmp_path / "k.db")
+    items = json.loads(out.read_text(encoding="utf-8"))
+    assert sorted(Path(r["path"]).name for r in items) == [p.name for p in photos]
+    assert all(r["status"] == "done" for r in items)
+    assert all(p.with_name(p.name + ".xmp").exists() for p in photos)
+
+    again = library.scan(root, db_path=tmp_path / "k.db", batch_size=2, ray_address="local")
+    assert (again.done, again.skipped) == (0, 16)
+
+
+def test_cli_without_ray_says_how_to_install_in_one_line(installed, tmp_path):
+    """A Python where `import ray` fails (a stub that raises ImportError first on the path)."""
+    stub = tmp_path / "stub"
+    (stub / "ray").mkdir(parents=True)
+    (stub / "ray" / "__init__.py").write_text("raise ImportError('no ray here')\n")
+    (tmp_path / "photos").mkdir()
+    save_photo(tmp_path / "photos" / "a.jpg", 1)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(stub), str(ROOT)]))
+    out = subprocess.run([sys.executable, "-m", "loupe", "library", "scan", str(tmp_path / "photos"), "--ray"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip() == "loupe: Ray is not installed: pip install 'loupe[ray]'"
+    assert not (tmp_path / "photos" / "a.jpg.xmp").exists()
+
+
+def test_stop_keeps_what_was_recorded_and_the_next_run_resumes(cluster, installed, tmp_path):
+    root = tmp_path / "photos"
+    photos = [save_photo(root / f"p{i:02}.jpg", i, size=(256, 192)) for i in range(12)]
+    cancel = threading.Event()
+
+    def progress(p) -> None:
+        if p.inferred >= 2:
+            cancel.set()  # what the Stop button does
+
+    first = library.scan(root, db_path=tmp_path / "s.db", batch_size=2, ray_address="local",
+                         progress=progress, cancel=cancel)
+    assert first.cancelled and 2 <= first.done < len(photos)
+    assert library.scans(db_path=tmp_path / "s.db")[-1]["status"] == "cancelled"
+    done = [p for p in photos if p.with_name(p.name + ".xmp").exists()]
+    assert len(done) == first.done  # each recorded photo has its sidecar, no other has
+
+    rest = library.scan(root, db_path=tmp_path / "s.db", batch_size=2, ray_address="local")
+    assert (rest.done, rest.skipped, rest.cancelled) == (len(photos) - first.done, first.done, False)
