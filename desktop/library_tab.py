@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import html
+import importlib.util
 import logging
 import os
 import queue
@@ -253,17 +254,24 @@ def models_state():
 
 
 def _scan_options(style: str, prefix: str, write: str, sidecar: str, existing: str, rename: bool,
-                  threshold: float) -> dict[str, Any]:
+                  threshold: float, cluster: str = "") -> dict[str, Any]:
     options: dict[str, Any] = {"write": write, "sidecar_style": sidecar, "existing": existing,
                                "rename": bool(rename), "caption_style": style,
                                "keyword_threshold": int(threshold)}
     if (prefix or "").strip():
         options["prefix"] = prefix.strip()
+    if (cluster or "").strip():
+        options["ray_address"] = cluster.strip()
     return options
 
 
+def _ray_installed() -> bool:
+    """Whether the Ray extra is installed; found without importing it (Ray is slow to import)."""
+    return importlib.util.find_spec("ray") is not None
+
+
 def run_scan(folder: str, style: str, prefix: str, write: str, sidecar: str, existing: str, rename: bool,
-             threshold: float, text: str, state: str) -> Iterator[tuple]:
+             threshold: float, text: str, state: str, cluster: str = "") -> Iterator[tuple]:
     """The Scan button: yields (progress HTML, report Markdown, grid HTML, page label, page) a few
     times a second while the scan runs in a thread; Stop ends it between photos."""
     folder = (folder or "").strip()
@@ -277,7 +285,7 @@ def run_scan(folder: str, style: str, prefix: str, write: str, sidecar: str, exi
         return
     _cancel.clear()
     reports: queue.Queue = queue.Queue()
-    options = _scan_options(style, prefix, write, sidecar, existing, rename, threshold)
+    options = _scan_options(style, prefix, write, sidecar, existing, rename, threshold, cluster)
     name = Path(folder).expanduser().name or folder
 
     def work() -> None:
@@ -536,6 +544,10 @@ def library_tab(demo: gr.Blocks | None = None) -> None:
             existing = gr.Radio(EXISTING_CHOICES, value="keep", label="A description someone already wrote",
                                 info="in the photo or its sidecar")
             rename = gr.Checkbox(False, label="Rename files from captions", info="Undo below puts the names back")
+        cluster = gr.Textbox(label="Run on a Ray cluster (optional)", visible=_ray_installed(),
+                             placeholder="local, auto or ray://head:10001",
+                             info="Leave empty to scan on this computer. The folder must be one every "
+                                  "node of the cluster can read.", elem_id="loupe-lib-ray")
 
     with gr.Row():
         with gr.Column(scale=3, min_width=420):
@@ -583,7 +595,7 @@ def library_tab(demo: gr.Blocks | None = None) -> None:
 
     view = [grid, page_label, page]
     filt = [folder, text, state, page]
-    scan_inputs = [folder, style, prefix, write, sidecar, existing, rename, threshold, text, state]
+    scan_inputs = [folder, style, prefix, write, sidecar, existing, rename, threshold, text, state, cluster]
     scan_event = scan.click(run_scan, scan_inputs, [progress, report, grid, page_label, page],
                             api_visibility="private", concurrency_id="scan", concurrency_limit=1,
                             show_progress="hidden")

@@ -72,7 +72,7 @@ def test_ray_scan_equals_local_scan_and_resumes(cluster, installed, tmp_path, mo
     b = library.scan(remote, db_path=tmp_path / "b.db", batch_size=4, ray_address="local", progress=seen.append)
 
     counts = lambda s: (s.total, s.done, s.skipped, s.failed, s.written, len(s.problems), s.decisions_text())
-    assert counts(b) == counts(a) == (13, 11, 1, 1, 12, 1, ", 1 duplicate"), b.problems
+    assert counts(b) == counts(a) == (13, 11, 0, 1, 12, 1, ", 1 duplicate"), b.problems
     assert [p.reason for p in b.problems] == [p.reason for p in a.problems]
     assert exported(tmp_path, tmp_path / "b.db", remote) == exported(tmp_path, tmp_path / "a.db", local)
     assert sidecars(remote) == sidecars(local) and len(sidecars(remote)) == 12
@@ -84,7 +84,7 @@ def test_ray_scan_equals_local_scan_and_resumes(cluster, installed, tmp_path, mo
     assert hits(tmp_path / "b.db", remote) == hits(tmp_path / "a.db", local) != []
 
     again = library.scan(remote, db_path=tmp_path / "b.db", batch_size=4, ray_address="local")
-    assert (again.done, again.skipped, again.failed, again.written) == (0, 12, 1, 0)
+    assert (again.done, again.skipped, again.duplicates, again.failed, again.written) == (0, 11, 1, 1, 0)
 
 
 def _actor_pids() -> list[int]:
@@ -162,3 +162,21 @@ def test_stop_keeps_what_was_recorded_and_the_next_run_resumes(cluster, installe
 
     rest = library.scan(root, db_path=tmp_path / "s.db", batch_size=2, ray_address="local")
     assert (rest.done, rest.skipped, rest.cancelled) == (len(photos) - first.done, first.done, False)
+
+
+def test_the_library_tab_scans_on_the_cluster_typed_in_its_options(cluster, installed, tmp_path):
+    """The Library tab's Scan with "local" in its Ray field: the same handler a click runs,
+    through Ray, to a finished scan whose photos are all in the index."""
+    import re
+
+    from desktop import library_tab
+
+    folder = tmp_path / "Trip"
+    make_folder(folder, n=4)
+    assert library_tab._ray_installed()
+    *_, last = library_tab.run_scan(str(folder), "quick", "", "sidecar", "darktable", "keep", False, 10, "", "all",
+                                    "local")
+    line = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", last[0])).strip()
+    assert line.startswith("Done"), line
+    assert library.photos(folder=str(folder), state="done").total == 5  # 4 + sub/q.png; the copy is a duplicate
+    assert len(list(folder.rglob("*.xmp"))) == 6  # the duplicate's sidecar too

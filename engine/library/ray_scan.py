@@ -297,7 +297,7 @@ class RayScan(Scan):
         s = self.summary
         s.elapsed_s = time.perf_counter() - started
         s.rate = s.done / s.elapsed_s if s.elapsed_s and s.done else 0.0
-        self.report(str(self.folder), force=True)
+        self.report(str(self.folder), "finished", force=True)
         return s
 
     def plan(self, photos: Iterator[Photo]) -> tuple[list[Photo], list[Photo]]:
