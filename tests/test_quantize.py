@@ -227,6 +227,20 @@ def test_precision_choice_per_cpu_class_and_model(monkeypatch):
     assert quantize.int8_available()  # this x86 machine has them
 
 
+def test_int8_batch_mates_change_a_photo_only_slightly(blip, images):
+    """The one property int8 changes: activations get one scale per call, so a photo's
+    numbers depend a little on the other photos in its batch (a scan's batches of 8 against
+    the Caption tab's one at a time). The image features must stay close; fp32 is exact."""
+    fp32, int8 = Captioner.load(blip, Placement("cpu", "fp32")), Captioner.load(blip, INT8)
+    for cap, floor in ((fp32, 1.0 - 1e-6), (int8, 0.99)):
+        batch = cap.collate([cap.preprocess(im) for im in images])["pixel_values"]
+        with torch.inference_mode():
+            together = cap.model.vision_model(pixel_values=batch)[0]
+            alone = torch.cat([cap.model.vision_model(pixel_values=batch[i : i + 1])[0] for i in range(len(images))])
+        cos = torch.nn.functional.cosine_similarity(together.flatten(1), alone.flatten(1), dim=1)
+        assert cos.min() >= floor, (cap.placement, cos)
+
+
 # --------------------------------------------------------------------------- fidelity gate
 
 
