@@ -3,11 +3,14 @@ the quantized model beside its weights.
 
 `quantize_int8(module)` swaps a module's `nn.Linear` layers for int8 ones in place: weights
 int8 per output channel, activations quantized to int8 per call from their own range (no
-calibration data needed), outputs in float32.
+calibration data needed), outputs in float32. One scale per call means a photo's numbers
+depend slightly on the other photos in its batch (measured: per-photo calls would keep them
+apart but cost 8-16x in the decoder's small matrix products).
 
 `load_int8(folder, load_float, build_empty)` quantizes once and keeps the result in
-`folder/.int8/` (hidden: the weights check counts any other visible file as damage): later loads read the small int8 state into an empty skeleton instead of
-loading the float weights and quantizing them again. The cache is written atomically, carries
+`folder/.int8/` (hidden: the weights check counts any other visible file as damage): later
+loads read the small int8 state into an empty skeleton instead of loading the float weights
+and quantizing them again. The cache is written atomically, carries
 a manifest (source weights' stamp, Loupe, torch, format, sha256 of the data file) and is
 verified on every load; any mismatch rebuilds it, never uses it.
 
@@ -153,7 +156,7 @@ def load_int8(folder: Path, load_float: Callable[[], Any], build_empty: Callable
               name: str = "int8") -> Any:
     """The int8 model of the float weights in `folder`, in eval mode on the CPU.
 
-    From the cache in `folder/quantized/` when it is valid: `build_empty()` must return the
+    From the cache in `folder/.int8/` when it is valid: `build_empty()` must return the
     model's float skeleton (weights' values irrelevant; on the meta device is best: nothing is
     allocated), whose layers are swapped for int8 ones and filled from the cache. Otherwise
     `load_float()` (the float32 model) is quantized and the cache (re)written atomically; a
