@@ -339,8 +339,9 @@ def alternate(cfg: dict) -> dict:
         "Caption tab 1 photo, 1 beam x 12": (lambda m: m.forward(one, max_new_tokens=SHIPPED_TOKENS, num_beams=1), 1),
     }
     out = {}
+    wanted = cfg.get("rows") or list(work)
     with torch.inference_mode():
-        for name, (fn, n) in work.items():
+        for name, (fn, n) in ((k, work[k]) for k in wanted):
             for m in models.values():
                 fn(m)  # warm-up
             times = {p: [] for p in models}
