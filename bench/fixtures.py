@@ -281,3 +281,28 @@ def scan_folder(photos: list[Path], n: int) -> Path:
 
                 shutil.copyfile(p, target)
     return folder
+
+
+# --------------------------------------------------------------------------- real photos
+
+
+def real_photos(n: int = 25) -> list[tuple[str, "object"]]:
+    """n real photos for fidelity checks, offline: scikit-image's bundled colour photos, each
+    whole and as three crops (other framing, often another top-1 for a classifier), in order.
+    Returns [(name, PIL RGB image)]; ValueError when n is more than there are (28)."""
+    from PIL import Image
+    from skimage import data
+
+    sources = [("astronaut", data.astronaut()), ("chelsea", data.chelsea()), ("coffee", data.coffee()),
+               ("rocket", data.rocket()), ("motorcycle", data.stereo_motorcycle()[0]),
+               ("immunohistochemistry", data.immunohistochemistry()), ("hubble", data.hubble_deep_field())]
+    out = []
+    for name, arr in sources:
+        im = Image.fromarray(arr).convert("RGB")
+        w, h = im.size
+        out += [(name, im), (f"{name}-topleft", im.crop((0, 0, w * 2 // 3, h * 2 // 3))),
+                (f"{name}-bottomright", im.crop((w // 3, h // 3, w, h))),
+                (f"{name}-centre", im.crop((w // 4, h // 4, w * 3 // 4, h * 3 // 4)))]
+    if n > len(out):
+        raise ValueError(f"only {len(out)} real photo views")
+    return out[:n]

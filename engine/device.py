@@ -1,46 +1,110 @@
-"""Choose where and in what precision the models run.
+"""Choose where and in what precision each model runs.
 
-bf16 is used where the hardware computes it natively (CUDA with bf16, x86 CPUs with
-AVX512-BF16 or AMX); elsewhere fp32. `LOUPE_PRECISION` or the `precision` setting overrides.
+The default precision on a CPU depends on its class (what it computes natively) and is written
+per model in the registry (`ModelSpec.precisions`), from the bench's measurements: bf16 where
+the CPU has native bf16 (AVX512-BF16 or AMX); int8 weights with dynamic int8 activations for
+BLIP on x86 CPUs without it (1.4x fp32 on a 2-core AVX2 Zen 3, bench/README.md "int8");
+fp32 elsewhere. On CUDA bf16 where supported. `LOUPE_PRECISION=fp32|bf16|int8` or the
+`precision` setting overrides for every model; int8 runs on the CPU only, and a model without
+an int8 path (the classifier: dynamic int8 only covers Linear layers, ResNet is convolutions)
+runs fp32 when int8 is asked.
 """
 from __future__ import annotations
 
 import functools
 import os
 from dataclasses import dataclass
+from typing import Any, Mapping
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+
+#: the CPU features that decide the fast path, as /proc/cpuinfo names them
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_int8", "avx512_vnni", "avx_vnni")
+
+#: CPU classes, the keys of `ModelSpec.precisions`
+NATIVE_BF16 = "native-bf16"  # avx512_bf16 or amx_bf16 (Zen 4+, Xeon since Cooper Lake)
+X86_VNNI = "x86-vnni"  # int8 dot products in hardware (avx_vnni / avx512_vnni), no native bf16
+X86_AVX2 = "x86-avx2"  # AVX2 without VNNI or bf16 (Zen 2/3, Intel before 12th gen)
+OTHER = "other"  # no AVX2 (old x86, ARM, no /proc/cpuinfo)
 
 
 @dataclass(frozen=True)
 class Placement:
     device: str  # "cuda", "mps" or "cpu"
-    precision: str  # "fp32" or "bf16"
+    precision: str  # "fp32", "bf16" or "int8" (int8 weights; activations float32 between layers)
 
     @property
-    def dtype(self):  # torch.dtype; torch imported lazily
+    def dtype(self):  # torch.dtype of float weights and activations; torch imported lazily
         import torch
 
         return torch.bfloat16 if self.precision == "bf16" else torch.float32
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_has_native_bf16() -> bool:
+def cpu_flags() -> frozenset[str]:
+    """Which of CPU_FLAGS this CPU has (Linux /proc/cpuinfo; empty elsewhere)."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as fh:
-            flags = fh.read()
+            for line in fh:
+                if line.startswith("flags"):
+                    return frozenset(CPU_FLAGS).intersection(line.split(":", 1)[1].split())
     except OSError:
-        return False
+        pass
+    return frozenset()
+
+
+def cpu_has_native_bf16() -> bool:
+    flags = cpu_flags()
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def choose(precision: str | None = None, device: str | None = None) -> Placement:
+def cpu_class() -> str:
+    """This CPU's class: NATIVE_BF16, X86_VNNI, X86_AVX2 or OTHER."""
+    f = cpu_flags()
+    if cpu_has_native_bf16():
+        return NATIVE_BF16
+    if "avx2" not in f:
+        return OTHER
+    return X86_VNNI if f & {"avx_vnni", "avx512_vnni"} else X86_AVX2
+
+
+def cpu_description() -> str:
+    """The CPU class and the flags behind it, e.g. "x86-avx2 (avx2 fma; no avx512f, no
+    avx512_bf16, no amx_bf16, no amx_int8, no avx512_vnni, no avx_vnni)"."""
+    f = cpu_flags()
+    if not f:
+        return f"{cpu_class()} (no CPU flags readable)"
+    have = [n for n in CPU_FLAGS if n in f]
+    lack = [f"no {n}" for n in CPU_FLAGS if n not in f]
+    return f"{cpu_class()} ({' '.join(have)}; {', '.join(lack)})" if lack else f"{cpu_class()} ({' '.join(have)})"
+
+
+def asked_precision(precision: str | None = None) -> str:
+    """The precision asked for: the argument, else LOUPE_PRECISION, else the `precision`
+    setting, else "auto". UsageError for a name not in PRECISIONS."""
+    from .paths import load_settings
+
+    precision = precision or os.environ.get("LOUPE_PRECISION") or load_settings().get("precision") or "auto"
+    if precision not in PRECISIONS:
+        from .errors import UsageError
+
+        raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    return precision
+
+
+def choose(precision: str | None = None, device: str | None = None,
+           precisions: Mapping[str, str] | None = None) -> Placement:
+    """Where and how one model runs. `precisions` is the model's registry entry (CPU class ->
+    precision; absent classes run fp32); without it the CPU default is the captioner's rule
+    (bf16 native, else int8 where torch has the x86 int8 kernels, else fp32). A precision asked
+    by name wins; int8 asked by name moves an "auto" device to the CPU. UsageError for a bad
+    name, int8 with a GPU named, or int8 where this torch has no int8 kernels."""
     import torch
 
     from .paths import load_settings
 
-    settings = load_settings()
-    device = device or os.environ.get("LOUPE_DEVICE") or settings.get("device") or "auto"
+    device = device or os.environ.get("LOUPE_DEVICE") or load_settings().get("device") or "auto"
+    device_asked = device
     if device == "auto":
         if torch.cuda.is_available():
             device = "cuda"
@@ -48,16 +112,59 @@ def choose(precision: str | None = None, device: str | None = None) -> Placement
             device = "mps"
         else:
             device = "cpu"
-    precision = precision or os.environ.get("LOUPE_PRECISION") or settings.get("precision") or "auto"
-    if precision not in PRECISIONS:
+    precision = asked_precision(precision)
+    if precision == "int8":
         from .errors import UsageError
 
-        raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        if not _int8_available():
+            raise UsageError("int8 needs torch's x86 (fbgemm) int8 kernels, which this torch lacks: use fp32 or bf16")
+        if device != "cpu":
+            if device_asked != "auto":
+                raise UsageError(f"int8 runs on the CPU only: set the device to cpu (or auto), "
+                                 f"or the precision to fp32 or bf16 for {device}")
+            device = "cpu"
+        if precisions is not None and "int8" not in precisions.values():
+            precision = "fp32"  # this model has no int8 path
     if precision == "auto":
         if device == "cuda":
             precision = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
         elif device == "cpu":
-            precision = "bf16" if cpu_has_native_bf16() else "fp32"
+            cls = cpu_class()
+            if precisions is None:
+                precision = "bf16" if cls == NATIVE_BF16 else ("int8" if cls in (X86_VNNI, X86_AVX2) else "fp32")
+            else:
+                precision = precisions.get(cls, "fp32")
+            if precision == "int8" and not _int8_available():
+                precision = "fp32"
         else:
             precision = "fp32"
     return Placement(device=device, precision=precision)
+
+
+def _int8_available() -> bool:
+    from .quantize import int8_available
+
+    return int8_available()
+
+
+def describe(specs: Any = None) -> list[str]:
+    """Two lines for `loupe models status`: the path each model runs on and what chose it, and
+    the CPU class with its flags, e.g. ["Runs on: cpu; blip-base int8, resnet18 fp32 (auto)",
+    "CPU class: x86-avx2 (avx2 fma; no avx512f, ...)"]. `specs` defaults to the registry's
+    models. Raises UsageError for a bad LOUPE_PRECISION / LOUPE_DEVICE or setting, as `choose`."""
+    from .paths import load_settings
+
+    if specs is None:
+        from .models.registry import MODELS as specs
+    placements = [(spec.name, choose(precisions=spec.precisions)) for spec in specs]
+    devices = sorted({p.device for _, p in placements})
+    if os.environ.get("LOUPE_PRECISION"):
+        why = "LOUPE_PRECISION"
+    elif load_settings().get("precision"):
+        why = "the precision setting"
+    else:
+        why = "auto"
+    line = f"Runs on: {', '.join(devices)}; " + ", ".join(f"{n} {p.precision}" for n, p in placements) + f" ({why})"
+    if any(p.precision == "int8" for _, p in placements):
+        line += "; int8 weights are made once from the installed ones and kept beside them"
+    return [line, f"CPU class: {cpu_description()}"]

@@ -48,9 +48,22 @@ class Engine:
 
     @property
     def placement(self) -> Placement:
+        """The engine-wide placement: the one given, else the captioner's choice (`choose()`).
+        Each model runs on `placement_for(spec)`."""
         if self._placement is None:
             self._placement = choose()
         return self._placement
+
+    def placement_for(self, spec: ModelSpec) -> Placement:
+        """Where and in what precision `spec`'s model runs: the registry's choice for this CPU
+        class (`spec.precisions`) unless a placement was given or LOUPE_PRECISION names one;
+        int8 for a model without an int8 path means fp32."""
+        if self._placement is not None:
+            given = self._placement
+            if given.precision == "int8" and "int8" not in spec.precisions.values():
+                return Placement(given.device, "fp32")
+            return given
+        return choose(precisions=spec.precisions)
 
     # ------------------------------------------------------------------ models
     def model(self, key: str) -> Any:
@@ -69,7 +82,7 @@ class Engine:
         folder = weights.model_dir(spec.name)  # WeightsMissing / WeightsDamaged say what to do
         started = time.perf_counter()
         with weights.load_guard(spec.name, folder):  # any load failure: one LoupeError line
-            model = spec.model_class().load(folder, self.placement)
+            model = spec.model_class().load(folder, self.placement_for(spec))
         self.load_seconds[spec.name] = time.perf_counter() - started
         _release_freed_memory()
         return model
@@ -84,7 +97,11 @@ class Engine:
         ids = {}
         for spec in MODELS:
             ids[spec.task] = f"{spec.name}@{table[spec.name].pin}"
-        ids["precision"] = self.placement.precision
+        # One word when every model runs the same precision (as before per-model precisions):
+        # existing indexes keep their key; "caption int8, classify fp32" otherwise.
+        chosen = {spec.task: self.placement_for(spec).precision for spec in MODELS}
+        ids["precision"] = (next(iter(chosen.values())) if len(set(chosen.values())) == 1
+                            else ", ".join(f"{task} {p}" for task, p in chosen.items()))
         return ids
 
     # ------------------------------------------------------------------ the request path

@@ -120,7 +120,9 @@ def status(as_json: bool) -> int:
     if as_json:
         click.echo(json.dumps(weights_report.status_json(rows), indent=2))
     else:
-        click.echo("\n".join(weights_report.status_lines(rows)))
+        from engine.device import describe
+
+        click.echo("\n".join(weights_report.status_lines(rows) + describe()))
     return 0
 
 

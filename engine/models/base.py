@@ -27,7 +27,11 @@ class Model(Generic[R]):
 
     @classmethod
     def load(cls, folder: Path, placement: Placement) -> "Model[R]":
-        """Load verified weights from `folder` onto `placement`'s device and precision."""
+        """Load verified weights from `folder` onto `placement`'s device and precision.
+
+        For precision "int8" a model with an int8 path (its registry `precisions` name int8)
+        quantizes once through `engine.quantize.load_int8`, which caches the result beside the
+        weights; a model without one is handed fp32 by `engine.device.choose`."""
         raise NotImplementedError
 
     def preprocess(self, image: Image, **options: Any) -> Any:

@@ -37,9 +37,16 @@ class Captioner(Model[Caption]):
 
         # local_files_only: once installed, loading never touches the network.
         processor = BlipProcessor.from_pretrained(folder, local_files_only=True)
-        model = BlipForConditionalGeneration.from_pretrained(
-            folder, local_files_only=True, dtype=placement.dtype
-        )
+        def load_float() -> Any:
+            return BlipForConditionalGeneration.from_pretrained(folder, local_files_only=True, dtype=placement.dtype)
+
+        if placement.precision == "int8":
+            from ..quantize import empty_transformers_model, load_int8
+
+            # vision encoder and text decoder (LM head included): every Linear layer
+            model = load_int8(folder, load_float, lambda: empty_transformers_model(BlipForConditionalGeneration, folder))
+        else:
+            model = load_float()
         model.eval().to(placement.device)
         _fuse_vision_attention(model)
         return cls(model, processor, placement)

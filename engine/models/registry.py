@@ -14,6 +14,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from ..device import NATIVE_BF16, X86_AVX2, X86_VNNI
 from ..errors import UsageError
 from ..weights import Source, WeightFile
 
@@ -73,6 +74,10 @@ class ModelSpec:
     batch_size: int  # photos per forward pass (measured in bench/)
     license: str
     options: tuple[Option, ...] = field(default_factory=tuple)
+    # CPU class (engine.device.cpu_class()) -> the precision that runs it fastest at equal
+    # fidelity there, from the bench (bench/README.md); a class not listed runs fp32.
+    # LOUPE_PRECISION overrides; "int8" among the values says the model has an int8 path.
+    precisions: Mapping[str, str] = field(default_factory=dict)
 
     def model_class(self) -> Any:
         module, _, cls = self.loader.partition(":")
@@ -124,6 +129,9 @@ BLIP_BASE = ModelSpec(
     loader="engine.models.captioner:Captioner",
     batch_size=8,
     license="BSD-3-Clause",
+    # int8 on AVX2 without VNNI: measured 1.4x fp32 (vision encoder, cosine >= 0.995). With
+    # VNNI the same fbgemm kernels only get faster; not yet measured on such a CPU.
+    precisions={NATIVE_BF16: "bf16", X86_VNNI: "int8", X86_AVX2: "int8"},
     options=(
         Option("prefix", "Start the caption with", str, None, maximum=200, cli="--prefix",
                help='Text every caption starts with (conditional captioning), e.g. "a photograph of"'),
@@ -151,6 +159,8 @@ RESNET18 = ModelSpec(
     loader="engine.models.classifier:Classifier",
     batch_size=32,
     license="BSD-3-Clause",
+    # No int8 path: dynamic int8 covers Linear layers only, and ResNet is convolutions.
+    precisions={NATIVE_BF16: "bf16"},
     options=(
         Option("top", "Labels per photo", int, 3, minimum=1, maximum=10, cli="--top",
                help="How many labels to give each photo, most likely first"),

@@ -1,0 +1,258 @@
+"""Int8 weights with dynamic int8 activations, for CPUs without native bf16, and the cache of
+the quantized model beside its weights.
+
+`quantize_int8(module)` swaps a module's `nn.Linear` layers for int8 ones in place: weights
+int8 per output channel, activations quantized to int8 per call from their own range (no
+calibration data needed), outputs in float32. One scale per call means a photo's numbers
+depend slightly on the other photos in its batch (measured: per-photo calls would keep them
+apart but cost 8-16x in the decoder's small matrix products).
+
+`load_int8(folder, load_float, build_empty)` quantizes once and keeps the result in
+`folder/.int8/` (hidden: the weights check counts any other visible file as damage): later
+loads read the small int8 state into an empty skeleton instead of loading the float weights
+and quantizing them again. The cache is written atomically, carries
+a manifest (source weights' stamp, Loupe, torch, format, sha256 of the data file) and is
+verified on every load; any mismatch rebuilds it, never uses it.
+
+Backend: torch's own dynamic quantization (`torch.ao.quantization.quantize_dynamic`, fbgemm
+kernels). It is marked deprecated in favour of torchao, but torchao 0.18's
+`Int8DynamicActivationInt8WeightConfig` runs eagerly through `torch._int_mm`, which on an AVX2
+CPU without VNNI measured ~20x slower than fp32 (bench/README.md, "int8"); it is fast only
+under torch.compile, which would need a C++ compiler on every user's machine. So the old API
+stays, behind this one module.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+log = logging.getLogger("loupe.quantize")
+
+#: bump when what `quantize_int8` produces changes: every cache is then rebuilt
+FORMAT = 1
+CACHE_DIR = ".int8"
+BACKEND = "torch.ao dynamic qint8, per-channel weights (fbgemm)"
+
+
+@contextmanager
+def _quiet_deprecations() -> Iterator[None]:
+    """torch 2.14 warns on every use of torch.ao quantization and of quantized tensors
+    (quantize_dynamic, quantize_per_channel, loading qint8 storages). Loupe chose this API on
+    measurement (see the module docstring); a user must not see the warnings on each start."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization is deprecated")
+        warnings.filterwarnings("ignore", message=r".*quantized tensor creation functions.*deprecated")
+        warnings.filterwarnings("ignore", message=r".*TypedStorage is deprecated")
+        yield
+
+
+def int8_available() -> bool:
+    """Whether this torch can run the int8 path here: x86 dynamic quantization kernels
+    (fbgemm) present, and the API not yet removed from torch (it is marked deprecated)."""
+    import torch
+
+    quant = getattr(getattr(torch, "ao", None), "quantization", None)
+    engines = set(getattr(torch.backends, "quantized", None) and torch.backends.quantized.supported_engines or ())
+    return hasattr(quant, "quantize_dynamic") and bool(engines & {"fbgemm", "x86"})
+
+
+def quantize_int8(module: Any) -> Any:
+    """Quantize `module` in place and return it: every `nn.Linear` becomes a dynamic int8 layer
+    (weights int8 per output channel; activations quantized per call over the whole input
+    tensor, so a batch's outputs depend slightly on its other members; inputs and outputs
+    float32). CPU only. Other layers (convolutions, embeddings, norms, attention's matmuls)
+    stay float32. A float32 model must come in."""
+    import torch
+    import torch.ao.nn.quantized.dynamic as nnqd
+    from torch.ao.quantization import per_channel_dynamic_qconfig
+
+    with _quiet_deprecations():
+        torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8,
+                                               mapping={torch.nn.Linear: nnqd.Linear}, inplace=True)
+    return module
+
+
+def _empty_int8_like(module: Any) -> None:
+    """Swap the float layers of an empty skeleton (any device, meta included) for int8 layers,
+    without reading the float weights: load_state_dict then packs the cached ones. The new
+    layers are built 1x1 (packing full-size placeholders would cost ~0.2 GB and a second
+    packing for BLIP) and given the real shapes' attributes."""
+    import torch
+    import torch.ao.nn.quantized.dynamic as nnqd
+
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is torch.nn.Linear:  # exactly what quantize_dynamic's mapping swaps
+                new = nnqd.Linear(1, 1, bias_=child.bias is not None, dtype=torch.qint8)
+                new.in_features, new.out_features = child.in_features, child.out_features
+                setattr(parent, name, new)
+
+
+# --------------------------------------------------------------------------- the cache
+
+
+def weights_stamp(folder: Path) -> str:
+    """A sha256 naming the float weights in `folder`: from the install manifest's pinned file
+    hashes when there is one (verified at install; cheap), else from hashing the files."""
+    import hashlib
+
+    from .files import sha256_file
+    from .weights import MANIFEST
+
+    try:
+        files = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        files = {p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")}
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+
+
+def _expected(folder: Path) -> dict:
+    import torch
+
+    try:
+        from importlib.metadata import version
+
+        loupe = version("loupe")
+    except Exception:  # not installed (a source checkout): the format number still guards
+        loupe = "dev"
+    return {"format": FORMAT, "backend": BACKEND, "weights": weights_stamp(folder),
+            "loupe": loupe, "torch": torch.__version__}
+
+
+def cache_paths(folder: Path, name: str = "int8") -> tuple[Path, Path]:
+    """(data file, manifest) of the int8 cache of the weights in `folder`."""
+    return folder / CACHE_DIR / f"{name}.pt", folder / CACHE_DIR / f"{name}.json"
+
+
+def cache_state(folder: Path, *, name: str = "int8") -> str:
+    """"valid", "missing" or why the cache would be rebuilt (stale or damaged); hashes the data."""
+    from .files import sha256_file
+
+    data, manifest_path = cache_paths(folder, name)
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "missing"
+    except (OSError, ValueError):
+        return "manifest unreadable"
+    expected = _expected(folder)
+    changed = [k for k, v in expected.items() if manifest.get(k) != v]
+    if changed:
+        return "stale: " + ", ".join(changed) + " changed"
+    try:
+        if data.stat().st_size != manifest.get("size") or sha256_file(data) != manifest.get("sha256"):
+            return "damaged: sha256 does not match"
+    except OSError:
+        return "data file missing"
+    return "valid"
+
+
+def load_int8(folder: Path, load_float: Callable[[], Any], build_empty: Callable[[], Any], *,
+              name: str = "int8") -> Any:
+    """The int8 model of the float weights in `folder`, in eval mode on the CPU.
+
+    From the cache in `folder/.int8/` when it is valid: `build_empty()` must return the
+    model's float skeleton (weights' values irrelevant; on the meta device is best: nothing is
+    allocated), whose layers are swapped for int8 ones and filled from the cache. Otherwise
+    `load_float()` (the float32 model) is quantized and the cache (re)written atomically; a
+    weights folder that cannot be written only costs the next load the same quantization.
+    A cache that verifies but does not fit the skeleton is rebuilt too."""
+    data, manifest_path = cache_paths(folder, name)
+    state = cache_state(folder, name=name)
+    if state == "valid":
+        try:
+            return _from_cache(data, build_empty)
+        except _Misfit as exc:
+            state = f"does not fit the model: {exc}"
+    if state != "missing":
+        log.warning("int8 cache in %s rebuilt (%s)", data.parent, state)
+    model = quantize_int8(load_float().eval())
+    try:
+        _write_cache(model, data, manifest_path, _expected(folder))
+    except OSError as exc:
+        log.warning("int8 cache not saved in %s (%s); the next start quantizes again", data.parent, exc.strerror or exc)
+        return model
+    # Continue from the cache just written, as every later start will: the float model's
+    # memory (its memory-mapped checkpoint stays resident while any of its tensors lives) goes.
+    del model
+    import gc
+
+    gc.collect()  # transformers models hold reference cycles: without this the float one lingers
+    return _from_cache(data, build_empty)
+
+
+def _write_cache(model: Any, data: Path, manifest_path: Path, expected: dict) -> None:
+    import tempfile
+
+    import torch
+
+    from .files import TEMP_PREFIX, atomic_write, cleanup_stale, fsync_dir, sha256_file
+
+    data.parent.mkdir(parents=True, exist_ok=True)
+    cleanup_stale(data.parent)  # a build killed mid-write (~0.2 GB each); live builders' stay
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=".pt", dir=data.parent)
+    try:
+        # Straight to the temp file (not through bytes in memory): the state is ~250 MB for BLIP.
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(_full_state(model), fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        manifest = dict(expected, sha256=sha256_file(Path(tmp)), size=os.path.getsize(tmp))
+        os.replace(tmp, data)
+        fsync_dir(data.parent)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    # Data first, manifest last: a crash in between leaves a manifest that does not match.
+    atomic_write(manifest_path, json.dumps(manifest, indent=2).encode("utf-8"))
+
+
+def _full_state(model: Any) -> dict:
+    """The state dict plus non-persistent buffers (position ids and the like): a skeleton
+    built on the meta device has no values for those either."""
+    state = model.state_dict()
+    extra = {f"{k}": v for k, v in model.named_buffers() if k not in state}
+    return {"state": state, "buffers": extra}
+
+
+def _from_cache(data: Path, build_empty: Callable[[], Any]) -> Any:
+    import torch
+
+    with _quiet_deprecations():
+        # weights_only: the cache is plain tensors; a tampered file must not run code.
+        saved = torch.load(data, map_location="cpu", weights_only=True)
+        model = build_empty()
+        _empty_int8_like(model)
+        model = model.to_empty(device="cpu")
+        try:
+            model.load_state_dict(saved["state"], strict=True)
+            for key, value in saved["buffers"].items():
+                owner, _, attr = key.rpartition(".")
+                (model.get_submodule(owner) if owner else model).register_buffer(attr, value, persistent=False)
+        except (RuntimeError, KeyError, AttributeError, TypeError) as exc:
+            raise _Misfit(str(exc).splitlines()[0][:200]) from None
+    return model.eval()
+
+
+class _Misfit(Exception):
+    """A verified cache whose tensors do not match the skeleton (code changed, FORMAT not bumped)."""
+
+
+def empty_transformers_model(cls: Any, folder: Path) -> Any:
+    """A transformers model of class `cls` with the config (and generation config) in
+    `folder`, on the meta device: the skeleton `load_int8` fills from its cache."""
+    import torch
+
+    config = cls.config_class.from_pretrained(folder, local_files_only=True)
+    with torch.device("meta"):
+        model = cls(config)
+    if (folder / "generation_config.json").is_file():  # as from_pretrained would read it
+        from transformers import GenerationConfig
+
+        model.generation_config = GenerationConfig.from_pretrained(folder, local_files_only=True)
+    return model
