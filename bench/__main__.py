@@ -215,7 +215,7 @@ def _chosen(args: argparse.Namespace) -> dict[str, str]:
         os.environ.pop(k, None)
     try:
         asked = None if args.precision in (None, "auto") else args.precision
-        return {spec.name: "{0.device}/{0.precision}".format(choose(precision=asked, precisions=spec.precisions))
+        return {spec.name: "{0.device}/{0.precision}".format(choose(precision=asked, precisions=spec.precisions, supported=spec.supported))
                 for spec in MODELS}
     finally:
         for k, v in saved.items():

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
@@ -93,11 +93,12 @@ def asked_precision(precision: str | None = None) -> str:
 
 
 def choose(precision: str | None = None, device: str | None = None,
-           precisions: Mapping[str, str] | None = None) -> Placement:
+           precisions: Mapping[str, str] | None = None, supported: Collection[str] | None = None) -> Placement:
     """Where and how one model runs. `precisions` is the model's registry entry (CPU class ->
-    precision; absent classes run fp32); without it the CPU default is the captioner's rule
-    (bf16 native, else int8 where torch has the x86 int8 kernels, else fp32). A precision asked
-    by name wins; int8 asked by name moves an "auto" device to the CPU. UsageError for a bad
+    precision; absent classes run fp32); without it the CPU default is bf16 on CPUs with native
+    bf16, else fp32. `supported`: the precisions the model has (int8 asked for a model without
+    it means fp32). A precision asked by name wins; int8 asked by name moves an "auto" device to
+    the CPU. UsageError for a bad
     name, int8 with a GPU named, or int8 where this torch has no int8 kernels."""
     import torch
 
@@ -123,7 +124,7 @@ def choose(precision: str | None = None, device: str | None = None,
                 raise UsageError(f"int8 runs on the CPU only: set the device to cpu (or auto), "
                                  f"or the precision to fp32 or bf16 for {device}")
             device = "cpu"
-        if precisions is not None and "int8" not in precisions.values():
+        if supported is not None and "int8" not in supported:
             precision = "fp32"  # this model has no int8 path
     if precision == "auto":
         if device == "cuda":
@@ -131,7 +132,7 @@ def choose(precision: str | None = None, device: str | None = None,
         elif device == "cpu":
             cls = cpu_class()
             if precisions is None:
-                precision = "bf16" if cls == NATIVE_BF16 else ("int8" if cls in (X86_VNNI, X86_AVX2) else "fp32")
+                precision = "bf16" if cls == NATIVE_BF16 else "fp32"  # int8 only when asked (registry)
             else:
                 precision = precisions.get(cls, "fp32")
             if precision == "int8" and not _int8_available():
@@ -156,7 +157,7 @@ def describe(specs: Any = None) -> list[str]:
 
     if specs is None:
         from .models.registry import MODELS as specs
-    placements = [(spec.name, choose(precisions=spec.precisions)) for spec in specs]
+    placements = [(spec.name, choose(precisions=spec.precisions, supported=spec.supported)) for spec in specs]
     devices = sorted({p.device for _, p in placements})
     if os.environ.get("LOUPE_PRECISION"):
         why = "LOUPE_PRECISION"

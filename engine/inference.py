@@ -60,10 +60,10 @@ class Engine:
         int8 for a model without an int8 path means fp32."""
         if self._placement is not None:
             given = self._placement
-            if given.precision == "int8" and "int8" not in spec.precisions.values():
+            if given.precision == "int8" and "int8" not in spec.supported:
                 return Placement(given.device, "fp32")
             return given
-        return choose(precisions=spec.precisions)
+        return choose(precisions=spec.precisions, supported=spec.supported)
 
     # ------------------------------------------------------------------ models
     def model(self, key: str) -> Any:

@@ -27,10 +27,7 @@ def test_nothing_installed_says_what_to_do(tiny_sources, photos):
         get_engine().caption([load_image(photos[0])])
 
 
-def test_caption_batch_matches_one_at_a_time(installed, photos, monkeypatch):
-    # fp32: the int8 path (the default on CPUs without native bf16) quantizes activations with
-    # one scale per call, so there a caption may differ with its batch-mates (test_quantize.py)
-    monkeypatch.setenv("LOUPE_PRECISION", "fp32")
+def test_caption_batch_matches_one_at_a_time(installed, photos):
     engine = get_engine()
     images = [load_image(p) for p in photos]
     batch = [c.text for c in engine.caption(images, num_beams=1, max_new_tokens=8)]

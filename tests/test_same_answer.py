@@ -66,11 +66,7 @@ def _cli(*args):
     return {d["path"]: d for d in json.loads(proc.stdout)}
 
 
-def test_every_entry_point_gives_the_same_caption_and_labels(installed, folder, tmp_path, monkeypatch):
-    # fp32 (the CLI subprocess inherits it): on the int8 path, the default on CPUs without
-    # native bf16, activations get one scale per batch, so a batched caption may differ from
-    # the one-at-a-time one (test_quantize.py); this test is about feeding the same tensor
-    monkeypatch.setenv("LOUPE_PRECISION", "fp32")
+def test_every_entry_point_gives_the_same_caption_and_labels(installed, folder, tmp_path):
     from desktop import ui
     from engine import library
     from engine.models.registry import for_task

@@ -14,7 +14,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..device import NATIVE_BF16, X86_AVX2, X86_VNNI
+from ..device import NATIVE_BF16
 from ..errors import UsageError
 from ..weights import Source, WeightFile
 
@@ -76,8 +76,10 @@ class ModelSpec:
     options: tuple[Option, ...] = field(default_factory=tuple)
     # CPU class (engine.device.cpu_class()) -> the precision that runs it fastest at equal
     # fidelity there, from the bench (bench/README.md); a class not listed runs fp32.
-    # LOUPE_PRECISION overrides; "int8" among the values says the model has an int8 path.
+    # LOUPE_PRECISION overrides.
     precisions: Mapping[str, str] = field(default_factory=dict)
+    # the precisions this model can run in; LOUPE_PRECISION=int8 means fp32 for one without it
+    supported: tuple[str, ...] = ("fp32", "bf16")
 
     def model_class(self) -> Any:
         module, _, cls = self.loader.partition(":")
@@ -129,9 +131,11 @@ BLIP_BASE = ModelSpec(
     loader="engine.models.captioner:Captioner",
     batch_size=8,
     license="BSD-3-Clause",
-    # int8 on AVX2 without VNNI: measured 1.4x fp32 (vision encoder, cosine >= 0.995). With
-    # VNNI the same fbgemm kernels only get faster; not yet measured on such a CPU.
-    precisions={NATIVE_BF16: "bf16", X86_VNNI: "int8", X86_AVX2: "int8"},
+    # int8 (LOUPE_PRECISION=int8) is not a default yet: dynamic int8 scales activations per call,
+    # so a photo's caption can change with its batch-mates (scan vs Caption tab: not the same
+    # answer for the same photo), and its gain on AVX2 is not yet measured on an idle machine.
+    precisions={NATIVE_BF16: "bf16"},
+    supported=("fp32", "bf16", "int8"),
     options=(
         Option("prefix", "Start the caption with", str, None, maximum=200, cli="--prefix",
                help='Text every caption starts with (conditional captioning), e.g. "a photograph of"'),
