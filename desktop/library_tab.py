@@ -128,7 +128,10 @@ def describe_progress(p: Any) -> tuple[str, float | None]:
     if phase == "finding":
         return (f"Finding photos… {p.total} so far" if p.total else "Finding photos…"), None
     parts = [f"{p.done} of {p.total}"]
-    if current:
+    batch = getattr(p, "batch", 0)
+    if current and phase == "captioning" and batch > 1:
+        parts.append(f"captioning {current} and {batch - 1} more")
+    elif current:
         parts.append(current)
     if phase == "checking":
         parts.append("checking what is already done")
@@ -136,7 +139,7 @@ def describe_progress(p: Any) -> tuple[str, float | None]:
         parts.append(f"{p.rate:.1f} photos/s" if p.rate < 10 else f"{p.rate:.0f} photos/s")
     if p.eta_s:
         parts.append(f"about {_duration(p.eta_s)} left")
-    return " · ".join(parts), (p.done / p.total if p.total else None)
+    return " · ".join(parts), (p.fraction if p.total else None)
 
 
 def _summary_line(summary: Any) -> str:
@@ -519,7 +522,7 @@ def library_tab(demo: gr.Blocks | None = None) -> None:
     with gr.Row(equal_height=True, elem_id="loupe-lib-top"):
         folder = gr.Textbox(label="Folder of photos", show_label=False, container=False, scale=5,
                             placeholder="Folder of photos, e.g. /home/me/Pictures", elem_id="loupe-lib-folder")
-        pick = gr.Button("Choose folder…", scale=0, min_width=130, visible=ui.folder_picker is not None)
+        pick = gr.Button("Choose folder…", scale=0, min_width=160, visible=ui.folder_picker is not None)
         scan = gr.Button("Scan", variant="primary", scale=0, min_width=110, elem_id="loupe-lib-scan")
         stop = gr.Button("Stop", scale=0, min_width=110, elem_id="loupe-lib-stop")
     with gr.Row(visible=bool(_models_missing())) as models_row:

@@ -21,7 +21,7 @@ import os
 import sys
 import threading
 import time
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from PIL.Image import Image
 
@@ -114,16 +114,22 @@ class Engine:
         return self.model(task).preprocess(photo, **options)
 
     def infer(self, task: str, inputs: Sequence[Any], options: Mapping[str, Any],
-              cancel: threading.Event | None = None) -> list[Any]:
+              cancel: threading.Event | None = None,
+              on_step: Callable[[float], None] | None = None) -> list[Any]:
         """Prepared inputs -> one result per input, in order, in batches of the spec's size.
-        Raises Cancelled soon after `cancel` is set (caption generation checks it per token)."""
+        Raises Cancelled soon after `cancel` is set (caption generation checks it per token).
+        `on_step(fraction)`: how far the inputs are, 0-1, after each generation step (captions)."""
         model = self.model(task)
         out: list[Any] = []
         for chunk in _chunks(inputs, self.batch_sizes[task]):
             if cancel is not None and cancel.is_set():
                 raise Cancelled("cancelled")
+            step = None
+            if on_step is not None:
+                first, n = len(out), len(inputs)
+                step = lambda f, first=first, size=len(chunk): on_step((first + f * size) / n)  # noqa: E731
             with self._run_locks[task]:
-                outputs = model.forward(model.collate(chunk), cancel=cancel, **options)
+                outputs = model.forward(model.collate(chunk), cancel=cancel, on_step=step, **options)
                 out.extend(model.postprocess(outputs, **options))
         _release_freed_memory()
         return out

@@ -36,6 +36,20 @@ def test_caption_batch_matches_one_at_a_time(installed, photos):
     assert len(set(batch)) > 1, "different photos should give different captions"
 
 
+def test_generation_reports_how_far_a_batch_is_step_by_step(installed, photos):
+    """`on_step` (the scan's progress within a batch) rises with each generation step to the end,
+    across the engine's own chunks, and does not change the captions."""
+    engine = get_engine()
+    options = {"num_beams": 3, "max_new_tokens": 8, "prefix": None}
+    inputs = [engine.prepare("caption", p, options) for p in photos]
+    steps: list[float] = []
+    engine.batch_sizes["caption"] = 2  # two chunks at least: the fraction spans the whole call
+    with_steps = engine.infer("caption", inputs, options, on_step=steps.append)
+    assert [c.text for c in with_steps] == [c.text for c in engine.infer("caption", inputs, options)]
+    assert len(steps) >= len(photos) and steps == sorted(steps), steps
+    assert 0 < steps[0] < 0.5 and 0.5 < steps[-1] <= 1.0, steps
+
+
 def test_prefix_starts_the_caption(installed, photos):
     # words of the tiny model's vocabulary (the real one knows "a photograph of")
     text = get_engine().caption([load_image(photos[0])], prefix="a dog sitting on", max_new_tokens=6)[0].text

@@ -536,3 +536,67 @@ def test_copy_and_paste_work_in_the_window(installed, loupe_home, tmp_path, arti
             x.screenshot(artifacts_dir / "window-copied.png")
             app.proc.stop()
     assert "setFeaturePermission" not in app.proc.output, app.proc.output[-3000:]
+
+
+OPEN_LIBRARY_JS = """
+[...document.querySelectorAll('button[role=tab]')].find((b) => b.textContent.trim() === 'Library').click()
+"""
+FOLDER_BOX = "document.querySelector('#loupe-lib-folder textarea, #loupe-lib-folder input')"
+
+
+@pytest.mark.window
+def test_library_scan_and_review_in_the_window_at_1280x720(installed, loupe_home, tmp_path, artifacts_dir):
+    """The Library tab in the real window on a 1280x720 screen: the progress line moves during a
+    scan, the grid fills, a chosen photo opens with its caption; screenshots of each state."""
+    problem = missing_tools("Xvfb", "xdotool", "import", "openbox") or missing_qt_libs()
+    if problem:
+        pytest.fail(problem)
+    from library_fixtures import save_photo
+
+    folder = tmp_path / "Holiday"
+    for i in range(12):
+        save_photo(folder / f"IMG_{i:04}.jpg", i, size=(480, 320) if i % 3 else (320, 480))
+    slow_site = Path(__file__).parent / "slow_site"
+    with XDisplay(size="1280x720x24") as x:
+        port = unused_port()
+        env = x.env(LOUPE_HOME=str(loupe_home), LOUPE_TEST_SLOW_CAPTION="0.4", PYTHONPATH=str(slow_site),
+                    **remote_debugging_env(port))
+        env.pop("GRADIO_TEMP_DIR", None)
+        app = Launched(AppProcess(env=env), loupe_home, port)
+        with app.proc:
+            mounted(app)
+            with app.page() as page:
+                page.evaluate(OPEN_LIBRARY_JS)
+                page.wait_for(f"!!{FOLDER_BOX}", 30)
+                page.evaluate(f"(() => {{ const b = {FOLDER_BOX}; b.value = {json.dumps(str(folder))};"
+                              " b.dispatchEvent(new Event('input', {bubbles: true})); })()")
+                time.sleep(0.5)
+                x.screenshot(artifacts_dir / "window-library-idle.png")
+                page.evaluate("document.querySelector('#loupe-lib-scan').click()")
+                progress = "document.querySelector('#loupe-lib-progress').innerText"
+                bar = "document.querySelector('#loupe-lib-progress [role=progressbar]').getAttribute('aria-valuenow')"
+                lines, bars = set(), set()
+                deadline = time.monotonic() + 180
+                while time.monotonic() < deadline:
+                    line = page.evaluate(progress)
+                    if " of 12" in line:
+                        lines.add(line)
+                        bars.add(page.evaluate(bar))
+                        if len(bars) == 3:
+                            x.screenshot(artifacts_dir / "window-library-scanning.png")
+                    if line.startswith("Done"):
+                        break
+                    time.sleep(0.2)
+                assert page.evaluate(progress).startswith("Done"), (page.evaluate(progress), app.proc.output[-3000:])
+                # it moved during each batch (by generation step), not only when a batch ended
+                assert len(bars) >= 4, (bars, lines)
+                assert page.wait_for("document.querySelectorAll('#loupe-lib-grid .lib-card').length", 30) == 12
+                x.screenshot(artifacts_dir / "window-library-done.png")
+                page.evaluate("document.querySelector('#loupe-lib-grid .lib-card').click()")
+                caption = "document.querySelector('#loupe-lib-caption textarea').value"
+                assert page.wait_for(caption, 30).strip()
+                assert page.wait_for("document.querySelector('#loupe-lib-photo img')?.naturalWidth", 30) == 320
+                page.evaluate("document.querySelector('#loupe-lib-caption').scrollIntoView({block: 'end'})")
+                time.sleep(0.5)
+                x.screenshot(artifacts_dir / "window-library-selected.png")
+            app.proc.stop()

@@ -30,6 +30,8 @@ class ScanProgress:
     failed: int = 0
     current: str = ""  # the file being worked on now ("" when none)
     phase: str = "checking"  # one of PHASES
+    batch: int = 0  # photos being captioned together now (0 outside "captioning")
+    working: float = 0.0  # how far that batch's captions are, 0-1 (by generation step)
 
     @property
     def name(self) -> str:
@@ -38,7 +40,8 @@ class ScanProgress:
 
     @property
     def fraction(self) -> float:
-        return self.done / self.total if self.total else 1.0
+        """Share of the folder handled, counting the batch being captioned by its progress."""
+        return min(1.0, (self.done + self.working * self.batch) / self.total) if self.total else 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

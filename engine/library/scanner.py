@@ -18,6 +18,7 @@ generation; what was recorded stays recorded and the next scan resumes from ther
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import stat
@@ -178,6 +179,10 @@ class Scan:
         self.meter = Meter()
         self.last_report = -1.0
         self.batches = 0
+        self.batch_now = 0  # photos in the batch being captioned, for progress within it
+        self.working = 0.0
+        # the real engine tells how far generation is; a stand-in engine may not
+        self.steps = "on_step" in inspect.signature(engine.infer).parameters
         self.failures_in_a_row = 0
 
     # ------------------------------------------------------------------ the pipeline
@@ -321,6 +326,7 @@ class Scan:
         if not self.summary.done and not self.batches:
             self.meter = Meter()  # speed from the first batch on: not the time spent finding and checking
         self.batches += 1
+        self.batch_now, self.working = len(batch), 0.0
         self.report(str(batch[0].path), "captioning", force=True)
         try:
             results = self.infer(batch)
@@ -371,9 +377,17 @@ class Scan:
     def infer(self, batch: list[Photo]) -> list[tuple[Caption | None, Labels | None]]:
         """(caption, labels) per photo; (None, None) for a photo the models failed on."""
         t = time.perf_counter()
+        step = {}
+        if self.steps and self.progress is not None:
+            def on_step(fraction: float, path: str = str(batch[0].path)) -> None:
+                self.working = fraction
+                self.report(path, "captioning")
+
+            step = {"on_step": on_step}
         try:
             captions = self.engine.infer("caption", [p.inputs["caption"] for p in batch],
-                                         self.options.models["caption"], cancel=self.cancel)
+                                         self.options.models["caption"], cancel=self.cancel, **step)
+            self.batch_now, self.working = 0, 0.0
             labels = self.engine.infer("classify", [p.inputs["classify"] for p in batch],
                                        self.options.models["classify"], cancel=self.cancel)
         except (LoupeError, KeyboardInterrupt):
@@ -609,8 +623,9 @@ class Scan:
         to_caption = max(0, s.total - handled - len(self.expect_skip))
         eta = to_caption / rate if rate > 0 else (0.0 if phase == "finished" else None)
         current = "" if phase == "finished" else path
+        batch = self.batch_now if phase == "captioning" else 0
         self.progress(ScanProgress(handled, s.total, rate, eta, path, s.done, s.skipped + s.duplicates, s.failed,
-                                   current=current, phase=phase))
+                                   current=current, phase=phase, batch=batch, working=self.working if batch else 0.0))
 
 
 def _reason(exc: BaseException) -> str:

@@ -5,7 +5,7 @@ import functools
 import re
 import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from PIL.Image import Image
 
@@ -70,20 +70,28 @@ class Captioner(Model[Caption]):
         return batch
 
     def forward(self, batch: dict, *, max_new_tokens: int, num_beams: int,
-                cancel: threading.Event | None = None, **_: Any) -> Any:
+                cancel: threading.Event | None = None, on_step: Callable[[float], None] | None = None,
+                **_: Any) -> Any:
         """Token ids [N, <= T + max_new_tokens] from beam search (greedy when num_beams is 1).
-        Raises Cancelled within one generation step of `cancel` being set."""
+        Raises Cancelled within one generation step of `cancel` being set. `on_step(fraction)`
+        is called after each generation step with the share of `max_new_tokens` made (0-1],
+        so a long batch can show progress."""
         import torch
 
         extra = {}
-        if cancel is not None:
+        if cancel is not None or on_step is not None:
             from transformers import StoppingCriteria, StoppingCriteriaList
 
-            class Stop(StoppingCriteria):
-                def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                    return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
+            start = batch["input_ids"].shape[1] if "input_ids" in batch else 1
 
-            extra["stopping_criteria"] = StoppingCriteriaList([Stop()])
+            class Step(StoppingCriteria):
+                def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                    if on_step is not None:
+                        on_step(min(1.0, (input_ids.shape[1] - start + 1) / max_new_tokens))
+                    stop = cancel is not None and cancel.is_set()
+                    return torch.full((input_ids.shape[0],), stop, dtype=torch.bool)
+
+            extra["stopping_criteria"] = StoppingCriteriaList([Step()])
         with torch.inference_mode():
             out = self.model.generate(**batch, max_new_tokens=max_new_tokens, num_beams=num_beams,
                                       suppress_tokens=self._never_generated, **extra)

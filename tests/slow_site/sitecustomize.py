@@ -12,14 +12,16 @@ if _delay:
 
     _infer = inference.Engine.infer
 
-    def infer(self, task, inputs, options, cancel=None):
+    def infer(self, task, inputs, options, cancel=None, on_step=None):
         if task == "caption":
-            for _ in range(len(inputs)):
+            for i in range(len(inputs)):
                 end = time.monotonic() + _delay
                 while time.monotonic() < end:
                     if cancel is not None and cancel.is_set():
                         raise Cancelled("scan cancelled")
                     time.sleep(0.02)
-        return _infer(self, task, inputs, options, cancel=cancel)
+                if on_step is not None:  # the pause stands for generation: say how far it is
+                    on_step((i + 1) / (len(inputs) + 1))
+        return _infer(self, task, inputs, options, cancel=cancel, on_step=on_step)
 
     inference.Engine.infer = infer
