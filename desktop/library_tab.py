@@ -33,7 +33,7 @@ from desktop.reveal import show_in_folder
 from engine import library, weights
 from engine.errors import Cancelled, LoupeError
 from engine.models.registry import for_task
-from engine.units import format_size
+from engine.units import format_size, format_duration
 
 log = logging.getLogger("loupe.ui")
 
@@ -100,14 +100,6 @@ element.addEventListener('click', (event) => {
 # ------------------------------------------------------------------------- progress area
 
 
-def _duration(seconds: float) -> str:
-    s = int(round(seconds))
-    if s < 60:
-        return f"{max(s, 1)} s"
-    if s < 3600:
-        return f"{round(s / 60)} min"
-    return f"{s // 3600} h {round(s % 3600 / 60)} min"
-
 
 def progress_html(line: str, fraction: float | None = None, note: str = "", error: bool = False) -> str:
     """The progress area: one line, a bar (empty before a scan), an optional second line."""
@@ -138,7 +130,7 @@ def describe_progress(p: Any) -> tuple[str, float | None]:
     if p.rate:
         parts.append(f"{p.rate:.1f} photos/s" if p.rate < 10 else f"{p.rate:.0f} photos/s")
     if p.eta_s:
-        parts.append(f"about {_duration(p.eta_s)} left")
+        parts.append(f"about {format_duration(p.eta_s)} left")
     return " · ".join(parts), (p.fraction if p.total else None)
 
 

@@ -21,3 +21,13 @@ def format_size(n_bytes: int | float) -> str:
         if float(text) < 1000 or unit == _UNITS[-1]:
             return f"{sign}{text} {unit}"
     raise AssertionError("unreachable")
+
+
+def format_duration(seconds: float) -> str:
+    """A time left, as people say it: "40 s", "4 min", "2 h 5 min" (never "0 s")."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{max(s, 1)} s"
+    if s < 3600:
+        return f"{round(s / 60)} min"
+    return f"{s // 3600} h {round(s % 3600 / 60)} min"

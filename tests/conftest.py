@@ -137,3 +137,46 @@ def installed(tiny_sources, _installed_weights, loupe_home) -> Path:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's; never `playwright install`
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium through Playwright, one per test module (each test opens its own page)."""
+    from playwright.sync_api import sync_playwright
+
+    assert os.path.exists(CHROMIUM), "apt-get install -y chromium (make test does it)"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def blackhole():
+    """A local address that never completes a TCP connection, like a host behind a firewall that
+    drops packets: a listener with a backlog of one, filled, so later SYNs are dropped (some
+    networks, this one included, answer for any 10.x address, so no real address is sure to)."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    held = []
+    while True:
+        probe = socket.socket()
+        probe.settimeout(0.5)
+        try:
+            probe.connect(("127.0.0.1", port))
+        except OSError:
+            probe.close()
+            break
+        held.append(probe)
+    yield f"http://127.0.0.1:{port}"
+    for sock in held + [listener]:
+        sock.close()

@@ -20,22 +20,9 @@ from app_process import AppProcess
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 SLOW_SITE = Path(__file__).parent / "slow_site"
 LINE = "#loupe-lib-progress-line"
 
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    assert os.path.exists(CHROMIUM), "apt-get install -y chromium (make test does it)"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=60_000)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import time
 from pathlib import Path
 
@@ -20,9 +19,6 @@ import pytest
 
 from app_process import AppProcess
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "desktop", "examples", "cat.jpg")
 TOAST = ".toast-body, [data-testid='toast-body']"
 HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -85,16 +81,6 @@ def test_progress_says_connecting_until_bytes_flow():
 
 # --------------------------------------------------------------------------- in the browser
 
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    assert os.path.exists(CHROMIUM), "apt-get install -y chromium (make test does it)"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=60_000)
-        yield b
-        b.close()
 
 
 class _App:
@@ -184,26 +170,6 @@ def test_without_models_an_example_points_at_the_download_button(tiny_sources, b
     finally:
         app.close()
 
-
-@pytest.fixture
-def blackhole():
-    """A local address whose TCP connections never complete (a backlog of one, filled)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    held = []
-    while True:
-        probe = socket.socket()
-        probe.settimeout(0.5)
-        try:
-            probe.connect(listener.getsockname())
-        except OSError:
-            probe.close()
-            break
-        held.append(probe)
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    for sock in held + [listener]:
-        sock.close()
 
 
 def _dead_table(own_hub, tmp_path, monkeypatch, base_url: str) -> None:

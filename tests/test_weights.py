@@ -233,31 +233,6 @@ def _table_with(own_hub, tmp_path, monkeypatch, **changes) -> None:
     monkeypatch.setenv("LOUPE_SOURCES", str(path))
 
 
-@pytest.fixture
-def blackhole():
-    """A local address that never completes a TCP connection, like a host behind a firewall that
-    drops packets: a listener with a backlog of one, filled, so later SYNs are dropped (some
-    networks, this one included, answer for any 10.x address, so no real address is sure to)."""
-    import socket
-
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    held = []
-    while True:
-        probe = socket.socket()
-        probe.settimeout(0.5)
-        try:
-            probe.connect(("127.0.0.1", port))
-        except OSError:
-            probe.close()
-            break
-        held.append(probe)
-    yield f"http://127.0.0.1:{port}"
-    for sock in held + [listener]:
-        sock.close()
-
 
 @pytest.mark.parametrize("kind", ["refused", "unroutable", "blackhole", "unresolvable"])
 def test_offline_is_told_within_seconds(own_hub, tmp_path, monkeypatch, blackhole, kind):

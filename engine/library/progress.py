@@ -9,6 +9,8 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterator
 
+from ..units import format_duration
+
 
 PHASES = ("finding", "checking", "captioning", "writing", "finished")
 
@@ -66,15 +68,6 @@ class Meter:
         return (done - d0) / (now - t0) if now > t0 else 0.0
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m"
-
-
 @contextlib.contextmanager
 def progress_bar(*, file: Any = None, disable: bool | None = None) -> Iterator[ProgressCallback]:
     """A callback drawing a tqdm bar on stderr: `with progress_bar() as cb: scan(..., progress=cb)`."""
@@ -89,7 +82,7 @@ def progress_bar(*, file: Any = None, disable: bool | None = None) -> Iterator[P
             bar.total = p.total
         bar.n = p.done
         speed = f"{p.rate:.2f} photos/s" if p.rate else "-"
-        left = _duration(p.eta_s) if p.eta_s is not None else "-"
+        left = format_duration(p.eta_s) if p.eta_s is not None else "-"
         bar.set_postfix_str(f"{speed}, {left} left, {p.failed} failed {p.phase} {p.name}"[:120], refresh=False)
         bar.refresh()
 

@@ -294,11 +294,7 @@ class RayScan(Scan):
             # failed go once more, as a local scan would try them
             todo, waiting = self.plan(iter(waiting))
             self.record_pending()
-        s = self.summary
-        s.elapsed_s = time.perf_counter() - started
-        s.rate = s.done / s.elapsed_s if s.elapsed_s and s.done else 0.0
-        self.report(str(self.folder), "finished", force=True)
-        return s
+        return self.wrap_up(started)
 
     def plan(self, photos: Iterator[Photo]) -> tuple[list[Photo], list[Photo]]:
         """Route hashed photos (fail / skip here) -> (one photo per content to do, its copies)."""

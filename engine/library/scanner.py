@@ -220,6 +220,10 @@ class Scan:
         if not self.summary.cancelled:
             folder, scan_id = str(self.folder), self.scan_id
             self.later(lambda db: self.index.clear_old_failures(db, folder, scan_id))
+        return self.wrap_up(started)
+
+    def wrap_up(self, started: float) -> ScanSummary:
+        """Record what waits, time the run, send the last report; the summary."""
         self.record_pending()
         s = self.summary
         s.elapsed_s = time.perf_counter() - started
