@@ -63,8 +63,9 @@ CSS = """
 .lib-bar > div {height: 100%; background: var(--color-accent)}
 .lib-note {opacity: 0.75; font-size: 0.9em}
 .lib-error {color: var(--error-text-color, #b91c1c)}
-#loupe-lib-grid {max-height: 560px; overflow-y: auto}
-.lib-grid {display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: 10px}
+/* the scroller is our own div: gradio's .block sets overflow on the component's wrapper */
+.lib-grid {display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: 10px;
+           max-height: 540px; overflow-y: auto; padding: 2px}
 .lib-card {all: unset; box-sizing: border-box; cursor: pointer; display: flex; flex-direction: column;
            border: 1px solid var(--border-color-primary); border-radius: 6px; padding: 6px; min-width: 0}
 .lib-card:hover, .lib-card:focus-visible {border-color: var(--color-accent)}
@@ -437,18 +438,26 @@ def _problem(text: str) -> str:
     return f'<span class="lib-error">{html.escape(text)}</span>'
 
 
-def save_caption(path: str, caption: str, folder: str, text: str, state: str, page: int):
+def save_caption(path: str, caption: str, folder: str, text: str, state: str, page: int,
+                 confirm: list | None = None):
     """Save: the person's caption, written the same safe way a scan writes, marked as theirs.
-    A caption that cannot be saved is said in the panel, naming the photo."""
+    A description someone else wrote is shown first and replaced only by a second Save of the
+    same text (`confirm` holds what the first one asked about). A caption that cannot be saved
+    is said in the panel, naming the photo. -> (panel line, grid, page label, page, confirm)."""
     keep = gr.update()
     if not path:
-        return _problem("Choose a photo in the grid first."), keep, keep, keep
+        return _problem("Choose a photo in the grid first."), keep, keep, keep, None
+    confirmed = confirm == [path, caption]
     try:
-        result = library.set_caption(path, caption or "")
+        result = library.set_caption(path, caption or "", replace_others=confirmed)
+    except library.DescriptionExists as exc:
+        return (_problem(f"This photo already has a description someone wrote: “{exc.existing}”. "
+                         "Press Save again to replace it with yours, or include it in your caption."),
+                keep, keep, keep, [path, caption])
     except LoupeError as exc:
-        return _problem(str(exc)), keep, keep, keep
+        return _problem(str(exc)), keep, keep, keep, None
     grid, label, page = page_view(folder, text, state, page)
-    return "**Your caption** · " + result.message, grid, label, page
+    return "**Your caption** · " + result.message, grid, label, page, None
 
 
 def reveal(path: str) -> str:
@@ -475,13 +484,14 @@ def export_index(fmt: str, target: str):
     if target:
         path = Path(target).expanduser()
         if path.suffix.lower() not in (".csv", ".json"):
-            path = path.with_suffix("." + fmt)
+            path = path.with_name(path.name + "." + fmt)  # "notes.txt" -> "notes.txt.csv": said below
     else:
         folder = Path(os.environ.get("GRADIO_TEMP_DIR") or Path.home()) / "exports"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"loupe-captions-{datetime.now():%Y-%m-%d-%H%M%S}.{fmt}"
     rows = library.export(path)
-    message = f"Exported {rows} photo{'s' if rows != 1 else ''} to {path}."
+    where = f"to {path}" if target else f"as {path.name}: use the download button"
+    message = f"Exported {rows} photo{'s' if rows != 1 else ''} {where}."
     return (gr.update(value=str(path), visible=not target), message)
 
 
@@ -613,8 +623,9 @@ def library_tab(demo: gr.Blocks | None = None) -> None:
     nxt.click(friendly(turn(1)), filt, view, api_visibility="private", show_progress="hidden")
     picked.change(friendly(select_photo), picked, [picture, caption, caption_by, labels, where, selected],
                  api_visibility="private", show_progress="hidden")
-    save.click(friendly(save_caption), [selected, caption, folder, text, state, page], [caption_by] + view,
-               api_visibility="private", show_progress="hidden")
+    confirm = gr.State(None)  # [path, caption] the last Save asked to confirm
+    save.click(friendly(save_caption), [selected, caption, folder, text, state, page, confirm],
+               [caption_by] + view + [confirm], api_visibility="private", show_progress="hidden")
     show.click(friendly(reveal), selected, said, api_visibility="private", show_progress="hidden")
     undo.click(friendly(undo_renames), filt, [undo_said] + view, api_visibility="private", show_progress="hidden")
     export.click(friendly(export_index), [fmt, target], [exported, export_said], api_visibility="private",

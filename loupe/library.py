@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -177,12 +178,22 @@ def scans(db: str | None, as_json: bool) -> int:
               help="Where it goes (default: the way the photo was last written, else the library_write setting).")
 @click.option("--sidecar-style", type=click.Choice(["darktable", "lightroom"]), default=None,
               help="photo.jpg.xmp (darktable, digiKam) or photo.xmp (Lightroom).")
+@click.option("--replace", is_flag=True,
+              help="Replace a description someone else wrote (without it, such a photo is left as it is).")
 @_DB
-def edit(path: str, caption: str, write: str | None, sidecar_style: str | None, db: str | None) -> int:
+def edit(path: str, caption: str, write: str | None, sidecar_style: str | None, replace: bool, db: str | None) -> int:
     """Set your own CAPTION for the photo at PATH (a scan never replaces it)."""
     from engine import library
 
-    result = library.set_caption(path, caption, write=write, sidecar_style=sidecar_style, db_path=db)
+    try:
+        result = library.set_caption(path, caption, write=write, sidecar_style=sidecar_style,
+                                     replace_others=replace, db_path=db)
+    except library.DescriptionExists as exc:
+        from engine.errors import UsageError
+
+        raise UsageError(
+            f"{Path(path).name} already has a description someone wrote: “{exc.existing}”; "
+            "add --replace to replace it with yours.") from None
     click.echo(result.message)
     return 0
 

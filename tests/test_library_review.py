@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -23,7 +23,7 @@ from engine.errors import UnreadableImage, UsageError
 from engine.library import index as index_mod
 from engine.library.index import Index
 
-from library_fixtures import FakeEngine, LABELS, decoded, make_tree, read_xmp_file, save_photo, sha
+from library_fixtures import FakeEngine, LABELS, decoded, make_tree, save_photo, sha
 
 
 def db(tmp_path) -> Path:
@@ -226,7 +226,7 @@ def test_set_caption_embed_every_place_and_rescan_does_not_redo(tmp_path):
     assert (again.done, again.skipped, again.written) == (0, 1, 0) and photo.read_bytes() == data
 
 
-def test_set_caption_someone_elses_description_is_replaced_and_said(tmp_path):
+def test_set_caption_someone_elses_description_is_replaced_only_when_confirmed(tmp_path):
     root = tmp_path / "p"
     photo = save_photo(root / "p.jpg", 1)
     subprocess.run(["exiftool", "-q", "-overwrite_original", "-XMP-dc:Description=Old text by Ann", str(photo)],
@@ -234,7 +234,18 @@ def test_set_caption_someone_elses_description_is_replaced_and_said(tmp_path):
     summary = library.scan(root, engine=FakeEngine())
     assert [n.kind for n in summary.notices] == ["kept"]
     assert "loupe:caption" not in summary.notices[0].message
-    result = library.set_caption(photo, "Ann's cat")
+    sidecar = (root / "p.jpg.xmp").read_bytes()
+    with pytest.raises(library.DescriptionExists) as asked:
+        library.set_caption(photo, "Ann's cat")
+    assert asked.value.existing == "Old text by Ann"
+    assert (root / "p.jpg.xmp").read_bytes() == sidecar  # nothing written without the confirmation
+    assert exif_tags(root / "p.jpg.xmp")["XMP-dc:Description"] == "Old text by Ann"
+    proc = subprocess.run([sys.executable, "-m", "loupe", "library", "edit", str(photo), "Ann's cat"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        "loupe: p.jpg already has a description someone wrote: “Old text by Ann”; "
+        "add --replace to replace it with yours.")
+    result = library.set_caption(photo, "Ann's cat", replace_others=True)
     assert result.message == "Saved; written to p.jpg.xmp. It replaces the description that was there (\u201cOld text by Ann\u201d)."
     assert exif_tags(root / "p.jpg.xmp")["XMP-dc:Description"] == "Ann's cat"
 

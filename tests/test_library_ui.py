@@ -273,3 +273,25 @@ def test_progress_line_reads_as_a_person_would_say_it():
     assert describe_progress(p) == ("12 of 240 · IMG_0042.jpg · 0.8 photos/s · about 5 min left", 0.05)
     first = ScanProgress(0, 0, 0.0, None, "", phase="finding")
     assert describe_progress(first) == ("Finding photos…", None)
+
+
+def test_save_shows_someone_elses_description_and_replaces_it_only_on_a_second_save(installed, tmp_path):
+    """The photo panel's Save, as a click runs it: the first Save shows the description someone
+    wrote and writes nothing; a second Save of the same text replaces it (exiftool reads it)."""
+    from desktop.library_tab import save_caption
+    from engine import library
+
+    folder = tmp_path / "Garden"
+    photo = _photos(folder, 1)[0]
+    subprocess.run(["exiftool", "-q", "-overwrite_original", "-XMP-dc:Description=Grandma's garden, 1998",
+                    str(photo)], check=True)
+    library.scan(folder)
+    sidecar = photo.with_name(photo.name + ".xmp")
+    before = sidecar.read_bytes()
+    said, *_, confirm = save_caption(str(photo), "Roses by the shed", str(folder), "", "all", 0, None)
+    assert "Grandma&#x27;s garden, 1998" in said and "Save again" in said  # the panel's HTML
+    assert sidecar.read_bytes() == before
+    said, *_, confirm = save_caption(str(photo), "Roses by the shed", str(folder), "", "all", 0, confirm)
+    assert said.startswith("**Your caption**") and confirm is None
+    out = subprocess.run(["exiftool", "-j", "-XMP-dc:Description", str(sidecar)], capture_output=True, text=True)
+    assert json.loads(out.stdout)[0]["Description"] == "Roses by the shed"

@@ -27,7 +27,7 @@ from ..files import TEMP_PREFIX, cleanup_stale
 from .index import NO_MATCH, Hit, Index, IndexUnavailable
 from .progress import ProgressCallback, ScanProgress, progress_bar
 from .descriptions import EXISTING_POLICIES
-from .edit import CaptionNotSaved, EditResult
+from .edit import CaptionNotSaved, DescriptionExists, EditResult
 from .review import REVIEW_STATES, PhotoItem, PhotoPage
 from .scanner import NOTICE_KINDS, Notice, Options, Problem, ScanSummary, WRITERS
 from .settings import CAPTION_STYLES, DEFAULT_CAPTION_STYLE, KEYWORD_THRESHOLD
@@ -37,7 +37,7 @@ __all__ = [
     "scan", "search", "export", "undo", "scans", "cleanup_stale", "progress_bar", "default_db_path",
     "photos", "photo", "set_caption", "thumbnail",
     "EXISTING_POLICIES", "Hit", "NO_MATCH", "ScanProgress", "Problem", "Notice", "NOTICE_KINDS", "ScanSummary",
-    "IndexUnavailable", "TEMP_PREFIX", "WRITERS", "REVIEW_STATES", "PhotoItem", "PhotoPage", "EditResult",
+    "IndexUnavailable", "TEMP_PREFIX", "WRITERS", "REVIEW_STATES", "PhotoItem", "PhotoPage", "EditResult", "DescriptionExists",
     "CaptionNotSaved", "CAPTION_STYLES", "DEFAULT_CAPTION_STYLE", "KEYWORD_THRESHOLD",
 ]
 
@@ -177,7 +177,7 @@ def photo(path: str | os.PathLike[str], *, db_path: str | os.PathLike[str] | Non
 
 def set_caption(
     path: str | os.PathLike[str], caption: str, *, write: str | None = None, sidecar_style: str | None = None,
-    db_path: str | os.PathLike[str] | None = None,
+    replace_others: bool = False, db_path: str | os.PathLike[str] | None = None,
 ) -> EditResult:
     """Save the person's own caption for a photo in the index.
 
@@ -185,6 +185,9 @@ def set_caption(
     untouched), per `write`, else the way the photo was last written, else the settings; it
     becomes the photo's description and is searchable at once. A later scan never replaces it
     (it keeps it and says so once among its notices). Returns EditResult(path, written, message).
+    A description someone else wrote (sidecar, or the photo's XMP/IPTC/EXIF) is replaced only
+    with `replace_others=True`; without it DescriptionExists (a UsageError, `.existing` the
+    text) is raised and nothing is written.
     Raises UsageError for an empty caption or a photo not in the index, CaptionNotSaved (a
     LoupeError naming the photo) when its files cannot be written."""
     from ..paths import load_settings
@@ -193,7 +196,7 @@ def set_caption(
     db = _db(db_path)
     with Index(db) as index:
         return _set_caption(index, str(path), caption, write=write, sidecar_style=sidecar_style,
-                            settings=load_settings())
+                            settings=load_settings(), replace_others=replace_others)
 
 
 def search(words: str, *, limit: int = 50, db_path: str | os.PathLike[str] | None = None) -> list[Hit]:

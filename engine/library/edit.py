@@ -22,6 +22,16 @@ from .settings import KEYWORD_THRESHOLD, keyword_names
 MAX_CAPTION = 2000  # characters; a description, not an essay
 
 
+class DescriptionExists(UsageError):
+    """The photo has a description someone else wrote; saving over it needs `replace_others`.
+    `.existing` is that description."""
+
+    def __init__(self, photo: Path, existing: str) -> None:
+        self.existing = existing
+        super().__init__(f"{photo.name} already has a description someone wrote: "
+                         f"{_short(existing)}; replacing it needs a confirmation.")
+
+
 class CaptionNotSaved(LoupeError):
     """The person's caption could not be written to the photo's files; the message names the photo."""
 
@@ -48,7 +58,7 @@ def _last_written(row: PhotoRow) -> tuple[str | None, str | None, int]:
 
 
 def set_caption(index: Index, path: str, caption: str, *, write: str | None, sidecar_style: str | None,
-                settings: dict[str, Any]) -> EditResult:
+                settings: dict[str, Any], replace_others: bool = False) -> EditResult:
     """See `engine.library.set_caption`."""
     from .scanner import WRITERS
 
@@ -75,6 +85,10 @@ def set_caption(index: Index, path: str, caption: str, *, write: str | None, sid
     if style not in xmp.SIDECAR_STYLES:
         raise UsageError(f"Unknown sidecar style {style!r}; choose darktable or lightroom.")
     keywords = keyword_names(row.labels, threshold)
+    if not replace_others and writer != "none":
+        other = xmp.others_description(photo, style)
+        if other and normalize(other) not in (normalize(row.caption), text):
+            raise DescriptionExists(photo, other)  # someone's words are never replaced unasked
 
     written: Path | None = None
     result = None

@@ -181,8 +181,10 @@ class Scan:
         self.batches = 0
         self.batch_now = 0  # photos in the batch being captioned, for progress within it
         self.working = 0.0
-        # the real engine tells how far generation is; a stand-in engine may not
-        self.steps = "on_step" in inspect.signature(engine.infer).parameters
+        # the real engine tells how far generation is; a stand-in engine (tests, the Ray
+        # driver's, which only names the models) may not
+        infer = getattr(engine, "infer", None)
+        self.steps = infer is not None and "on_step" in inspect.signature(infer).parameters
         self.failures_in_a_row = 0
 
     # ------------------------------------------------------------------ the pipeline

@@ -31,7 +31,7 @@ from .descriptions import APPEND_SEPARATOR as APPEND_SEPARATOR
 from .descriptions import DECISIONS as DECISIONS
 from .descriptions import EXISTING_POLICIES as EXISTING_POLICIES
 from .descriptions import WriteResult as WriteResult
-from .descriptions import check_policy, plan
+from .descriptions import check_policy, persons_part, plan
 from ..files import atomic_write, is_read_only
 
 X_NS = "adobe:ns:meta/"
@@ -436,6 +436,22 @@ def write_sidecar(
         check_packet(merged.packet)
         atomic_write(target, merged.packet)
     return result
+
+
+def others_description(photo: Path, style: str = "darktable") -> str:
+    """The description someone other than Loupe wrote for `photo`: in its sidecar (`style`),
+    else in the photo's own XMP, IPTC or EXIF; "" when there is none. Read only."""
+    try:
+        fields = read_packet(sidecar_path(photo, style).read_bytes())
+    except (OSError, XmpError):
+        fields = PacketFields("", None, [], [])
+    own_xmp, legacy = _photo_metadata(photo)
+    loupe_texts = [t for t in (fields.loupe_caption, own_xmp.loupe_caption) if t]
+    for text in (fields.description, own_xmp.description, legacy.caption, legacy.description):
+        part = persons_part(_clean(text or ""), loupe_texts)
+        if part:
+            return part
+    return ""
 
 
 def _photo_metadata(photo: Path) -> tuple[PacketFields, iptc_exif.Legacy]:
