@@ -524,7 +524,7 @@ def library_tab(demo: gr.Blocks | None = None) -> None:
     with gr.Row(equal_height=True, elem_id="loupe-lib-top"):
         folder = gr.Textbox(label="Folder of photos", show_label=False, container=False, scale=5,
                             placeholder="Folder of photos, e.g. /home/me/Pictures", elem_id="loupe-lib-folder")
-        pick = gr.Button("Choose folder…", scale=0, min_width=160, visible=ui.folder_picker is not None)
+        pick = gr.Button("Browse…", scale=0, min_width=110, visible=ui.folder_picker is not None)
         scan = gr.Button("Scan", variant="primary", scale=0, min_width=110, elem_id="loupe-lib-scan")
         stop = gr.Button("Stop", scale=0, min_width=110, elem_id="loupe-lib-stop")
     with gr.Row(visible=bool(_models_missing())) as models_row:
