@@ -163,9 +163,10 @@ def test_a_whole_session_stays_on_loopback(tmp_path, sources_file, _installed_we
             CAPTIONER = for_task("caption")
             scan_labels = ["Folder of photos", "Captions", f"{CAPTIONER.option('prefix').label} (optional)",
                            "Write results", "Sidecar name", "A description someone already wrote",
-                           "Rename files from captions", KEYWORD_THRESHOLD.label, "Search captions and labels", "Show"]
+                           "Rename files from captions", KEYWORD_THRESHOLD.label, "Search captions and labels", "Show",
+                           "Run on a Ray cluster (optional)"]  # left empty: this computer
             scan = _run_queued(c, _dep(config, input_labels=scan_labels),
-                               [str(photos), "quick", "", "sidecar", "darktable", "keep", False, 10, "", "all"],
+                               [str(photos), "quick", "", "sidecar", "darktable", "keep", False, 10, "", "all", ""],
                                "offline-session")
             summary = json.dumps(scan["data"])
             assert "3 photos, 3 captioned" in summary, summary
