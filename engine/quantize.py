@@ -2,10 +2,10 @@
 the quantized model beside its weights.
 
 `quantize_int8(module)` swaps a module's `nn.Linear` layers for int8 ones in place: weights
-int8 per output channel, activations quantized to int8 per call from their own range (no
-calibration data needed), outputs in float32. One scale per call means a photo's numbers
-depend slightly on the other photos in its batch (measured: per-photo calls would keep them
-apart but cost 8-16x in the decoder's small matrix products).
+int8 per output channel, activations quantized to int8 from their own range (no calibration
+data needed) with one scale per batch row (`engine.int8_layers.RowwiseInt8Linear`), outputs in
+float32. Per row, not per call: a photo's numbers, and so its caption, do not depend on the
+other photos in its batch (a scan's batches of 8 and the Caption tab's single photo agree).
 
 `load_int8(folder, load_float, build_empty)` quantizes once and keeps the result in
 `folder/.int8/` (hidden: the weights check counts any other visible file as damage): later
@@ -34,9 +34,9 @@ from typing import Any, Callable, Iterator
 log = logging.getLogger("loupe.quantize")
 
 #: bump when what `quantize_int8` produces changes: every cache is then rebuilt
-FORMAT = 1
+FORMAT = 2
 CACHE_DIR = ".int8"
-BACKEND = "torch.ao dynamic qint8, per-channel weights (fbgemm)"
+BACKEND = "torch.ao dynamic qint8, per-channel weights, per-row activations (fbgemm)"
 
 
 @contextmanager
@@ -62,18 +62,19 @@ def int8_available() -> bool:
 
 
 def quantize_int8(module: Any) -> Any:
-    """Quantize `module` in place and return it: every `nn.Linear` becomes a dynamic int8 layer
-    (weights int8 per output channel; activations quantized per call over the whole input
-    tensor, so a batch's outputs depend slightly on its other members; inputs and outputs
-    float32). CPU only. Other layers (convolutions, embeddings, norms, attention's matmuls)
-    stay float32. A float32 model must come in."""
+    """Quantize `module` in place and return it: every `nn.Linear` becomes a
+    `RowwiseInt8Linear` (weights int8 per output channel; activations quantized per batch row,
+    so each row's output depends on that row alone; inputs and outputs float32). CPU only.
+    Other layers (convolutions, embeddings, norms, attention's matmuls) stay float32. A float32
+    model must come in."""
     import torch
-    import torch.ao.nn.quantized.dynamic as nnqd
     from torch.ao.quantization import per_channel_dynamic_qconfig
+
+    from .int8_layers import RowwiseInt8Linear
 
     with _quiet_deprecations():
         torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8,
-                                               mapping={torch.nn.Linear: nnqd.Linear}, inplace=True)
+                                               mapping={torch.nn.Linear: RowwiseInt8Linear}, inplace=True)
     return module
 
 
@@ -83,12 +84,13 @@ def _empty_int8_like(module: Any) -> None:
     layers are built 1x1 (packing full-size placeholders would cost ~0.2 GB and a second
     packing for BLIP) and given the real shapes' attributes."""
     import torch
-    import torch.ao.nn.quantized.dynamic as nnqd
+
+    from .int8_layers import RowwiseInt8Linear
 
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
             if type(child) is torch.nn.Linear:  # exactly what quantize_dynamic's mapping swaps
-                new = nnqd.Linear(1, 1, bias_=child.bias is not None, dtype=torch.qint8)
+                new = RowwiseInt8Linear(1, 1, bias_=child.bias is not None, dtype=torch.qint8)
                 new.in_features, new.out_features = child.in_features, child.out_features
                 setattr(parent, name, new)
 

@@ -215,3 +215,38 @@ def test_captions_are_never_only_debris(installed, tmp_path):
     captions = get_engine().run("caption", paths, num_beams=1, max_new_tokens=8)
     empty = [p.name for p, c in zip(paths, captions) if not c.text.strip()]
     assert not empty, empty
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_beams_share_one_cross_attention_projection_per_photo(tiny_dir, photos, precision, monkeypatch, tmp_path):
+    """The decoder's cross-attention keys and values are projected once per photo, not once per
+    beam, and the captions are exactly those of projecting every beam's copy."""
+    import torch
+
+    from engine.device import Placement
+    from engine.models.captioner import Captioner
+
+    import shutil
+
+    folder = shutil.copytree(tiny_dir / "blip", tmp_path / "blip")  # int8 writes its cache beside the weights
+    cap = Captioner.load(folder, Placement("cpu", precision))
+    layers = [m for m in cap.model.text_decoder.modules() if "forward" in vars(m)]  # the shared ones
+    assert layers and len(layers) == 2 * cap.model.config.text_config.num_hidden_layers
+    rows: list[int] = []
+    real = type(layers[0]).forward
+
+    def counting(self, x):
+        if self is layers[0]:
+            rows.append(x.shape[0])
+        return real(self, x)
+
+    monkeypatch.setattr(type(layers[0]), "forward", counting)
+    images = [load_image(p) for p in photos[:3]]
+    batch = cap.collate([cap.preprocess(im) for im in images])
+    shared = cap.forward(batch, max_new_tokens=8, num_beams=3)
+    assert rows == [3]  # 3 photos x 3 beams came in; 3 rows were projected
+    for layer in layers:
+        del layer.forward  # back to projecting every copy
+    plain = cap.forward(batch, max_new_tokens=8, num_beams=3)
+    assert rows == [3, 9]
+    assert torch.equal(shared, plain)

@@ -1,0 +1,30 @@
+"""The int8 Linear layer of Loupe's int8 path: one activation scale per batch row.
+
+torch's dynamic int8 Linear (`torch.ao.nn.quantized.dynamic.Linear`, fbgemm kernels) picks one
+activation scale per call, from the range of the whole input tensor. In a batch that makes a
+photo's numbers depend on the other photos in it, so the same photo could get another caption
+in a library scan (batches of 8) than in the Caption tab (one photo). This layer runs the same
+kernel once per row of the batch dimension (a photo in the vision encoder; one photo's caption
+candidate in the decoder), so each row is quantized from its own range only and its output is
+bit-identical whatever else is in the batch. The cost of the extra calls is in bench/README.md.
+
+Imported only by `engine.quantize`, which imports torch lazily.
+"""
+from __future__ import annotations
+
+import torch
+import torch.ao.nn.quantized.dynamic as nnqd
+
+
+class RowwiseInt8Linear(nnqd.Linear):
+    """`nnqd.Linear` with the activation scale taken per row of dim 0: input [N, ..., in]
+    float32 -> output [N, ..., out] float32, row i computed from input row i alone.
+    Same parameters and state dict as `nnqd.Linear` (built by `quantize_dynamic`'s mapping)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        if x.dim() < 2 or x.shape[0] == 1:
+            return super().forward(x)
+        return torch.cat([super(RowwiseInt8Linear, self).forward(row) for row in x.split(1)])
+
+    def _get_name(self) -> str:
+        return "RowwiseInt8Linear"
