@@ -387,6 +387,10 @@ def report(res: dict, args: argparse.Namespace, elapsed: float) -> None:
     v = acc.get("blip_vision_int8")
     if v:
         checks.append(("fidelity: int8 vs fp32 vision-encoder cosine >= 0.995", v["cos_min"] >= 0.995, f"{v['cos_min']:.4f}"))
+    b = acc.get("int8_batch_invariant")
+    if b:
+        checks.append(("int8: a photo's caption alone = in a batch of its size", b["same"] == b["n"],
+                       f"{b['same']}/{b['n']}"))
     e = acc.get("effnet_int8")
     if e and "top1_agree" in e:
         checks.append(("fidelity: classifier top-1 agreement (int8 Linear) >= 24/25", e["top1_agree"] >= 24,
@@ -462,6 +466,10 @@ def print_accuracy(acc: dict) -> None:
                 print(f"  caption tokens int8 vs fp32, {what}: {t['positions_equal']:.0%} of positions equal, "
                       f"{t['identical']}/{t['n']} captions identical, mean common prefix {t['mean_common_prefix']:.1f} "
                       f"of {t['length']}")
+        b = acc.get("int8_batch_invariant")
+        if b:
+            print(f"  int8, same photo same answer: {b['same']}/{b['n']} photos get the same caption (3 beams x 12) alone "
+                  f"as in one batch of {b['n']} (activations scaled per photo)")
         t = acc.get("tokens_teacher_forced")
         if t:
             print(f"  next token after fp32's own prefix: int8 picks the same {t['top1_equal']:.1%} of {t['n_tokens']} "

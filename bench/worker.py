@@ -514,6 +514,8 @@ def _int8_fidelity(folder: Path, fp32, images) -> dict:
     tokens, free-running (20 greedy; 3 beams x 12 as shipped) and teacher-forced (int8's
     next-token choice after fp32's own prefix). Random weights make near-ties between tokens
     common, so free-running agreement here is a lower bound for the real model."""
+    import torch
+
     from bench.fixtures import real_photos
     from engine.device import Placement
     from engine.models.captioner import Captioner
@@ -533,6 +535,12 @@ def _int8_fidelity(folder: Path, fp32, images) -> dict:
         prefix = [int(row.cumprod(0).sum()) for row in same]
         out[f"tokens_{key}"] = {"positions_equal": float(same.mean()), "identical": int((same.min(1).values == 1).sum()),
                                 "n": len(photos), "mean_common_prefix": sum(prefix) / len(prefix), "length": int(ta.shape[1])}
+    # Same photo, same answer: each photo alone (the Caption tab) vs in the batch (a scan)
+    shipped = {"max_new_tokens": SHIPPED_TOKENS, "num_beams": 3}
+    together = int8.forward(batch, **shipped)
+    alone = [int8.forward(int8.collate([int8.preprocess(im)]), **shipped)[0] for im in photos]
+    out["int8_batch_invariant"] = {"n": len(photos), "same": sum(
+        int(torch.equal(together[i], row)) for i, row in enumerate(alone))}
     seq = fp32.forward(batch, max_new_tokens=TOKENS, num_beams=1)
     la = fp32.model(pixel_values=pixels, input_ids=seq).logits[:, :-1]
     lb = int8.model(pixel_values=pixels, input_ids=seq).logits[:, :-1]
