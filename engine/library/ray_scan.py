@@ -55,7 +55,7 @@ DECODE_MEMORY_BYTES = 1024 * 1024 * 1024
 CONNECT_TIMEOUT_S = 5.0
 RAY_CLIENT_PORT = 10001
 #: The environment `ray.init` starts under (see `_quiet_init`).
-QUIET_ENV = {"RAY_BACKEND_LOG_LEVEL": "fatal"}
+QUIET_ENV = {"RAY_BACKEND_LOG_LEVEL": "fatal", "RAY_enable_output_error_log_if_still_retry": "0"}
 #: After Stop, how long the driver waits for Ray Data's execution to end before leaving it.
 STOP_WAIT_S = 10.0
 INSTALL_HINT = "Ray is not installed: pip install 'loupe[ray]'"
