@@ -5,7 +5,8 @@ index or the person's files, and Ray Data runs the two that need compute:
 
     driver   walk, hash, skip (Scan.load / Scan.route, unchanged; decoding is left to Ray)
     CPU task decode + preprocess each photo to be done through `Engine.prepare` (the same
-             tensor as a local scan), one task per block of about a batch of photos
+             tensor as a local scan; the models' preprocessing only, no weights loaded),
+             one task per block of about a batch of photos
     actors   a pool of model actors, one loaded Engine each (GPUs where the cluster has
              them, the registry's precision on each node), `Engine.infer` a batch at a time
     driver   results stream back and go through `Scan.commit`: sidecars / embeds / renames
