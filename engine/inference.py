@@ -9,7 +9,9 @@ steps, so a model gets the same tensor for the same file whoever asks:
 
     prepare(task, photo)  decode the file at the model's input size (`load_image` with the
                           model's own `input_size` as draft size) and run the model's own
-                          per-photo `preprocess`; safe from several threads
+                          per-photo `preprocess`, both from its preprocessing alone
+                          (`Model.load_preprocessing`: no weights loaded); safe from several
+                          threads
     infer(task, inputs)   `collate` -> `forward` -> `postprocess`, one forward at a time
 
 Models are loaded lazily, once, thread-safely, from verified weights.
@@ -44,6 +46,10 @@ class Engine:
         # and parallel calls would only fight over them and multiply peak memory.
         self._run_locks = {spec.task: threading.Lock() for spec in MODELS}
         self._models: dict[str, Any] = {}
+        # task -> the model class's preprocessing alone (Model.load_preprocessing); its own
+        # lock: photos can be prepared while a model loads
+        self._preparers: dict[str, Any] = {}
+        self._prepare_lock = threading.Lock()
         self.load_seconds: dict[str, float] = {}
 
     @property
@@ -87,9 +93,26 @@ class Engine:
         _release_freed_memory()
         return model
 
+    def preparer(self, key: str) -> Any:
+        """The preprocessing of a task's (or model name's) model, without its weights: an
+        instance from `Model.load_preprocessing` (`input_size`, `preprocess`), loaded once.
+        WeightsMissing (or WeightsDamaged) when the model's files are not installed intact."""
+        spec = lookup(key)
+        found = self._preparers.get(spec.task)
+        if found is not None:
+            return found
+        with self._prepare_lock:
+            if spec.task not in self._preparers:
+                folder = weights.model_dir(spec.name)
+                with weights.load_guard(spec.name, folder):
+                    self._preparers[spec.task] = spec.model_class().load_preprocessing(folder)
+            return self._preparers[spec.task]
+
     def unload(self) -> None:
         with self._load_lock:
             self._models.clear()
+        with self._prepare_lock:
+            self._preparers.clear()
 
     def model_ids(self) -> dict[str, str]:
         """What made a result: {task: "name@pin", "precision": ...}; part of the scan's settings key."""
@@ -108,10 +131,11 @@ class Engine:
     def prepare(self, task: str, photo: Photo, options: Mapping[str, Any]) -> Any:
         """One photo -> the model's input for it (CPU tensors). `photo` is a path (decoded by
         `load_image` at the model's input size) or an RGB image already decoded by it.
-        Raises UnreadableImage naming the file; options must be checked (`check_options`)."""
+        Raises UnreadableImage naming the file; options must be checked (`check_options`).
+        Loads no model: only its preprocessing (`preparer`)."""
         if not isinstance(photo, Image):
             photo = self.decode(task, photo)
-        return self.model(task).preprocess(photo, **options)
+        return self.preparer(task).preprocess(photo, **options)
 
     def infer(self, task: str, inputs: Sequence[Any], options: Mapping[str, Any],
               cancel: threading.Event | None = None,
@@ -135,9 +159,9 @@ class Engine:
         return out
 
     def decode(self, task: str, path: str | os.PathLike[str]) -> Image:
-        """The photo at `path` decoded at `task`'s model input size (loads the model first:
-        the size comes from its own processor). Raises UnreadableImage."""
-        return load_photo(self.model(task).input_size, path)
+        """The photo at `path` decoded at `task`'s model input size (the size comes from its
+        own processor config or transforms; no model is loaded). Raises UnreadableImage."""
+        return load_photo(self.preparer(task).input_size, path)
 
     def run(self, task: str, photos: Sequence[Photo], **options: Any) -> list[Any]:
         """Results for `photos` in input order; a photo that cannot be read gets its
@@ -147,7 +171,7 @@ class Engine:
         checked = check_options(task, options)
         batch = self.batch_sizes[task]
         try:
-            self.model(task)  # its input size is what photos are decoded at
+            self.model(task)  # first: missing or damaged weights are every photo's problem
         except LoupeError as missing:
             return _unreadable_or_raise(photos, missing)
         results: list[Any] = [None] * len(photos)

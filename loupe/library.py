@@ -5,10 +5,13 @@ stderr as `loupe: PATH: reason`), 2 usage, 130 cancelled.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import click
 
@@ -69,11 +72,12 @@ def scan(folder: str, write: str | None, sidecar_style: str | None, rename: bool
     given = {k: v for k, v in options.items()
              if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT}
     model_options = {**pick("caption", given), **pick("classify", given)}
-    with library.progress_bar() as bar:  # on stderr, only when it is a terminal
+    cancel = threading.Event()
+    with library.progress_bar() as bar, stop_on_ctrl_c(cancel):  # the bar: on stderr, only when it is a terminal
         summary = library.scan(folder, write=write, sidecar_style=sidecar_style, rename=rename, existing=existing,
                                caption_style=caption_style, keyword_threshold=keyword_threshold, db_path=db,
-                               progress=bar, batch_size=batch_size, workers=workers, ray_address=ray_address,
-                               **model_options)
+                               progress=bar, cancel=cancel, batch_size=batch_size, workers=workers,
+                               ray_address=ray_address, **model_options)
     note(done=summary.done, skipped=summary.skipped, failed=summary.failed, written=summary.written)
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
@@ -82,9 +86,35 @@ def scan(folder: str, write: str | None, sidecar_style: str | None, rename: bool
     for problem in summary.problems:
         click.echo(f"loupe: {problem.path}: {problem.reason}", err=True)
     if summary.cancelled:
-        click.echo("loupe: cancelled; run the same command again to resume", err=True)
+        click.echo(stopped_text(summary.done), err=True)
         return 130
     return 3 if summary.problems else 0
+
+
+@contextlib.contextmanager
+def stop_on_ctrl_c(cancel: threading.Event) -> Iterator[None]:
+    """Within: the first Ctrl-C (SIGINT) sets `cancel`, so the scan stops as Stop does, keeping
+    and saying what it did; a second one interrupts at once (KeyboardInterrupt). Only the
+    main thread receives signals: elsewhere Ctrl-C keeps its usual meaning."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def first(signum: int, frame: Any) -> None:
+        cancel.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, first)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def stopped_text(done: int) -> str:
+    """The line a stopped scan ends with (local or on Ray: the same)."""
+    return (f"Stopped: {done} photo{'s' if done != 1 else ''} captioned and kept; "
+            "run the same command again to resume.")
 
 
 def summary_text(summary: Any) -> str:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,128 @@ def test_the_library_tab_scans_on_the_cluster_typed_in_its_options(cluster, inst
     assert line.startswith("Done"), line
     assert library.photos(folder=str(folder), state="done").total == 5  # 4 + sub/q.png; the copy is a duplicate
     assert len(list(folder.rglob("*.xmp"))) == 6  # the duplicate's sidecar too
+
+
+# ---------------------------------------------------------------------- the CLI, as a person runs it
+def _cli(*args: str, **kwargs) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    env.update(kwargs.pop("env", {}))
+    return subprocess.Popen([sys.executable, "-m", "loupe", "library", "scan", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+
+
+def _marked(mark: str) -> list[str]:
+    """Live processes started under LOUPE_TEST_RUN=mark (the CLI, and the Ray it started:
+    raylet, gcs_server, ray:: workers inherit the environment); zombies have none."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                env = (entry / "environ").read_bytes().split(b"\0")
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if f"LOUPE_TEST_RUN={mark}".encode() in env:
+                found.append(f"{entry.name} {cmd[:120]}")
+    return found
+
+
+def _done_in_index(db: Path) -> int:
+    import sqlite3
+
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+            return con.execute("SELECT count(*) FROM scan_items WHERE status = 'done'").fetchone()[0]
+    except sqlite3.Error:
+        return 0  # not created yet, or busy: ask again
+
+
+@pytest.mark.parametrize("where", ["local", "ray"])
+def test_ctrl_c_stops_keeps_what_was_done_says_so_and_the_next_run_does_the_rest(installed, tmp_path, where):
+    """Ctrl-C in a terminal (SIGINT to the whole process group) during `loupe library scan`,
+    on this machine and with --ray: no traceback (Ray's included), exit 130, the summary and
+    one line saying how many photos were kept; the index says cancelled; no Ray process
+    stays; the next run (also a clean stderr: only Loupe's lines) does only the rest."""
+    root, db = tmp_path / "photos", tmp_path / "i.db"
+    photos = [save_photo(root / f"p{i:02}.jpg", i, size=(320, 240)) for i in range(24)]
+    ray_args = ["--ray"] if where == "ray" else []
+    mark = f"ctrl-c-{os.getpid()}-{where}"
+    proc = _cli(str(root), "--db", str(db), "--batch-size", "2", *ray_args,
+                env={"LOUPE_TEST_RUN": mark}, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while _done_in_index(db) < 1:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no photo done in time"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    kept = _done_in_index(db)
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in out + err
+    assert 1 <= kept < len(photos), (kept, out, err)
+    assert err.splitlines() == [f"Stopped: {kept} photos captioned and kept; run the same command again to resume."], err
+    assert len(out.splitlines()) == 1 and out.startswith(f"{root}: {kept} captioned, 0 already done"), out
+    assert library.scans(db_path=db)[-1]["status"] == "cancelled"
+    assert len(list(root.glob("*.xmp"))) == kept
+    deadline = time.monotonic() + 15
+    while _marked(mark) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _marked(mark) == []
+
+    rest = _cli(str(root), "--db", str(db), "--batch-size", "2", *ray_args)
+    out, err = rest.communicate(timeout=300)
+    assert rest.returncode == 0, (out, err)
+    # stderr is no terminal: no progress bar, and nothing from Ray (notices, warnings, logs)
+    assert err.splitlines() == [], err
+    assert len(out.splitlines()) == 1, out
+    assert out.startswith(f"{root}: {len(photos) - kept} captioned, {kept} already done, 0 unreadable"), out
+    assert len(list(root.glob("*.xmp"))) == len(photos)
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1", "nosuchhost:6379"])
+def test_a_cluster_that_cannot_be_reached_is_one_line_and_exit_2_in_seconds(installed, tmp_path, address):
+    (tmp_path / "photos").mkdir()
+    save_photo(tmp_path / "photos" / "a.jpg", 1)
+    started = time.monotonic()
+    proc = _cli(str(tmp_path / "photos"), "--db", str(tmp_path / "i.db"), "--ray", address)
+    try:
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert time.monotonic() - started < 30
+    assert proc.returncode == 2, err
+    assert out == "" and len(err.splitlines()) == 1, err
+    assert err.startswith(f"loupe: Cannot reach the Ray cluster at {address}: "), err
+    reason = err.split(": ", 2)[2]
+    assert ("nothing accepts connections on port 1" in reason) or ("no computer named nosuchhost" in reason), reason
+    assert not (tmp_path / "photos" / "a.jpg.xmp").exists()
+
+
+def test_a_decode_task_prepares_the_same_tensors_without_loading_a_model(installed):
+    """`decode_row` (what each Ray decode task runs) holds the models' preprocessing only, and
+    its tensors equal those a loaded model's own processor / transforms make (the local scan,
+    the Caption tab and the CLI all prepare through the same `Engine.prepare`)."""
+    import pickle
+
+    import torch
+
+    from engine.inference import Engine, load_photo
+    from engine.library import ray_scan
+    from engine.models.registry import TASKS, for_task
+
+    photo = save_photo(Path(os.environ["LOUPE_HOME"]) / "p.jpg", 3, size=(640, 480))
+    models = {task: for_task(task).check_options() for task in TASKS}
+    row = ray_scan.decode_row({"id": 0, "path": str(photo)}, models=models)
+    worker = ray_scan.worker_engine()
+    assert row["error"] == "" and worker._models == {}  # no weights loaded in a decode task
+    inputs = pickle.loads(row["inputs"])
+
+    loaded = Engine()
+    for task in TASKS:
+        model = loaded.model(task)
+        direct = model.preprocess(load_photo(model.input_size, photo), **models[task])
+        a = inputs[task]["pixel_values"] if task == "caption" else inputs[task]
+        b = direct["pixel_values"] if task == "caption" else direct
+        assert torch.equal(a, b), task

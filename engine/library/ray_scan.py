@@ -5,7 +5,8 @@ index or the person's files, and Ray Data runs the two that need compute:
 
     driver   walk, hash, skip (Scan.load / Scan.route, unchanged; decoding is left to Ray)
     CPU task decode + preprocess each photo to be done through `Engine.prepare` (the same
-             tensor as a local scan), one task per block of about a batch of photos
+             tensor as a local scan; the models' preprocessing only, no weights loaded),
+             one task per block of about a batch of photos
     actors   a pool of model actors, one loaded Engine each (GPUs where the cluster has
              them, the registry's precision on each node), `Engine.infer` a batch at a time
     driver   results stream back and go through `Scan.commit`: sidecars / embeds / renames
@@ -26,12 +27,16 @@ import logging
 import os
 import pickle
 import queue
+import socket
+import sys
+import tempfile
 import threading
 import time
+import warnings
 from typing import Any, Iterator, Mapping
 
 from ..errors import LoupeError, UnreadableImage, UsageError
-from ..files import walk_photos
+from ..files import os_reason, walk_photos
 from ..models.registry import MODELS, TASKS
 from .rename import stem_counts
 from .scanner import Options, Photo, Scan
@@ -44,9 +49,18 @@ WORKER_ENV_PREFIXES = ("LOUPE_", "HF_")
 #: store holds about a batch or two of prepared photos per CPU, ~2.3 MB each at BLIP's size).
 LOCAL_CPUS = 2
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024 * 1024
-#: What a decode worker holds: a decoded photo or two and, through `Engine.prepare`, the models
-#: whose preprocessing it runs (about 1 GB for BLIP-base in bf16 plus ResNet-18).
-DECODE_MEMORY_BYTES = 1024 * 1024 * 1024
+#: What a decode worker holds: torch, torchvision and transformers imported, the models'
+#: preprocessing (no weights: `Engine.prepare`) and a photo decoded at draft size. Measured on a
+#: local cluster after a 12 MP JPEG: RSS 844 MB, of which 640 MB proportional (PSS: the
+#: libraries' pages are shared with the node's other Ray workers) and 466 MB its own.
+DECODE_MEMORY_BYTES = 700 * 1024 * 1024
+#: How long `reach` waits for a cluster's port to answer; RAY_CLIENT_PORT: a ray:// address's default.
+CONNECT_TIMEOUT_S = 5.0
+RAY_CLIENT_PORT = 10001
+#: The environment `ray.init` starts under (see `_quiet_init`).
+QUIET_ENV = {"RAY_BACKEND_LOG_LEVEL": "fatal", "RAY_enable_output_error_log_if_still_retry": "0"}
+#: After Stop, how long the driver waits for Ray Data's execution to end before leaving it.
+STOP_WAIT_S = 10.0
 INSTALL_HINT = "Ray is not installed: pip install 'loupe[ray]'"
 
 
@@ -204,7 +218,7 @@ class Cluster:
         fn = self.ray.remote(num_cpus=0, num_gpus=self.actor_gpus, runtime_env=self.runtime_env)(probe_model_ids)
         return {str(k): str(v) for k, v in self.ray.get(fn.remote()).items()}
 
-    def results(self, paths: list[str], options: Options) -> Iterator[dict[str, Any]]:
+    def results(self, paths: list[str], options: Options) -> "Results":
         """Rows {id, result, error, stage, seconds} as the actors finish them, in any order."""
         import ray.data
 
@@ -222,7 +236,70 @@ class Cluster:
             compute=ray.data.ActorPoolStrategy(size=self.actors),
             num_cpus=self.actor_cpus, num_gpus=self.actor_gpus, runtime_env=self.runtime_env,
         )
-        yield from ds.iter_rows()
+        return Results(ds)
+
+
+class Results:
+    """A Ray Data execution's rows, and a way to end it from another thread.
+
+    `rows` blocks until the next row; a generator cannot be closed while another thread is
+    inside it, so Stop ends the execution itself (`stop`): its tasks and model actors end and
+    `rows` runs out. Ray Data 2.60 hands its executor to the iterator only through
+    `DataIterator._to_ref_bundle_iterator`, so that is where it is picked up (the `ray`
+    extra pins 2.60.0); without it, `stop` waits for the next row instead."""
+
+    def __init__(self, ds: Any) -> None:
+        self._executor: Any = None
+        it = ds.iterator()
+        make = getattr(it, "_to_ref_bundle_iterator", None)
+        if make is not None:
+            def capture(*args: Any, **kwargs: Any) -> Any:
+                bundles, stats, executor = make(*args, **kwargs)
+                self._executor = executor
+                return bundles, stats, executor
+
+            it._to_ref_bundle_iterator = capture
+        self.rows: Iterator[dict[str, Any]] = iter(it.iter_rows())
+
+    def stop(self) -> None:
+        """End the execution (idempotent; from any thread): no more rows come."""
+        executor = self._executor
+        if executor is not None:
+            executor.shutdown(force=True)
+
+
+def reach(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """UsageError "Cannot reach the Ray cluster at ADDRESS: reason" unless something accepts a
+    connection at the host and port of `address` ("head:6379", "ray://head[:10001]") within
+    `timeout_s`; "local", "auto" and addresses without a port are left to Ray.
+
+    Why a probe of our own: for a GCS address Ray 2.60 retries 20 times, each try waiting
+    RAY_gcs_rpc_server_connect_timeout_s (5 s) and then RAY_py_gcs_connect_timeout_s (30 s) for
+    the cluster id: ~14 minutes. Those knobs (and RAY_gcs_server_port_wait_time_s, the number
+    of tries) are read from this process's environment, which a local cluster started later
+    from the same process inherits, where a 1-try GCS wait breaks its own start; and a ray://
+    address has no knob at all in `ray.init` (3 client tries of growing length, ~30 s)."""
+    if address in ("local", "auto"):
+        return
+    scheme, _, rest = address.rpartition("://")
+    host, _, port = rest.rpartition(":")
+    if not port.isdigit():
+        if scheme != "ray":
+            return
+        host, port = rest, str(RAY_CLIENT_PORT)
+    host = host.strip("[]")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+        return
+    except socket.gaierror:
+        reason = f"no computer named {host} was found"
+    except (socket.timeout, TimeoutError):
+        reason = f"no answer from {host} within {timeout_s:g} s"
+    except ConnectionRefusedError:
+        reason = f"nothing accepts connections on port {port} of {host}"
+    except OSError as exc:
+        reason = os_reason(exc)
+    raise UsageError(f"Cannot reach the Ray cluster at {address}: {reason}.")
 
 
 @contextlib.contextmanager
@@ -231,29 +308,75 @@ def connect(address: str, num_cpus: int = LOCAL_CPUS,
     """Ray, connected: reuses a connection this process already has; otherwise `address`
     "local" starts a local cluster of `num_cpus` (ended on exit), anything else ("auto",
     "ray://head:10001", "head:6379") joins that cluster (left on exit, which ends this job's
-    tasks and actors). Raises RayMissing without Ray, UsageError when it cannot connect."""
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # its C++ notices would crowd the scan's stderr
+    tasks and actors). Raises RayMissing without Ray, UsageError when it cannot connect
+    (within CONNECT_TIMEOUT_S when the address names a port).
+
+    While connected, Ray's own notices stay off the scan's stderr (they are in Ray's log
+    files): its Python loggers and warnings, and its C++ core's log lines in this process."""
     ray = require_ray()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"ray(\.|$)")
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False  # the scan's own progress is the one shown
+        if ray.is_initialized():
+            _quiet(ray)
+            yield ray
+            return
+        reach(address)
+        kwargs: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False,
+                                  "include_dashboard": False}
+        try:
+            with _quiet_init():
+                if address == "local":
+                    ray.init(num_cpus=num_cpus, object_store_memory=object_store_memory, **kwargs)
+                else:
+                    ray.init(address=address, **kwargs)
+        except Exception as exc:  # Ray raises ConnectionError, ValueError, RuntimeError...
+            raise UsageError(f"Cannot reach the Ray cluster at {address}: {exc}".splitlines()[0]) from None
+        _quiet(ray)
+        try:
+            yield ray
+        finally:
+            ray.shutdown()
+
+
+def _quiet(ray: Any) -> None:
+    """Ray's and Ray Data's Python loggers: errors only (`ray.init` sets "ray"'s level again)."""
     for name in ("ray", "ray.data"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False  # the scan's own progress is the one shown
-    if ray.is_initialized():
-        yield ray
-        return
-    kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False,
-                              "include_dashboard": False}
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def _quiet_init() -> Iterator[None]:
+    """Around `ray.init`: QUIET_ENV set while it starts this process's Ray core (and a local
+    cluster's processes), so their C++ lines reach stderr only for fatal errors; and stderr
+    (fd 2, which the C++ core writes to directly) set aside, since the core announces that
+    very setting on it. What was set aside goes to Loupe's log file; the environment is put
+    back afterwards."""
+    saved = {k: os.environ.get(k) for k in QUIET_ENV}
+    for k, v in QUIET_ENV.items():
+        os.environ.setdefault(k, v)
+    sys.stderr.flush()
+    stderr = os.dup(2)
     try:
-        if address == "local":
-            ray.init(num_cpus=num_cpus, object_store_memory=object_store_memory, **kwargs)
-        else:
-            ray.init(address=address, **kwargs)
-    except Exception as exc:  # Ray raises ConnectionError, ValueError, RuntimeError...
-        raise UsageError(f"Cannot reach the Ray cluster at {address}: {exc}".splitlines()[0]) from None
-    try:
-        yield ray
+        with tempfile.TemporaryFile() as aside:
+            os.dup2(aside.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(stderr, 2)
+                aside.seek(0)
+                said = aside.read().decode(errors="replace").strip()
+                if said:
+                    logging.getLogger(__name__).info("Ray's start said: %s", said)
     finally:
-        ray.shutdown()
+        os.close(stderr)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _loupe_error(exc: BaseException) -> LoupeError | None:
@@ -318,20 +441,15 @@ class RayScan(Scan):
         """Send `todo` through the cluster; commit results a batch at a time as they return."""
         pending = dict(enumerate(todo))
         rows: queue.Queue = queue.Queue()
-        stop = threading.Event()
+        stream = self.cluster.results([str(p.path) for p in todo], self.options)
 
         def pump() -> None:
-            results = self.cluster.results([str(p.path) for p in todo], self.options)
             try:
-                for row in results:
+                for row in stream.rows:
                     rows.put(("row", row))
-                    if stop.is_set():
-                        break
                 rows.put(("end", None))
             except BaseException as exc:  # noqa: BLE001  (handed to the driver's thread)
                 rows.put(("error", exc))
-            finally:
-                results.close()  # ends Ray Data's execution: its tasks and model actors
 
         thread = threading.Thread(target=pump, name="loupe-ray-results", daemon=True)
         thread.start()
@@ -369,7 +487,10 @@ class RayScan(Scan):
                     self.commit(batch, results)
                     batch, results = [], []
         finally:
-            stop.set()
+            # Ray Data's threads must be done before Ray is shut down (they would report the
+            # lost connection, or even start a new local cluster): end the execution, wait.
+            stream.stop()
+            thread.join(timeout=STOP_WAIT_S)
             if batch:  # results already computed are kept, even when stopping
                 self.commit(batch, results)
         if pending and not self.summary.cancelled:

@@ -34,6 +34,14 @@ class Model(Generic[R]):
         weights; a model without one is handed fp32 by `engine.device.choose`."""
         raise NotImplementedError
 
+    @classmethod
+    def load_preprocessing(cls, folder: Path) -> "Model[R]":
+        """An instance that can only prepare photos (`input_size`, `preprocess`): its processor
+        config or transforms read from verified weights in `folder`, no weights loaded. The
+        engine prepares every photo through it, whoever asks (the same tensor everywhere), so
+        a process that only decodes (a Ray decode task, a loader thread) never loads a model."""
+        raise NotImplementedError
+
     def preprocess(self, image: Image, **options: Any) -> Any:
         """One RGB photo (as `engine.images.load_image` returns it) -> its model input, on the CPU.
         Safe to call from several threads at once."""

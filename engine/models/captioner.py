@@ -52,6 +52,13 @@ class Captioner(Model[Caption]):
         _share_cross_attention_rows(model)
         return cls(model, processor, placement)
 
+    @classmethod
+    def load_preprocessing(cls, folder: Path) -> "Captioner":
+        """BLIP's processor alone (image processor config and tokenizer, ~MBs): no model."""
+        from transformers import BlipProcessor
+
+        return cls(None, BlipProcessor.from_pretrained(folder, local_files_only=True), Placement("cpu", "fp32"))
+
     def preprocess(self, image: Image, prefix: str | None = None, **_: Any) -> dict:
         """-> {"pixel_values": float32 [1, 3, 384, 384], and with a prefix "input_ids",
         "attention_mask": int64 [1, T]} on the CPU."""

@@ -41,6 +41,14 @@ class Classifier(Model[Labels]):
         return cls.from_module(module, meta.transforms(), meta.meta["categories"], placement)
 
     @classmethod
+    def load_preprocessing(cls, folder: Path) -> "Classifier":
+        """The weights' transforms and category names alone: no network, no weights read."""
+        from torchvision.models import ResNet18_Weights
+
+        meta = ResNet18_Weights.IMAGENET1K_V1
+        return cls(None, meta.transforms(), meta.meta["categories"], Placement("cpu", "fp32"))
+
+    @classmethod
     def from_module(cls, module: Any, transform: Callable, categories: Sequence[str], placement: Placement) -> "Classifier":
         import torch
 
