@@ -11,8 +11,9 @@ other photos in its batch (a scan's batches of 8 and the Caption tab's single ph
 `folder/.int8/` (hidden: the weights check counts any other visible file as damage): later
 loads read the small int8 state into an empty skeleton instead of loading the float weights
 and quantizing them again. The cache is written atomically, carries
-a manifest (source weights' stamp, Loupe, torch, format, sha256 of the data file) and is
-verified on every load; any mismatch rebuilds it, never uses it.
+a manifest (source weights' stamp and a sampled fingerprint of their bytes, Loupe, torch,
+format, sha256 of the data file) and is verified on every load; any mismatch rebuilds it,
+never uses it.
 
 Backend: torch's own dynamic quantization (`torch.ao.quantization.quantize_dynamic`, fbgemm
 kernels). It is marked deprecated in favour of torchao, but torchao 0.18's
@@ -113,6 +114,30 @@ def weights_stamp(folder: Path) -> str:
     return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
 
 
+#: sampled fingerprint of the float weights: this many chunks of this many bytes per file
+SAMPLE_CHUNKS, SAMPLE_BYTES = 32, 64 * 1024
+
+
+def weights_sample(folder: Path) -> str:
+    """A sha256 of each weights file's size and 32 chunks of 64 KiB spread evenly over it (2 MB
+    read per file, milliseconds). The install stamp trusts a kept size and mtime; this catches
+    bytes changed behind them in any sampled region (a zeroed or overwritten half, a file
+    replaced by one of the same size), so a cache made from other bytes is rebuilt from the
+    float weights, whose load then fails and names the damaged file as the float path does."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+        size = path.stat().st_size
+        digest.update(f"{path.name}:{size}:".encode())
+        step = max(SAMPLE_BYTES, size // SAMPLE_CHUNKS)
+        with path.open("rb") as fh:
+            for offset in range(0, size, step):
+                fh.seek(offset)
+                digest.update(fh.read(SAMPLE_BYTES))
+    return digest.hexdigest()
+
+
 def _expected(folder: Path) -> dict:
     import torch
 
@@ -123,7 +148,7 @@ def _expected(folder: Path) -> dict:
     except Exception:  # not installed (a source checkout): the format number still guards
         loupe = "dev"
     return {"format": FORMAT, "backend": BACKEND, "weights": weights_stamp(folder),
-            "loupe": loupe, "torch": torch.__version__}
+            "sample": weights_sample(folder), "loupe": loupe, "torch": torch.__version__}
 
 
 def cache_paths(folder: Path, name: str = "int8") -> tuple[Path, Path]:

@@ -164,7 +164,7 @@ def test_changed_weights_rebuild_the_cache(blip, images, quantize_calls):
     torch.manual_seed(7)
     state[key] = torch.randn_like(state[key]) * 0.5
     torch.save(state, blip / "pytorch_model.bin")
-    assert quantize.cache_state(blip) == "stale: weights changed"
+    assert quantize.cache_state(blip) == "stale: weights, sample changed"
     after = Captioner.load(blip, INT8)
     assert len(quantize_calls) == 2
     fresh = Captioner.load(blip, INT8)  # from the rebuilt cache
@@ -172,7 +172,7 @@ def test_changed_weights_rebuild_the_cache(blip, images, quantize_calls):
     assert _captions(after, images) == _captions(fresh, images) != before
 
 
-@pytest.mark.parametrize("field", ["loupe", "torch", "format", "backend"])
+@pytest.mark.parametrize("field", ["loupe", "torch", "format", "backend", "sample"])
 def test_other_loupe_or_torch_version_rebuilds(blip, quantize_calls, field):
     Captioner.load(blip, INT8)
     _, manifest = quantize.cache_paths(blip)

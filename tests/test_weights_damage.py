@@ -163,10 +163,17 @@ def test_bytes_changed_behind_kept_size_and_mtime_are_caught_by_verify(weights_c
     assert WEIGHT_FILE[model] in one_error_line(run)
 
 
-@pytest.mark.parametrize("model", ["blip-base", "resnet18"])
-def test_load_failure_behind_kept_size_and_mtime_is_one_line(weights_copy, photo, model):
+@pytest.mark.parametrize("model, precision", [("blip-base", "fp32"), ("blip-base", "int8"), ("resnet18", "fp32")])
+def test_load_failure_behind_kept_size_and_mtime_is_one_line(weights_copy, photo, model, precision, monkeypatch):
     """The second half zeroed, size and mtime restored: the stamp passes, torch fails inside
-    the load, and the load guard's full re-hash turns it into one line naming the file."""
+    the load, and the load guard's full re-hash turns it into one line naming the file. In
+    int8 the captioner has a cache made from the intact weights: it must not answer from it
+    (its sampled fingerprint of the weights no longer matches, so it reloads them and fails)."""
+    monkeypatch.setenv("LOUPE_PRECISION", precision)
+    if precision == "int8":
+        made = loupe(*RUN[model], photo)  # the int8 cache, from the intact weights
+        assert made.returncode == 0 and made.stdout.strip(), made.stderr
+        assert (weights_copy / model / ".int8" / "int8.pt").is_file()
     keeping_mtime(zero_second_half)(weights_copy / model / WEIGHT_FILE[model])
     run = loupe(*RUN[model], photo)
     assert run.returncode == 6 and run.stdout == "", run.stdout + run.stderr
