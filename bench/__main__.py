@@ -284,7 +284,7 @@ def report(res: dict, args: argparse.Namespace, elapsed: float) -> None:
     print()
     print(f"Loupe benchmark  {time.strftime('%Y-%m-%d %H:%M')}  {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, torch {torch.__version__}{'  (--quick)' if args.quick else ''}")
-    print(f"CPU class: {cpu_description()}")
+    print(f"CPU class: {cpu_description()}", flush=True)  # unflushed, a forked helper printed these lines twice
     print(f"Loupe's path here ({'--precision' if args.precision not in (None, 'auto') else 'registry, for ' + cpu_class()}): "
           + ", ".join(f"{name} {where}" for name, where in chosen.items()))
     print(f"BLIP-base and ResNet-18 shapes with random weights. Fixed-work rows: every caption 20 greedy tokens. "
