@@ -55,7 +55,8 @@ def library() -> None:
 @click.option("--workers", type=click.IntRange(0, 64), default=2, show_default=True, help="Photo loader threads (0: load inline).")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
               help="Run on a Ray cluster: alone, a local one on this machine; with ADDRESS (auto, "
-                   "ray://head:10001) that cluster. Photos must be on a folder every node reads. "
+                   "ray://head:10001) that cluster; put it after FOLDER, or write --ray=ADDRESS. "
+                   "Photos must be on a folder every node reads. "
                    "Needs pip install 'loupe[ray]'.")
 @_DB
 @_JSON

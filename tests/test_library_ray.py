@@ -261,8 +261,47 @@ def test_ctrl_c_stops_keeps_what_was_done_says_so_and_the_next_run_does_the_rest
     assert len(list(root.glob("*.xmp"))) == len(photos)
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1", "nosuchhost:6379"])
-def test_a_cluster_that_cannot_be_reached_is_one_line_and_exit_2_in_seconds(installed, tmp_path, address):
+def test_ctrl_c_while_the_cluster_is_starting_is_as_quiet(installed, tmp_path):
+    """Ctrl-C as soon as Ray's first worker exists, before any photo is done (the review's case:
+    Ray Data then started its execution after Stop, and Ray printed a notice): exit 130, only
+    the "Stopped" line on stderr, no Ray process left."""
+    root, db = tmp_path / "photos", tmp_path / "i.db"
+    for i in range(8):
+        save_photo(root / f"p{i:02}.jpg", i, size=(320, 240))
+    mark = f"ctrl-c-early-{os.getpid()}"
+    proc = _cli(str(root), "--db", str(db), "--ray", env={"LOUPE_TEST_RUN": mark}, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not any(" ray::" in p for p in _marked(mark)):  # Ray's first worker: the job is starting
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "Ray did not start in time"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    kept = _done_in_index(db)
+    assert proc.returncode == 130, (out, err)
+    assert err.splitlines() == [f"Stopped: {kept} photo{'s' if kept != 1 else ''} captioned and kept; "
+                                "run the same command again to resume."], err
+    deadline = time.monotonic() + 15
+    while _marked(mark) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _marked(mark) == []
+
+
+@pytest.fixture
+def web_server():
+    """A port that answers, but not as Ray does (a dashboard, a wrong port): Ray itself would
+    retry it for ~14 minutes."""
+    import http.server
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1", "nosuchhost:6379", "WEB", "ray://WEB"])
+def test_a_cluster_that_cannot_be_reached_is_one_line_and_exit_2_in_seconds(installed, tmp_path, address, web_server):
+    address = address.replace("WEB", web_server)
     (tmp_path / "photos").mkdir()
     save_photo(tmp_path / "photos" / "a.jpg", 1)
     started = time.monotonic()
@@ -276,7 +315,8 @@ def test_a_cluster_that_cannot_be_reached_is_one_line_and_exit_2_in_seconds(inst
     assert out == "" and len(err.splitlines()) == 1, err
     assert err.startswith(f"loupe: Cannot reach the Ray cluster at {address}: "), err
     reason = err.split(": ", 2)[2]
-    assert ("nothing accepts connections on port 1" in reason) or ("no computer named nosuchhost" in reason), reason
+    assert (("nothing accepts connections on port 1" in reason) or ("no computer named nosuchhost" in reason)
+            or (f"answers on port {web_server.rpartition(':')[2]} of 127.0.0.1, but not Ray" in reason)), reason
     assert not (tmp_path / "photos" / "a.jpg.xmp").exists()
 
 

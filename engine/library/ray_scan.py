@@ -57,6 +57,7 @@ DECODE_MEMORY_BYTES = 700 * 1024 * 1024
 #: How long `reach` waits for a cluster's port to answer; RAY_CLIENT_PORT: a ray:// address's default.
 CONNECT_TIMEOUT_S = 5.0
 RAY_CLIENT_PORT = 10001
+GCS_PORT = 6379  # a Ray head's default address port (`ray start --head`)
 #: The environment `ray.init` starts under (see `_quiet_init`).
 QUIET_ENV = {"RAY_BACKEND_LOG_LEVEL": "fatal", "RAY_enable_output_error_log_if_still_retry": "0"}
 #: After Stop, how long the driver waits for Ray Data's execution to end before leaving it.
@@ -69,12 +70,20 @@ class RayMissing(UsageError):
 
 
 def require_ray() -> Any:
-    """The `ray` module, or RayMissing saying how to install it (one line)."""
+    """The `ray` module, or RayMissing saying how to install it (one line).
+
+    Ray's auto-connect is turned off: Loupe always connects itself (`connect`), and with it on,
+    a Ray Data thread still running after a stopped scan's `ray.shutdown()` would start a new
+    local cluster from that thread (with Ray's default logging, on the person's terminal)."""
+    os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")  # read when ray is first imported
     try:
         import ray
         import ray.data  # noqa: F401  (the `data` extra: pandas, pyarrow)
     except ImportError:
         raise RayMissing(INSTALL_HINT) from None
+    hook = getattr(getattr(ray, "_private", None), "auto_init_hook", None)
+    if hook is not None and hasattr(hook, "enable_auto_connect"):  # imported before: set it there too
+        hook.enable_auto_connect = False
     return ray
 
 
@@ -250,20 +259,27 @@ class Results:
 
     def __init__(self, ds: Any) -> None:
         self._executor: Any = None
+        self._stopped = False
+        self._lock = threading.Lock()
         it = ds.iterator()
         make = getattr(it, "_to_ref_bundle_iterator", None)
         if make is not None:
             def capture(*args: Any, **kwargs: Any) -> Any:
                 bundles, stats, executor = make(*args, **kwargs)
-                self._executor = executor
+                with self._lock:
+                    self._executor, stopped = executor, self._stopped
+                if stopped:  # Stop came while the execution was starting
+                    executor.shutdown(force=True)
                 return bundles, stats, executor
 
             it._to_ref_bundle_iterator = capture
         self.rows: Iterator[dict[str, Any]] = iter(it.iter_rows())
 
     def stop(self) -> None:
-        """End the execution (idempotent; from any thread): no more rows come."""
-        executor = self._executor
+        """End the execution (idempotent; from any thread, also before it has started): no
+        more rows come."""
+        with self._lock:
+            self._stopped, executor = True, self._executor
         if executor is not None:
             executor.shutdown(force=True)
 
@@ -289,8 +305,11 @@ def reach(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
         host, port = rest, str(RAY_CLIENT_PORT)
     host = host.strip("[]")
     try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
-        return
+        with socket.create_connection((host, int(port)), timeout=timeout_s) as conn:
+            if _speaks_grpc(conn, timeout_s):
+                return
+        reason = (f"something answers on port {port} of {host}, but not Ray (a Ray head listens on "
+                  f"HOST:{GCS_PORT}, or ray://HOST:{RAY_CLIENT_PORT})")
     except socket.gaierror:
         reason = f"no computer named {host} was found"
     except (socket.timeout, TimeoutError):
@@ -300,6 +319,25 @@ def reach(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
     except OSError as exc:
         reason = os_reason(exc)
     raise UsageError(f"Cannot reach the Ray cluster at {address}: {reason}.")
+
+
+def _speaks_grpc(conn: socket.socket, timeout_s: float) -> bool:
+    """Whether the server on `conn` speaks HTTP/2, as every Ray endpoint does (gRPC): after the
+    client's connection preface an HTTP/2 server's first frame is SETTINGS (type 4). A web
+    server, SSH or a dashboard answers otherwise or not at all, and Ray would retry it for
+    ~14 minutes."""
+    conn.settimeout(timeout_s)
+    try:
+        conn.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        head = b""
+        while len(head) < 9:
+            chunk = conn.recv(9 - len(head))
+            if not chunk:
+                return False
+            head += chunk
+    except OSError:
+        return False
+    return head[3] == 0x04
 
 
 @contextlib.contextmanager
@@ -445,6 +483,9 @@ class RayScan(Scan):
 
         def pump() -> None:
             try:
+                if self.cancel.is_set():  # stopped already: start nothing on the cluster
+                    rows.put(("end", None))
+                    return
                 for row in stream.rows:
                     rows.put(("row", row))
                 rows.put(("end", None))
