@@ -29,7 +29,7 @@ def cluster():
     """One local cluster for the module (Ray's start costs seconds and memory); the scans find
     it already connected. The object store is kept small: prepared photos are ~0.2 MB here."""
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    ray.init(num_cpus=2, object_store_memory=200 * 1024 * 1024, include_dashboard=False,
+    ray.init(address="local", num_cpus=2, object_store_memory=200 * 1024 * 1024, include_dashboard=False,
              log_to_driver=False, logging_level="WARNING")
     yield ray
     ray.shutdown()

@@ -366,7 +366,10 @@ def connect(address: str, num_cpus: int = LOCAL_CPUS,
         try:
             with _quiet_init():
                 if address == "local":
-                    ray.init(num_cpus=num_cpus, object_store_memory=object_store_memory, **kwargs)
+                    # address="local": a new cluster of our own even when this machine already
+                    # runs one (`ray start --head`), which ray.init() would join instead, and
+                    # refuse: "num_cpus and num_gpus must not be provided"
+                    ray.init(address="local", num_cpus=num_cpus, object_store_memory=object_store_memory, **kwargs)
                 else:
                     ray.init(address=address, **kwargs)
         except Exception as exc:  # Ray raises ConnectionError, ValueError, RuntimeError...
