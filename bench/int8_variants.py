@@ -38,7 +38,8 @@ def main() -> None:
     base = BlipForConditionalGeneration.from_pretrained(fixtures.MODELS / "blip-base").eval()
     _fuse_vision_attention(base)
     torch.manual_seed(0)
-    px = torch.randn(8, 3, 384, 384)
+    size = base.config.vision_config.image_size  # 384 for BLIP-base
+    px = torch.randn(8, 3, size, size)
 
     def q(module, cls):
         torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear: per_channel_dynamic_qconfig},
