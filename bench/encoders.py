@@ -95,17 +95,27 @@ def tower_classes(name: str):
     return SiglipVisionModel, SiglipTextModel
 
 
-def load_tower(name: str, which: str, precision: str):
-    """(model, load seconds): the vision or text tower from the saved folder, fp32 or int8."""
-    from engine.quantize import quantize_int8
+def load_tower(name: str, which: str, precision: str, *, cached_int8: bool = False):
+    """(model, load seconds): the vision or text tower from the saved folder in fp32, bf16 or
+    int8. `cached_int8`: as the product loads it (engine.quantize.load_int8: quantized once,
+    then read from the cache beside the weights); else quantized here from fp32."""
+    import torch
+
+    from engine.quantize import empty_transformers_model, load_int8, quantize_int8
 
     vision_cls, text_cls = tower_classes(name)
     cls = vision_cls if which == "image" else text_cls
+    folder = ENCODERS / name
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     t = time.perf_counter()
-    model = cls.from_pretrained(ENCODERS / name, local_files_only=True).eval()
-    if precision == "int8":
-        quantize_int8(model)
-    return model, time.perf_counter() - t
+    if precision == "int8" and cached_int8:
+        model = load_int8(folder, lambda: cls.from_pretrained(folder, local_files_only=True).eval(),
+                          lambda: empty_transformers_model(cls, folder), name=f"int8-{which}")
+    else:
+        model = cls.from_pretrained(folder, local_files_only=True, dtype=dtype).eval()
+        if precision == "int8":
+            quantize_int8(model)
+    return model.eval(), time.perf_counter() - t
 
 
 def image_inputs(name: str, photos: list):
@@ -135,8 +145,9 @@ def text_inputs(name: str, n: int = 8):
 def embed_image(model, pixels):
     import torch
 
+    dtype = next(model.parameters()).dtype if any(True for _ in model.parameters()) else torch.float32
     with torch.inference_mode():
-        out = model(pixel_values=pixels)
+        out = model(pixel_values=pixels.to(dtype if dtype.is_floating_point else torch.float32))
     emb = out.image_embeds if hasattr(out, "image_embeds") else out.pooler_output
     return torch.nn.functional.normalize(emb.float(), dim=-1)
 
@@ -180,17 +191,19 @@ def memory_child(name: str, precision: str, which: str) -> dict:
     _trim()
     base = rss_mb()["VmRSS"]
     kept = []
+    anon = rss_mb()["RssAnon"]
     if which in ("image", "both"):
-        model, _ = load_tower(name, "image", precision)
+        model, _ = load_tower(name, "image", precision, cached_int8=True)
         embed_image(model, pixels)
         kept.append(model)
     if which in ("text", "both"):
-        model, _ = load_tower(name, "text", precision)
+        model, _ = load_tower(name, "text", precision, cached_int8=True)
         embed_text(model, ids)
         kept.append(model)
     _trim()
     now = rss_mb()
-    return {"rss_added_mb": now["VmRSS"] - base, "peak_mb": now["VmHWM"] - base}
+    return {"rss_added_mb": now["VmRSS"] - base, "anon_added_mb": now["RssAnon"] - anon,
+            "peak_mb": now["VmHWM"] - base}
 
 
 def run_memory(name: str, precision: str, which: str) -> dict:
@@ -227,6 +240,8 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.encoders", description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=5, help="alternating rounds (medians are quoted)")
     p.add_argument("--only", default=",".join(CANDIDATES), help="comma list of candidates")
+    p.add_argument("--precisions", default="fp32,int8,bf16",
+                   help="comma list of fp32,int8,bf16 (bf16 only where the CPU has native bf16)")
     p.add_argument("--no-memory", action="store_true", help="skip the per-tower memory subprocesses")
     p.add_argument("--json", type=Path, help="also write the rows here")
     p.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
@@ -239,6 +254,9 @@ def main(argv=None) -> None:
 
     torch.set_num_threads(2)
     names = [n for n in args.only.split(",") if n]
+    from engine.device import NATIVE_BF16, cpu_class
+
+    precisions = [p for p in args.precisions.split(",") if p and (p != "bf16" or cpu_class() == NATIVE_BF16)]
     for n in names:
         log(f"building {n} (random weights, real config) if missing")
         build(n)
@@ -248,7 +266,7 @@ def main(argv=None) -> None:
     for n in names:
         pixels = image_inputs(n, photos)
         ids = text_inputs(n)
-        for prec in ("fp32", "int8"):
+        for prec in precisions:
             vis, t_vis = load_tower(n, "image", prec)
             txt, t_txt = load_tower(n, "text", prec)
             towers[n, prec] = (vis, txt, pixels, ids)
@@ -256,15 +274,14 @@ def main(argv=None) -> None:
                              "img_b8": [], "img_b1": [], "text_q": [], "others": []}
             embed_image(vis, pixels[:BATCH])  # warm-up
             embed_text(txt, ids[:1])
-        # fidelity: int8 against fp32 on every bench photo and query
+        # fidelity: each precision against fp32 on every bench photo and query
         f_vis, f_txt, pix, tid = towers[n, "fp32"]
-        q_vis, q_txt, _, _ = towers[n, "int8"]
-        img_cos = (embed_image(f_vis, pix) * embed_image(q_vis, pix)).sum(-1)
-        txt_cos = (embed_text(f_txt, tid) * embed_text(q_txt, tid)).sum(-1)
-        rows[n, "int8"]["cos_image_min"] = float(img_cos.min())
-        rows[n, "int8"]["cos_text_min"] = float(txt_cos.min())
-        rows[n, "fp32"]["cos_image_min"] = rows[n, "fp32"]["cos_text_min"] = 1.0
-        log(f"{n}: loaded; int8 cosine image {float(img_cos.min()):.4f} text {float(txt_cos.min()):.4f}")
+        ref_img, ref_txt = embed_image(f_vis, pix), embed_text(f_txt, tid)
+        for prec in precisions:
+            q_vis, q_txt, _, _ = towers[n, prec]
+            rows[n, prec]["cos_image_min"] = float((ref_img * embed_image(q_vis, pix)).sum(-1).min())
+            rows[n, prec]["cos_text_min"] = float((ref_txt * embed_text(q_txt, tid)).sum(-1).min())
+            log(f"{n} {prec}: cosine vs fp32 image {rows[n, prec]['cos_image_min']:.4f} text {rows[n, prec]['cos_text_min']:.4f}")
     log("BLIP vision encoder (int8, batch 8) as the anchor")
     blip, blip_pixels = blip_vision_int8()
     with torch.inference_mode():
@@ -293,9 +310,12 @@ def main(argv=None) -> None:
         row["ratio_to_blip_vision"] = row["image_s_per_photo_b8"] / anchor_s
         row["scan_share_est"] = row["ratio_to_blip_vision"] * SCAN_IDLE["blip_vision_int8_b8_s"] / SCAN_IDLE["scan_s"]
         if not args.no_memory:
+            if prec == "int8":
+                run_memory(n, prec, "both")  # makes the int8 caches the product reads; not a figure
             for which in ("image", "text", "both"):
                 m = run_memory(n, prec, which)
                 row[f"rss_{which}_mb"] = m["rss_added_mb"]
+                row[f"anon_{which}_mb"] = m["anon_added_mb"]
                 row[f"peak_{which}_mb"] = m["peak_mb"]
             log(f"{n} {prec}: memory measured")
     print_table(rows.values(), anchor_s)
@@ -308,14 +328,14 @@ def print_table(rows, anchor_s: float) -> None:
     print(f"\nImage-text encoders, full size, random weights; {cpu}; machine shared: medians of alternating rounds")
     print(f"BLIP vision int8 batch 8 in the same rounds: {anchor_s:.3f} s/photo (idle reference {SCAN_IDLE['blip_vision_int8_b8_s']})")
     head = ("candidate", "prec", "ImNet%", "img s/ph b8", "img s b1", "text ms", "x BLIPvis", "scan +%",
-            "load img s", "load txt s", "RSS img MB", "RSS txt MB", "RSS both MB", "peak both", "cos img", "cos txt", "others")
+            "load img s", "load txt s", "RSS img MB", "RSS txt MB", "RSS both MB", "anon both MB", "peak both", "cos img", "cos txt", "others")
     print(" | ".join(head))
     for r in rows:
         fam, top1, lic, _ = CANDIDATES[r["candidate"]]
         cells = (r["candidate"], r["precision"], f"{top1:.1f}", f"{r['image_s_per_photo_b8']:.3f}", f"{r['image_s_b1']:.3f}",
                  f"{r['text_ms']:.0f}", f"{r['ratio_to_blip_vision']:.2f}", f"{100 * r['scan_share_est']:.1f}",
                  f"{r['load_image_s']:.1f}", f"{r['load_text_s']:.1f}",
-                 *(f"{r[k]:.0f}" if k in r else "-" for k in ("rss_image_mb", "rss_text_mb", "rss_both_mb", "peak_both_mb")),
+                 *(f"{r[k]:.0f}" if k in r else "-" for k in ("rss_image_mb", "rss_text_mb", "rss_both_mb", "anon_both_mb", "peak_both_mb")),
                  f"{r['cos_image_min']:.4f}", f"{r['cos_text_min']:.4f}", f"{r['others_cores']:.1f}")
         print(" | ".join(cells))
     print(f"limits: scan +{100 * LIMITS['added_share']:.0f}% (of {SCAN_IDLE['scan_s']} s/photo shipped), "
