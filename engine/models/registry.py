@@ -199,7 +199,10 @@ SIGLIP_BASE = ModelSpec(
     loader="engine.models.encoder:Encoder",
     batch_size=8,  # the scan's batch: the encoder sees the photos the captioner sees
     license="Apache-2.0",
-    precisions={X86_AVX2: "int8", X86_VNNI: "int8"},
+    # bench/README.md "Search": bf16 is the fastest where the CPU has native bf16 (cosine vs fp32
+    # 1.0000 image, 0.9999 text) and adds ~440 MB; elsewhere int8 (cosine 0.9998 / 0.9992, gate
+    # 0.995) adds ~340 MB with both towers loaded where fp32 adds ~755 MB (limit 700).
+    precisions={NATIVE_BF16: "bf16", X86_AVX2: "int8", X86_VNNI: "int8"},
     supported=("fp32", "bf16", "int8"),
 )
 
