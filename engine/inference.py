@@ -23,13 +23,14 @@ import os
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from PIL.Image import Image
 
 from . import weights
 from .device import Placement, choose
-from .errors import Cancelled, LoupeError, UnreadableImage
+from .batching import stream
+from .errors import Cancelled, LoupeError, ModelFailed, UnreadableImage
 from .images import load_image
 from .models.registry import MODELS, ModelSpec, for_task, lookup
 
@@ -37,6 +38,9 @@ Photo = str | os.PathLike[str] | Image
 
 
 class Engine:
+    """The process-wide engine; implements `batching.Inference` (model_ids, batch_size,
+    prepare, infer) and runs every request through the one batch loop (`stream`)."""
+
     def __init__(self, placement: Placement | None = None, batch_sizes: Mapping[str, int] | None = None) -> None:
         self._placement = placement
         # task -> photos per forward pass; the registry's unless a bench sweep asks for others
@@ -51,6 +55,10 @@ class Engine:
         self._preparers: dict[str, Any] = {}
         self._prepare_lock = threading.Lock()
         self.load_seconds: dict[str, float] = {}
+
+    def batch_size(self, task: str) -> int:
+        """Photos per forward pass for `task`: the registry's, or the one given for it."""
+        return self.batch_sizes[task]
 
     @property
     def placement(self) -> Placement:
@@ -165,29 +173,33 @@ class Engine:
 
     def run(self, task: str, photos: Sequence[Photo], **options: Any) -> list[Any]:
         """Results for `photos` in input order; a photo that cannot be read gets its
-        UnreadableImage in its place. Options are checked before any file or model is touched
-        (UsageError); the model is loaded at the first readable photo (WeightsMissing or
-        WeightsDamaged then). Photos are decoded a batch at a time, so memory stays bounded."""
+        UnreadableImage in its place, one the model fails on its ModelFailed. Options are
+        checked before any file or model is touched (UsageError); the model is loaded at the
+        first readable photo (WeightsMissing or WeightsDamaged then). Photos are decoded a
+        batch at a time as the batch loop (`stream`) asks, so memory stays bounded."""
         checked = check_options(task, options)
-        batch = self.batch_sizes[task]
         try:
             self.model(task)  # first: missing or damaged weights are every photo's problem
         except LoupeError as missing:
             return _unreadable_or_raise(photos, missing)
         results: list[Any] = [None] * len(photos)
-        for start in range(0, len(photos), batch):
-            ready: list[tuple[int, Any]] = []
-            for i in range(start, min(start + batch, len(photos))):
+
+        def prepared() -> Iterator[tuple[int, dict[str, Any]]]:
+            for i, photo in enumerate(photos):
                 try:
-                    image = photos[i] if isinstance(photos[i], Image) else self.decode(task, photos[i])
+                    yield i, {task: self.prepare(task, photo, checked)}
                 except UnreadableImage as exc:
                     results[i] = exc
-                    continue
-                ready.append((i, self.prepare(task, image, checked)))
-            if ready:
-                for (i, _), result in zip(ready, self.infer(task, [inp for _, inp in ready], checked)):
-                    results[i] = result
+
+        for i, out in self.stream(prepared(), {task: checked}, batch_size=self.batch_size(task)):
+            results[i] = ModelFailed(out.reason, _name(photos[i])) if isinstance(out, ModelFailed) else out[task]
         return results
+
+    def stream(self, items: Iterable[tuple[Any, Mapping[str, Any]]], options: Mapping[str, Mapping[str, Any]], *,
+               batch_size: int, cancel: threading.Event | None = None, **hooks: Any) -> Iterator[tuple[Any, Any]]:
+        """`batching.stream` on this engine: (key, {task: input}) -> (key, {task: result} or
+        ModelFailed), a batch at a time (see there for `on_batch`, `on_step`, `streak`)."""
+        return stream(self, items, options, batch_size=batch_size, cancel=cancel, **hooks)
 
     def run_one(self, task: str, photo: Photo, **options: Any) -> Any:
         """The result for one photo; raises its UnreadableImage instead of returning it."""
@@ -203,6 +215,10 @@ class Engine:
     def classify(self, photos: Sequence[Photo], **options: Any) -> list[Any]:
         """`run("classify", ...)`: Labels per photo (options: registry's resnet18 spec)."""
         return self.run("classify", photos, **options)
+
+
+def _name(photo: Photo) -> str:
+    return "" if isinstance(photo, Image) else str(photo)
 
 
 def _unreadable_or_raise(photos: Sequence[Photo], missing: LoupeError) -> list[UnreadableImage]:

@@ -22,6 +22,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from ..batching import Inference
 from ..errors import UsageError
 from ..files import TEMP_PREFIX, cleanup_stale
 from .index import NO_MATCH, Hit, Index, IndexUnavailable
@@ -29,7 +30,8 @@ from .progress import ProgressCallback, ScanProgress, progress_bar
 from .descriptions import EXISTING_POLICIES
 from .edit import CaptionNotSaved, DescriptionExists, EditResult
 from .review import REVIEW_STATES, PhotoItem, PhotoPage
-from .scanner import NOTICE_KINDS, Notice, Options, Problem, ScanSummary, WRITERS
+from .options import WRITERS, Options
+from .records import NOTICE_KINDS, Notice, Problem, ScanSummary
 from .settings import CAPTION_STYLES, DEFAULT_CAPTION_STYLE, KEYWORD_THRESHOLD
 from .thumbnails import thumbnail
 
@@ -61,7 +63,7 @@ def _log_for(db: Path):
 def scan(
     folder: str | os.PathLike[str],
     *,
-    engine: Any = None,
+    engine: "Inference | None" = None,
     write: str | None = None,
     sidecar_style: str | None = None,
     rename: bool = False,
@@ -114,7 +116,7 @@ def scan(
         from .ray_scan import require_ray
 
         require_ray()  # before anything is touched: one line saying how to install it
-    if engine is None:
+    if engine is None and ray_address is None:
         from .. import get_engine
 
         engine = get_engine()
@@ -125,13 +127,12 @@ def scan(
         existing=existing,
         caption_style=caption_style,
         keyword_threshold=keyword_threshold,
-        # a test engine may ask for its own batch size
-        batch_size=int(batch_size or getattr(engine, "batch_size", 0) or for_task("caption").batch_size),
+        batch_size=int(batch_size or (engine.batch_size("caption") if engine is not None else for_task("caption").batch_size)),
         workers=int(workers),
         models=models,
     )
     options.validate()
-    from .scanner import run_scan
+    from .scanner import local, run_scan
 
     db = _db(db_path)
     with Index(db) as index:
@@ -139,7 +140,7 @@ def scan(
             from . import ray_scan
 
             return ray_scan.run(ray_address, folder_path, options, index, _log_for(db), progress, cancel)
-        return run_scan(folder_path, engine, options, index, _log_for(db), progress, cancel)
+        return run_scan(folder_path, engine.model_ids, local(engine), options, index, _log_for(db), progress, cancel)
 
 
 def photos(
