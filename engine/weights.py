@@ -41,53 +41,12 @@ from . import paths
 from .errors import (Cancelled, DownloadError, IntegrityError, LoupeError, Unreachable, UsageError, WeightsDamaged,
                      WeightsMissing)
 from .files import atomic_write, sha256_file
+from .models.spec import HF_ENDPOINT, Source, WeightFile  # noqa: F401  (HF_ENDPOINT: re-exported)
 from .units import format_size
 
 log = logging.getLogger("loupe.weights")
 
 MANIFEST = ".loupe-weights.json"
-HF_ENDPOINT = "https://huggingface.co"
-
-
-@dataclass(frozen=True)
-class WeightFile:
-    name: str
-    size: int
-    sha256: str
-
-
-@dataclass(frozen=True)
-class Source:
-    name: str
-    title: str
-    kind: str  # "hf": a Hugging Face repo at a pinned commit; "url": files under a base URL
-    files: tuple[WeightFile, ...]
-    repo: str = ""
-    revision: str = ""
-    base_url: str = ""
-    endpoint: str = ""  # hf only; empty means HF_ENDPOINT or huggingface.co
-
-    @property
-    def size(self) -> int:
-        return sum(f.size for f in self.files)
-
-    @property
-    def pin(self) -> str:
-        """The weights' identity: the repo revision, or the files' sha256 prefixes."""
-        return self.revision or ",".join(f.sha256[:12] for f in self.files)
-
-    def url_for(self, filename: str) -> str:
-        if self.kind == "url":
-            return self.base_url.rstrip("/") + "/" + filename
-        endpoint = self.endpoint or os.environ.get("HF_ENDPOINT") or HF_ENDPOINT
-        return f"{endpoint.rstrip('/')}/{self.repo}/resolve/{self.revision}/{filename}"
-
-    @property
-    def host(self) -> str:
-        """The server the files come from ("huggingface.co"), as people know it."""
-        from urllib.parse import urlsplit
-
-        return urlsplit(self.url_for(self.files[0].name if self.files else "x")).netloc or "the server"
 
 
 ProgressFn = Callable[["DownloadProgress"], None]
