@@ -10,7 +10,8 @@ search by words.
     library.set_caption(page.items[0].path, "My sister at the lake")   # the person's own caption
     library.thumbnail(page.items[0].path)                          # a cached JPEG for the grid
 
-Settings read when an argument is left as None (engine.paths settings.json):
+Settings read when an argument is left as None (engine.paths settings.json; every scan
+option, its choices and its fallback are declared once in options.py):
     "library_write": "sidecar" | "embed" | "none"        (default "sidecar")
     "sidecar_style": "darktable" | "lightroom"            (default "darktable")
 The index is `paths.data_dir()/library.db`; the rename undo log sits next to it.
@@ -30,7 +31,7 @@ from .progress import ProgressCallback, ScanProgress, progress_bar
 from .descriptions import EXISTING_POLICIES
 from .edit import CaptionNotSaved, DescriptionExists, EditResult
 from .review import REVIEW_STATES, PhotoItem, PhotoPage
-from .options import WRITERS, Options
+from .options import SCAN_OPTIONS, WRITERS, Options
 from .records import NOTICE_KINDS, Notice, Problem, ScanSummary
 from .settings import CAPTION_STYLES, DEFAULT_CAPTION_STYLE, KEYWORD_THRESHOLD
 from .thumbnails import thumbnail
@@ -40,7 +41,7 @@ __all__ = [
     "photos", "photo", "set_caption", "thumbnail",
     "EXISTING_POLICIES", "Hit", "NO_MATCH", "ScanProgress", "Problem", "Notice", "NOTICE_KINDS", "ScanSummary",
     "IndexUnavailable", "TEMP_PREFIX", "WRITERS", "REVIEW_STATES", "PhotoItem", "PhotoPage", "EditResult", "DescriptionExists",
-    "CaptionNotSaved", "CAPTION_STYLES", "DEFAULT_CAPTION_STYLE", "KEYWORD_THRESHOLD",
+    "CaptionNotSaved", "CAPTION_STYLES", "DEFAULT_CAPTION_STYLE", "KEYWORD_THRESHOLD", "SCAN_OPTIONS",
 ]
 
 
@@ -67,9 +68,9 @@ def scan(
     write: str | None = None,
     sidecar_style: str | None = None,
     rename: bool = False,
-    existing: str = "keep",
-    caption_style: str = DEFAULT_CAPTION_STYLE,
-    keyword_threshold: int = KEYWORD_THRESHOLD.default,
+    existing: str | None = None,
+    caption_style: str | None = None,
+    keyword_threshold: int | None = None,
     db_path: str | os.PathLike[str] | None = None,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
@@ -103,11 +104,12 @@ def scan(
     """
     from ..models.registry import for_task, split_options
     from ..paths import load_settings
-    from .settings import check_caption_style, style_options
+    from .options import resolve
+    from .settings import style_options
 
-    caption_style = check_caption_style(caption_style)
-    models = split_options(style_options(caption_style, model_options))
-    settings = load_settings()
+    chosen = resolve({"write": write, "sidecar_style": sidecar_style, "rename": rename, "existing": existing,
+                      "caption_style": caption_style, "keyword_threshold": keyword_threshold}, load_settings())
+    models = split_options(style_options(chosen["caption_style"], model_options))
     folder_path = Path(folder).expanduser()
     if not folder_path.is_dir():
         raise UsageError(f"Not a folder: {folder_path}")
@@ -121,12 +123,7 @@ def scan(
 
         engine = get_engine()
     options = Options(
-        write=write or settings.get("library_write") or "sidecar",
-        sidecar_style=sidecar_style or settings.get("sidecar_style") or "darktable",
-        rename=bool(rename),
-        existing=existing,
-        caption_style=caption_style,
-        keyword_threshold=keyword_threshold,
+        **chosen,
         batch_size=int(batch_size or (engine.batch_size("caption") if engine is not None else for_task("caption").batch_size)),
         workers=int(workers),
         models=models,

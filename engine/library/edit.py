@@ -18,7 +18,7 @@ from .descriptions import normalize
 from .index import Index, PhotoRow
 from .records import Location
 from .rename import stem_counts
-from .options import WRITERS
+from .options import EDIT_OPTIONS, resolve
 from .settings import KEYWORD_THRESHOLD, keyword_names
 
 MAX_CAPTION = 2000  # characters; a description, not an essay
@@ -78,12 +78,9 @@ def set_caption(index: Index, path: str, caption: str, *, write: str | None, sid
     if not photo.is_file():
         raise CaptionNotSaved(f"{photo.name} is no longer there (moved or deleted); scan its folder again.")
     last_writer, last_style, threshold = _last_written(row)
-    writer = write or last_writer or settings.get("library_write") or "sidecar"
-    style = sidecar_style or last_style or settings.get("sidecar_style") or "darktable"
-    if writer not in WRITERS:
-        raise UsageError(f"Unknown writer {writer!r}; choose one of {', '.join(WRITERS)}.")
-    if style not in xmp.SIDECAR_STYLES:
-        raise UsageError(f"Unknown sidecar style {style!r}; choose darktable or lightroom.")
+    chosen = resolve({"write": write or last_writer, "sidecar_style": sidecar_style or last_style}, settings,
+                     EDIT_OPTIONS)
+    writer, style = chosen["write"], chosen["sidecar_style"]
     keywords = keyword_names(row.labels, threshold)
     if not replace_others and writer != "none":
         other = xmp.others_description(photo, style)

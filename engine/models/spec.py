@@ -66,12 +66,14 @@ class Source:
 
 @dataclass(frozen=True)
 class Option:
-    """One option a model takes: its default and limits, written once for every front end.
+    """One option (a model's or the scan's): its default and limits, written once for every
+    front end (click flags, the UI's controls, validation, settings fallbacks).
 
-    `kind` is int or str. For int options `minimum`/`maximum` bound the value; for str
-    options `maximum` is the length limit and an empty string means "none" (None)."""
+    `kind` is int, str or bool. For int options `minimum`/`maximum` bound the value; for str
+    options `maximum` is the length limit and an empty string means "none" (None), unless
+    `choices` lists the values allowed, each with the words a person reads for it."""
 
-    name: str  # the keyword the model's predict() takes
+    name: str  # the keyword the model's predict() (or the scan) takes
     label: str  # what a person reads beside the control
     kind: type
     default: Any
@@ -79,9 +81,23 @@ class Option:
     maximum: int = 0
     help: str = ""
     cli: str = ""  # the command-line flag, e.g. "--max-tokens"
+    choices: tuple[tuple[str, str], ...] = ()  # (value, words) for each value allowed
+    setting: str = ""  # the settings.json key read when the option is not given ("": none)
+    noun: str = ""  # what a wrong value is called in a message ("writer"); default: the name
+
+    def values(self) -> tuple[str, ...]:
+        return tuple(value for value, _ in self.choices)
 
     def check(self, value: Any) -> Any:
         """The value, normalised; raises UsageError naming the option and its limits."""
+        if self.choices:
+            if value not in self.values():
+                noun = self.noun or self.name.replace("_", " ")
+                raise UsageError(f"Unknown {noun} {value!r}; choose {', '.join(self.values()[:-1])} "
+                                 f"or {self.values()[-1]}.")
+            return value
+        if self.kind is bool:
+            return bool(value)
         if self.kind is str:
             if value is None:
                 return None
