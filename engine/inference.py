@@ -18,6 +18,7 @@ Models are loaded lazily, once, thread-safely, from verified weights.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -149,7 +150,9 @@ class Engine:
               cancel: threading.Event | None = None,
               on_step: Callable[[float], None] | None = None) -> list[Any]:
         """Prepared inputs -> one result per input, in order, in batches of the spec's size.
-        Raises Cancelled soon after `cancel` is set (caption generation checks it per token).
+        Raises Cancelled soon after `cancel` is set: before each layer of the model's stacks
+        (`_stoppable`: also inside the vision encoder, before generation starts) and at each
+        generation step.
         `on_step(fraction)`: how far the inputs are, 0-1, after each generation step (captions)."""
         model = self.model(task)
         out: list[Any] = []
@@ -160,7 +163,7 @@ class Engine:
             if on_step is not None:
                 first, n = len(out), len(inputs)
                 step = lambda f, first=first, size=len(chunk): on_step((first + f * size) / n)  # noqa: E731
-            with self._run_locks[task]:
+            with self._run_locks[task], _stoppable(model, cancel):
                 outputs = model.forward(model.collate(chunk), cancel=cancel, on_step=step, **options)
                 out.extend(model.postprocess(outputs, **options))
         _release_freed_memory()
@@ -215,6 +218,33 @@ class Engine:
     def classify(self, photos: Sequence[Photo], **options: Any) -> list[Any]:
         """`run("classify", ...)`: Labels per photo (options: registry's resnet18 spec)."""
         return self.run("classify", photos, **options)
+
+
+@contextlib.contextmanager
+def _stoppable(model: Any, cancel: threading.Event | None) -> Iterator[None]:
+    """While inside: each layer of the model's layer stacks (the children of every
+    torch.nn.ModuleList of its torch modules) first checks `cancel` and raises Cancelled, so
+    Stop ends a long forward pass (a batch's vision encoder: seconds) within one layer."""
+    if cancel is None:
+        yield
+        return
+    import torch
+
+    def check(module: Any, args: Any) -> None:
+        if cancel.is_set():
+            raise Cancelled("cancelled")
+
+    handles = []
+    for value in vars(model).values():
+        if isinstance(value, torch.nn.Module):
+            for sub in value.modules():
+                if isinstance(sub, torch.nn.ModuleList):
+                    handles += [layer.register_forward_pre_hook(check) for layer in sub]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _name(photo: Photo) -> str:
