@@ -15,6 +15,12 @@ option, its choices and its fallback are declared once in options.py):
     "library_write": "sidecar" | "embed" | "none"        (default "sidecar")
     "sidecar_style": "darktable" | "lightroom"            (default "darktable")
 The index is `paths.data_dir()/library.db`; the rename undo log sits next to it.
+
+A scan is stages over plain records (records.py), wired in scanner.py: plan.py (walk,
+identify, decide), compute.py (decode + the engine's batch loop; ray_scan.RayCompute on a
+cluster), writers.py (sidecar | embed | none, then rename; shared with edit.py), record.py
+(one transaction per batch). options.py declares the scan's options once; keys.py keys each
+task's results, so a model added later computes only its own.
 """
 from __future__ import annotations
 
