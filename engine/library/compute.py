@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
 
 from ..batching import Inference, stream
 from ..errors import ModelFailed, UnreadableImage
@@ -23,6 +23,14 @@ from .readahead import readahead
 from .records import Decision
 
 Out = Mapping[str, Any] | ModelFailed | UnreadableImage
+
+
+class Compute(Protocol):
+    """A compute stage: decisions "todo" in, groups of (decision, out) back, a batch each."""
+
+    inference_s: float  # seconds spent computing
+
+    def __call__(self, decisions: Iterable[Decision]) -> Iterator[list[tuple[Decision, Out]]]: ...
 
 
 class LocalCompute:

@@ -7,10 +7,9 @@
     write    one photo: sidecar | embed | none, then rename                 (writers.py)
     record   one index transaction per batch, after the files              (record.py)
 
-Photos done before go plan -> write -> record (their files brought up to date); copies of a
-photo in flight are decided again once it is recorded. Stop (`cancel`, Ctrl-C) is checked
-between photos and inside caption generation; photos whose results are in are written for up
-to STOP_WRITES_S more and recorded, the rest is done by the next scan.
+Photos done before go plan -> write -> record; copies of a photo in flight are decided again
+once it is recorded. Stop (`cancel`, Ctrl-C) is checked between photos and inside the models;
+results already in are written for up to STOP_WRITES_S and kept, the next scan does the rest.
 """
 from __future__ import annotations
 
@@ -19,12 +18,12 @@ import time
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Protocol
+from typing import Callable, Iterable, Iterator
 
 from ..batching import Inference
 from ..errors import Cancelled, LoupeError, ModelFailed, UnreadableImage
 from ..files import cleanup_stale, os_reason
-from .compute import LocalCompute, Out
+from .compute import Compute, LocalCompute, Out
 from .index import Index
 from .keys import ResultKeys
 from .options import Options
@@ -37,14 +36,6 @@ from .writers import How, Writer
 
 STOP_WRITES_S = 1.0  # after Stop, how long finished results may still be written
 SKIPS_PER_RECORD = 256  # photos done before, recorded together
-
-
-class Compute(Protocol):
-    """A compute stage: decisions "todo" in, groups of (decision, out) back, a batch each."""
-
-    inference_s: float  # seconds spent computing
-
-    def __call__(self, decisions: Iterable[Decision]) -> Iterator[list[tuple[Decision, Out]]]: ...
 
 
 class Scan:
@@ -91,13 +82,12 @@ class Scan:
             if not self.cancel.is_set():
                 raise
             self.summary.cancelled = True  # Stop during generation: that batch is not recorded
-        if self.cancel.is_set() and self.summary.handled() < self.summary.total:
-            self.summary.cancelled = True  # stopped before every photo was planned
-        self.record()
-        self.summary.inference_s = self.compute.inference_s
-        if not self.summary.cancelled:
-            clear_old_failures(self.index, str(self.folder), self.scan_id)
         s = self.summary
+        s.cancelled = s.cancelled or (self.cancel.is_set() and s.handled() < s.total)  # stopped while planning
+        self.record()
+        s.inference_s = self.compute.inference_s
+        if not s.cancelled:
+            clear_old_failures(self.index, str(self.folder), self.scan_id)
         s.elapsed_s = time.perf_counter() - started
         s.rate = s.done / s.elapsed_s if s.elapsed_s and s.done else 0.0
         self.report(str(self.folder), "finished", force=True)
