@@ -59,7 +59,9 @@ def main() -> None:
                   f"worst {max(errors):.0%} ({len(errors)} reports)")
 
         cancel, pressed = threading.Event(), []
-        batch_s = (end - start) / max(1, s.done) * engine.batch_size("caption")
+        from engine.models.registry import for_task  # (the same on main, for a before/after)
+
+        batch_s = (end - start) / max(1, s.done) * for_task("caption").batch_size
 
         def progress(p: library.ScanProgress) -> None:
             if p.phase == "captioning" and p.inferred and not pressed:

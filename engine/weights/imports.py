@@ -2,7 +2,6 @@
 downloads left behind."""
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import time
@@ -18,8 +17,6 @@ from .table import sources
 from .stamps import _check
 from .transfer import DownloadProgress, ProgressFn
 from .install import _commit, _folder_failure
-
-log = logging.getLogger("loupe.weights")
 
 
 IMPORT_PREFIX = ".import-"

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import threading
@@ -19,12 +18,10 @@ from .stamps import (
 )
 from .transfer import DOWNLOADING, DownloadProgress, ProgressFn, VERIFYING, _fetch
 
-log = logging.getLogger("loupe.weights")
-
 
 _locks: dict[str, threading.Lock] = {}
-
 _locks_guard = threading.Lock()
+
 
 def _lock_for(name: str) -> threading.Lock:
     with _locks_guard:

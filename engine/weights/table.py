@@ -2,15 +2,12 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 from dataclasses import replace
 from pathlib import Path
 
 from ..errors import UsageError
 from ..models.spec import Source, WeightFile
-
-log = logging.getLogger("loupe.weights")
 
 
 def sources() -> dict[str, Source]:
