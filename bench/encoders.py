@@ -11,11 +11,11 @@ code) and saved as safetensors under bench/.cache/encoders/NAME, as the real dow
 - clip-vit-base-patch32 (openai/clip-vit-base-patch32): CLIPConfig() defaults are that config.
 
 Rows, per candidate and precision (fp32; int8 = Loupe's own `engine.quantize.quantize_int8`,
-Linear layers only): image embedding s/photo at the shipped batch (8) and one photo at a time,
+Linear layers only; bf16 = the whole tower cast, on CPUs with native bf16 only): image embedding s/photo at the shipped batch (8) and one photo at a time,
 text embedding ms per query (SigLIP pads every query to its 64 tokens, as it was trained; CLIP
 runs a typical 16-token query), load time of each tower, memory (RSS added by each tower and
 both, each in its own subprocess so the figures are that tower's alone), and the fidelity gate
-(min cosine of int8 vs fp32 embeddings over the bench photos and 8 queries; >= 0.995 passes;
+(min cosine vs fp32 embeddings over 16 bench photos and 8 queries; >= 0.995 passes;
 random weights: it measures int8 rounding on these shapes, not the trained model's).
 
 The machine is shared: candidates are timed alternately in one process (round robin, medians),
