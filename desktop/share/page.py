@@ -98,7 +98,7 @@ def build_share_ui(share: "Share") -> gr.Blocks:
     demo.loupe_mount_kwargs = {
         "theme": gr.themes.Default(primary_hue="teal", font=["system-ui", "sans-serif"],
                                    font_mono=["ui-monospace", "monospace"]),
-        "css": ui.CSS + CSS,
+        "css": CSS,
     }
     return demo
 

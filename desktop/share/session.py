@@ -41,7 +41,8 @@ class Share:
         self.visitors = self.captioned = self.classified = self.refused = 0
         self.started = time.time()
         self.ends_at = self.started + seconds
-        self.ended = threading.Event()
+        self.ended = threading.Event()  # set first: waiting visitors give up
+        self.closed = threading.Event()  # set once the port is closed and the photos gone
         self.end_reason = ""
         self._lock = threading.Lock()
         self._server: Any = None
@@ -85,6 +86,7 @@ class Share:
             self._guard.revoke()
         if self._server is not None:
             self._server.close()
+        self.closed.set()
         log.info("share ended (%s) after %.0f s: %d visitors, %d captioned, %d classified, "
                  "%d refused", reason, time.time() - self.started, self.visitors, self.captioned,
                  self.classified, self.refused)

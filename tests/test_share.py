@@ -1,0 +1,288 @@
+"""Share on this network (desktop.share), served for real in this process next to Loupe's local
+server: the share on a second loopback address (127.0.0.2), never a real interface.
+
+Probes (httpx) with the status each must get, a phone-sized page in Debian's chromium, and a
+bounded load test: 20 visitors at once while the local Caption tab keeps answering.
+"""
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from share_client import call, fn_index, upload, visitor
+
+ADDRESS = "127.0.0.2"  # a second loopback address: the share's traffic never leaves this machine
+EXAMPLE = Path(__file__).resolve().parents[1] / "desktop" / "examples" / "cat.jpg"
+
+
+@pytest.fixture(scope="module")
+def _local():
+    from desktop.server import gradio_env, serve
+
+    gradio_env()
+    from desktop.__main__ import build_loupe_ui  # Loupe's page with the share panel
+
+    server = serve(build_loupe_ui)
+    yield server
+    from desktop.share.session import stop_share
+
+    stop_share()
+    server.close()
+
+
+@pytest.fixture
+def local(_local, installed, monkeypatch):
+    """Loupe's local server, tiny models installed; gradio's upload folder is the local one's
+    (conftest gives each test its own, as if the app were not running)."""
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(_local.temp_dir))
+    return _local
+
+
+@pytest.fixture
+def share(local):
+    from desktop.share.session import start_share
+
+    s = start_share(ADDRESS, 600)
+    yield s
+    s.stop()
+
+
+def _refused_connection(base_url: str) -> bool:
+    try:
+        httpx.get(base_url, timeout=2)
+    except httpx.ConnectError:
+        return True
+    return False
+
+
+def test_share_refuses_everything_but_its_own_page(local, tmp_path):
+    from desktop.share.session import MAX_UPLOAD_BYTES, start_share
+
+    old = start_share(ADDRESS, 600)
+    with visitor(old.url) as c:
+        assert c.get("/").status_code == 200
+    old_token, old_port, old_base = old.token, old.port, old.base_url
+    new = start_share(ADDRESS, 600)  # replaces the old one
+    assert old.ended.is_set() and _refused_connection(old_base)
+    assert new.token != old_token and len(new.token) >= 43  # 32 random bytes, url-safe
+    base, port, cookie = new.base_url, new.port, {"Cookie": f"loupe_token_{new.port}={new.token}"}
+    host = f"{ADDRESS}:{port}"
+    local_file = local.temp_dir / "on-this-computer.txt"
+    local_file.write_text("not for visitors")
+    (new.temp_dir.parent / "beside.txt").write_text("not for visitors")
+
+    # (name, method, path, headers) -> the status it must get
+    probes = [
+        ("no token", "GET", "/", {}, 403),
+        ("no token: config", "GET", "/config", {}, 403),
+        ("no token: upload", "POST", "/gradio_api/upload", {}, 403),
+        ("no token: queue", "POST", "/gradio_api/queue/join", {}, 403),
+        ("a wrong token", "GET", "/?token=" + "A" * 43, {}, 403),
+        ("the old share's token in the link", "GET", f"/?token={old_token}", {}, 403),
+        ("the old share's token as this share's cookie", "GET", "/",
+         {"Cookie": f"loupe_token_{port}={old_token}"}, 403),
+        ("the old share's cookie", "GET", "/", {"Cookie": f"loupe_token_{old_port}={old_token}"}, 403),
+        ("the local app's token", "GET", f"/?token={local.token}", {}, 403),
+        ("the local app's cookie", "GET", "/",
+         {"Cookie": f"loupe_token_{port}={local.token}"}, 403),
+        ("host 127.0.0.1", "GET", "/", {**cookie, "Host": f"127.0.0.1:{port}"}, 400),
+        ("host localhost", "GET", "/", {**cookie, "Host": f"localhost:{port}"}, 400),
+        ("host without port", "GET", "/", {**cookie, "Host": ADDRESS}, 400),
+        ("host evil.example (DNS rebinding)", "GET", "/", {**cookie, "Host": f"evil.example:{port}"}, 400),
+        ("foreign Origin", "POST", "/gradio_api/queue/join", {**cookie, "Origin": "http://evil.example"}, 403),
+        ("Origin: null", "POST", "/gradio_api/queue/join", {**cookie, "Origin": "null"}, 403),
+        ("the local app's Origin", "POST", "/gradio_api/upload",
+         {**cookie, "Origin": f"http://127.0.0.1:{local.port}"}, 403),
+        ("cross-site fetch", "GET", "/config", {**cookie, "Sec-Fetch-Site": "cross-site"}, 403),
+        # with the right cookie: the page works ...
+        ("the page", "GET", "/", cookie, 200),
+        ("its config", "GET", "/config", cookie, 200),
+        # ... and nothing else: gradio's API and docs, MCP, monitoring, dev, proxy
+        ("api info", "GET", "/gradio_api/info", cookie, 403),
+        ("api info (old path)", "GET", "/info", cookie, 403),
+        ("api call", "POST", "/gradio_api/call/caption", cookie, 403),
+        ("api run", "POST", "/gradio_api/run/predict", cookie, 403),
+        ("api predict", "POST", "/gradio_api/api/predict", cookie, 403),
+        ("openapi", "GET", "/gradio_api/openapi.json", cookie, 403),
+        ("docs", "GET", "/docs", cookie, 403),
+        ("redoc", "GET", "/redoc", cookie, 403),
+        ("mcp", "GET", "/gradio_api/mcp/sse", cookie, 403),
+        ("mcp schema", "GET", "/gradio_api/mcp/schema", cookie, 403),
+        ("monitoring", "GET", "/monitoring", cookie, 403),
+        ("dev reload", "GET", "/gradio_api/dev/reload", cookie, 403),
+        ("proxy", "GET", "/gradio_api/proxy=http://example.com/x", cookie, 403),
+        ("queue status", "GET", "/gradio_api/queue/status", cookie, 403),
+        ("manifest", "GET", "/manifest.json", cookie, 403),
+        ("login", "POST", "/login", cookie, 403),
+        # file routes reach nothing of this computer's
+        ("file /etc/passwd", "GET", "/gradio_api/file=/etc/passwd", cookie, 403),
+        ("file /etc/passwd (old route)", "GET", "/file=/etc/passwd", cookie, 403),
+        ("file of the local app", "GET", f"/gradio_api/file={local_file}", cookie, 403),
+        ("file beside the share's folder", "GET",
+         f"/gradio_api/file={new.temp_dir}/../beside.txt", cookie, 403),
+        ("file by URL", "GET", "/gradio_api/file=http://example.com/x.jpg", cookie, 403),
+        ("an example photo's source", "GET", f"/gradio_api/file={EXAMPLE}", cookie, 403),
+    ]
+    got = {}
+    for name, method, path, headers, want in probes:
+        r = httpx.request(method, base + path.lstrip("/"), headers={"Host": host, **headers},
+                          timeout=20, follow_redirects=False)
+        got[name] = r.status_code
+    assert got == {name: want for name, *_, want in probes}
+
+    with visitor(new.url) as c:
+        config = c.get("/config").json()
+        text = str(config)
+        for absent in ("Library", "Models", "loupe-lib", "Download", "Weights folder", "Share on this network",
+                       "Import"):
+            assert absent not in text, absent
+        caption = fn_index(config, "loupe-caption", 4)
+        # an event of the local app, by its number there: no such event here 
+        status, detail = call(c, len(config["dependencies"]) + 3, [None])
+        assert (status, detail) == ("refused", 500), (status, detail)  # gradio: no such event
+        # over the byte limit: refused by the upload route itself
+        r = c.post("/gradio_api/upload", files={"files": ("big.jpg", b"\0" * (MAX_UPLOAD_BYTES + 1))})
+        assert r.status_code == 413, r.status_code
+        # over the pixel limit (engine.images.MAX_PIXELS): a one-line refusal, nothing decoded
+        from PIL import Image
+
+        bomb = tmp_path / "bomb.png"
+        Image.new("1", (11_000, 11_000)).save(bomb)
+        status, message = call(c, caption, [upload(c, bomb), "", 12, 1])
+        assert status == "error" and "too many pixels" in message, message
+        assert "bomb.png" in message and str(new.temp_dir) not in message
+        # a photo: the caption comes back
+        status, out = call(c, caption, [upload(c, EXAMPLE), "", 12, 1])
+        assert status == "ok" and out[0].strip(), (status, out)
+    assert new.visitors == 1 and new.captioned == 1 and new.refused == 1
+
+    # Stop: the port closes at once (refused within a second), the photos go, the token dies
+    folder = new.temp_dir
+    assert any(folder.rglob("cat.jpg"))
+    t0 = time.monotonic()
+    new.stop()
+    assert _refused_connection(base) and time.monotonic() - t0 < 1.0
+    assert not folder.exists()
+    assert local_file.exists()  # the local app's folder is untouched
+
+    # after expiry: the same
+    from desktop.share.session import current
+
+    short = start_share(ADDRESS, 0.5)
+    with visitor(short.url) as c:
+        assert c.get("/").status_code == 200
+    assert short.closed.wait(5) and short.end_reason == "time is up"
+    assert _refused_connection(short.base_url) and current() is None
+
+
+def test_phone_page_captions_and_classifies(share, browser, artifacts, tmp_path, caplog):
+    """390x844 and 768x1024: take/pick a photo (the file input), read the caption and labels."""
+    caplog.set_level("DEBUG")
+    photo = tmp_path / "visitor-private-name.jpg"
+    shutil.copy(EXAMPLE, photo)
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
+                                  has_touch=True, device_scale_factor=2)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    hosts = set()
+    page.on("request", lambda r: hosts.add(r.url.split("/")[2]))
+    page.goto(share.url)
+    page.wait_for_selector("#loupe-caption")
+    assert page.locator("button[role=tab]").all_inner_texts() == ["Caption", "Classify"]
+    page.set_input_files("#loupe-caption-photo input[type=file]", str(photo))
+    page.wait_for_function("document.querySelector('#loupe-caption textarea').value.length > 0")
+    caption = page.input_value("#loupe-caption textarea")
+    assert caption.strip()
+    # nothing wider than the phone: no sideways scrolling
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    assert page.locator("#loupe-caption button[aria-label*='opy'], #loupe-caption button[title*='opy']").count() >= 1
+    page.screenshot(path=str(artifacts / "share-phone-390x844-caption.png"))
+    page.get_by_role("tab", name="Classify").click()
+    page.set_input_files("#loupe-classify-photo input[type=file]", str(photo))
+    page.wait_for_function("document.querySelectorAll('#loupe-labels .confidence-set').length === 3")
+    page.screenshot(path=str(artifacts / "share-phone-390x844-classify.png"))
+    page.set_viewport_size({"width": 768, "height": 1024})
+    page.get_by_role("tab", name="Caption").click()
+    page.screenshot(path=str(artifacts / "share-tablet-768x1024.png"), full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 768
+    assert hosts == {f"{ADDRESS}:{share.port}"}, hosts
+    context.close()
+    # the visitor's photo lies only in the share's folder, and goes with it
+    kept = list(share.temp_dir.rglob(photo.name))
+    assert kept and all(share.temp_dir in p.parents for p in kept)
+    assert share.visitors == 1 and share.captioned >= 1 and share.classified >= 1
+    folder = share.temp_dir
+    share.stop()
+    assert not folder.exists()
+    assert photo.name not in caplog.text and "visitor-private" not in caplog.text
+
+
+def test_share_panel_in_loupe_page(local, share, browser, artifacts):
+    """The panel in Loupe's own page (1280x720) while sharing: link, QR code, counts, Stop."""
+    page = browser.new_context(viewport={"width": 1280, "height": 720}).new_page()
+    page.set_default_timeout(60_000)
+    page.goto(local.url)
+    page.get_by_text("Share on this network").first.click()
+    page.wait_for_selector("#loupe-share-qr svg")
+    assert page.input_value("#loupe-share-link textarea, #loupe-share-link input") == share.url
+    assert "plain HTTP" in page.inner_text("#loupe-share")
+    page.locator("#loupe-share-qr").scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts / "share-panel-1280x720.png"))
+    page.locator("#loupe-share-stop").click()
+    page.wait_for_selector("#loupe-share-start", state="visible")
+    assert share.ended.is_set() and _refused_connection(share.base_url)
+    assert "Not sharing" in page.inner_text("#loupe-share-status")
+    page.screenshot(path=str(artifacts / "share-panel-stopped-1280x720.png"))
+
+
+def test_twenty_visitors_while_the_local_caption_tab_answers(local, share, monkeypatch):
+    """20 visitors at once (the queue holds MAX_WAITING; the rest are told it is full, 503), and
+    the person at this computer captions three photos meanwhile: each of theirs is answered
+    while visitors' photos still wait (local first), none fails. Models stay real; each caption
+    is made 0.15 s slower so the visitors' work outlasts the local requests."""
+    from engine import inference
+
+    from desktop.share.session import MAX_WAITING
+
+    infer = inference.Engine.infer
+
+    def slower(self, task, inputs, options, cancel=None, on_step=None):
+        if task == "caption":
+            time.sleep(0.15 * len(inputs))
+        return infer(self, task, inputs, options, cancel=cancel, on_step=on_step)
+
+    monkeypatch.setattr(inference.Engine, "infer", slower)
+    with visitor(share.url) as c:
+        caption = fn_index(c.get("/config").json(), "loupe-caption", 4)
+    visitor_results, visitor_done = [], []
+
+    def one_visitor() -> None:
+        with visitor(share.url, timeout=120) as c:
+            result = call(c, caption, [upload(c, EXAMPLE), "", 8, 1])
+            visitor_results.append(result)
+            visitor_done.append(time.monotonic())
+
+    threads = [threading.Thread(target=one_visitor) for _ in range(20)]
+    for t in threads:
+        t.start()
+    with visitor(local.url, timeout=120) as mine:
+        local_caption = fn_index(mine.get("/config").json(), "loupe-caption", 4)
+        time.sleep(0.5)  # the visitors' queue is full by now
+        local_done = []
+        for _ in range(3):
+            local_done.append((call(mine, local_caption, [upload(mine, EXAMPLE), "", 8, 1]), time.monotonic()))
+    for t in threads:
+        t.join(120)
+    statuses = sorted(r[0] for r in visitor_results)
+    assert len(visitor_results) == 20
+    assert all(r == ("refused", 503) for r in visitor_results if r[0] != "ok"), visitor_results
+    assert statuses.count("ok") >= MAX_WAITING - 1, statuses
+    assert all(r[0] == "ok" and r[1][0].strip() for r, _ in local_done), local_done
+    # local first: the person's last caption came back before the visitors' queue had drained
+    assert local_done[-1][1] < max(visitor_done), (local_done, sorted(visitor_done))
+    assert share.captioned == statuses.count("ok")
