@@ -286,3 +286,44 @@ def test_twenty_visitors_while_the_local_caption_tab_answers(local, share, monke
     # local first: the person's last caption came back before the visitors' queue had drained
     assert local_done[-1][1] < max(visitor_done), (local_done, sorted(visitor_done))
     assert share.captioned == statuses.count("ok")
+
+
+@pytest.mark.window
+def test_share_from_the_window_in_a_private_network(installed, loupe_home, artifacts):
+    """Done-when, in Loupe's window: press Share (the address list comes from the OS: two veth
+    ends in a network namespace this test makes), caption a photo through the link from a second
+    client on that address, press Stop: the link is dead within a second. Screenshots of the
+    window with the panel open, before and while sharing."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from app_process import XDisplay, missing_qt_libs, missing_tools
+    from devtools import remote_debugging_env, unused_port
+
+    problem = missing_tools("Xvfb", "xdotool", "import", "openbox") or missing_qt_libs()
+    if problem:
+        pytest.fail(problem)
+    if subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode != 0:
+        pytest.fail("this test needs to create a network namespace (root, `unshare --net`)")
+    with XDisplay(size="1280x720x24") as x:
+        port = unused_port()
+        env = x.env(LOUPE_HOME=str(loupe_home), DEVTOOLS_PORT=str(port), **remote_debugging_env(port))
+        env.pop("GRADIO_TEMP_DIR", None)
+        run = subprocess.run(["unshare", "--net", sys.executable, str(Path(__file__).with_name("share_in_netns.py")),
+                              str(artifacts)], env=env, capture_output=True, text=True, timeout=400,
+                             cwd=Path(__file__).resolve().parents[1])
+    line = next((ln for ln in run.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    (artifacts / "window-share-run.txt").write_text(run.stdout + "\n--- stderr\n" + run.stderr)
+    assert line, (run.returncode, "see artifacts/window-share-run.txt", run.stderr[-3000:])
+    result = json.loads(line[len("RESULT "):])
+    assert result["address"].startswith("10.23.0."), result  # one of the two, as the OS lists them
+    assert result["link"].startswith(f"http://{result['address'].split()[0]}:") and "?token=" in result["link"], result
+    status, out = result["caption"]
+    assert status == "ok" and out[0].strip(), result
+    assert result["library_route"] == 403
+    assert "1 visitors" in result["status"] and "1 photos captioned" in result["status"], result
+    assert result["dead_after_s"] < 1.0, result
+    assert "Not sharing" in result["stopped_status"] and "1 captioned" in result["stopped_status"], result
+    assert result["exit"] == 0, result

@@ -3,6 +3,7 @@ link, its QR code and the counts, stop. Shown to the person at this computer onl
 page never has it)."""
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -32,7 +33,7 @@ def _status(share: session.Share | None) -> str:
         return "Not sharing."
     left = max(0, int(share.ends_at - time.time()))
     until = time.strftime("%H:%M", time.localtime(share.ends_at))
-    return (f"**Sharing** on {share.base_url} until {until} ({left // 60} min left) · "
+    return (f"**Sharing** on `{share.base_url}` until {until} ({left // 60} min left) · "
             f"**{share.visitors}** visitors · **{share.captioned}** photos captioned · "
             f"**{share.classified}** classified")
 
@@ -48,17 +49,30 @@ def _view() -> tuple:
     return (gr.update(visible=not on), gr.update(visible=on),
             gr.update(value=share.url if on else "", visible=on),
             gr.update(value=qr, visible=on), _status(share), gr.Timer(active=on),
-            gr.update(interactive=not on), gr.update(interactive=not on))
+            gr.update(visible=not on), gr.update(visible=not on))
 
 
 def start(where: str | None, seconds: int | None) -> tuple:
     if not where:
         raise gr.Error("This computer has no network address to share on: connect it to a "
                        "network first.", title="Loupe")
-    try:
-        session.start_share(where, float(seconds or session.DEFAULT_SECONDS))
-    except session.ShareError as exc:
-        raise gr.Error(f"Cannot share: {exc}", title="Loupe") from None
+    # Built in a thread of its own: gradio treats components made inside an event handler as
+    # parts of the running page (gr.render), which the share's separate Blocks are not.
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            session.start_share(where, float(seconds or session.DEFAULT_SECONDS))
+        except BaseException as exc:  # handed to the handler's thread below
+            failed.append(exc)
+
+    worker = threading.Thread(target=run, name="loupe-share-start")
+    worker.start()
+    worker.join()
+    if failed and isinstance(failed[0], session.ShareError):
+        raise gr.Error(f"Cannot share: {failed[0]}", title="Loupe")
+    if failed:
+        raise failed[0]
     return _view()
 
 
