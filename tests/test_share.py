@@ -60,7 +60,7 @@ def _refused_connection(base_url: str) -> bool:
     return False
 
 
-def test_share_refuses_everything_but_its_own_page(local, tmp_path):
+def test_share_refuses_everything_but_its_own_page(local, tmp_path, capfd, caplog):
     from desktop.share.session import MAX_UPLOAD_BYTES, start_share
 
     old = start_share(ADDRESS, 600)
@@ -156,6 +156,8 @@ def test_share_refuses_everything_but_its_own_page(local, tmp_path):
         status, message = call(c, caption, [upload(c, bomb), "", 12, 1])
         assert status == "error" and "too many pixels" in message, message
         assert "bomb.png" in message and str(new.temp_dir) not in message
+        # the visitor's file name is theirs: not on stderr (a windowed build logs it), not logged
+        assert "bomb.png" not in "".join(capfd.readouterr()) and "bomb.png" not in caplog.text
         # a photo: the caption comes back
         status, out = call(c, caption, [upload(c, EXAMPLE), "", 12, 1])
         assert status == "ok" and out[0].strip(), (status, out)

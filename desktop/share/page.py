@@ -4,7 +4,8 @@ No Library, Models, settings, downloads or folder picker. Visitors' photos are r
 loader as the person's own (engine.images: same formats, same pixel limit), wait behind the
 person at this computer (desktop.share.gate), one at a time, in a queue of MAX_WAITING. Errors are
 shown to the visitor in one line and never logged with their details (a visitor's file name is
-theirs): only counted.
+theirs): only counted. (gradio would print an error's message with its traceback on stderr,
+which a windowed build writes to the log: visitors' errors are not printed.)
 """
 from __future__ import annotations
 
@@ -43,21 +44,21 @@ def _visitor(share: "Share", task: str, run: Callable[..., Any]) -> Callable[...
 
     def handler(path: str | None, *options: Any) -> Any:
         if not path:
-            raise gr.Error("Take or pick a photo first.", title="Loupe")
+            raise gr.Error("Take or pick a photo first.", title="Loupe", print_exception=False)
         try:
             with one_at_a_time, visitor_turn(share.ended):
                 result = run(path, *options)
         except ShareEnded:
-            raise gr.Error("This share has ended.", title="Loupe") from None
+            raise gr.Error("This share has ended.", title="Loupe", print_exception=False) from None
         except (WeightsMissing, WeightsDamaged):
-            raise gr.Error(_MISSING[task], title="Loupe") from None
+            raise gr.Error(_MISSING[task], title="Loupe", print_exception=False) from None
         except LoupeError as exc:
             share.count_refused()
-            raise gr.Error(ui.user_paths(str(exc), [path]), title="Loupe") from None
+            raise gr.Error(ui.user_paths(str(exc), [path]), title="Loupe", print_exception=False) from None
         except Exception as exc:  # a bug: the class name only, never the visitor's file
             share.count_refused()
             ui.log.error("a visitor's %s failed: %s", task, type(exc).__name__)
-            raise gr.Error("Something went wrong on the sharing computer.", title="Loupe") from None
+            raise gr.Error("Something went wrong on the sharing computer.", title="Loupe", print_exception=False) from None
         share.count(task)
         return result
 
