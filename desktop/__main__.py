@@ -93,13 +93,13 @@ def serve_in_browser(factory: Callable[[], Any], port: int | None, timings: Timi
 
 
 def _start_share(address: str, out: Any) -> bool:
-    """Start the share for `--share`, print its link and QR code; False (said on stderr) when
-    it cannot start."""
+    """Start the share for `--share` on `address`, print its link and QR code; False (said on
+    stderr) when it cannot start."""
     from desktop.share import session
     from desktop.share.qr import qr_terminal
 
     try:
-        share = session.start_share(session.choose_address(address or None))
+        share = session.start_share(address)
     except session.ShareError as exc:
         print(f"loupe: cannot share: {exc}", file=sys.stderr if sys.stderr is not None else out)
         return False
@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None, factory: Callable[[], Any] | None = None
 
     `factory` builds the gradio Blocks to serve, called once in the start-up thread; default
     `build_loupe_ui`. Exit codes: 0 closed normally, 1 could not start or serve (the message is in
-    the window / on stderr and in the log), 2 no display (use `--browser`); bad arguments raise
+    the window / on stderr and in the log; also a `--share` address that cannot be used), 2 no
+    display (use `--browser`) or `--share` without `--browser`; bad arguments raise
     argparse's SystemExit(2).
     """
     args = _parser().parse_args(argv)
@@ -135,12 +136,22 @@ def main(argv: list[str] | None = None, factory: Callable[[], Any] | None = None
     log.info("Loupe desktop starting (pid %d, %s mode); log: %s", os.getpid(),
              "browser" if args.browser else "window", path)
     factory = factory or build_loupe_ui
-    if args.share is not None and not args.browser:
-        print("loupe: --share goes with --browser; in the window, use “Share on this network”.",
-              file=sys.stderr if sys.stderr is not None else sys.stdout)
-        return 2
+    err = sys.stderr if sys.stderr is not None else sys.stdout
+    share = None
+    if args.share is not None:
+        if not args.browser:
+            print("loupe: --share goes with --browser; in the window, use “Share on this network”.",
+                  file=err)
+            return 2
+        from desktop.share.session import ShareError, choose_address
+
+        try:  # before anything starts: a wrong address is said at once
+            share = choose_address(args.share or None)
+        except ShareError as exc:
+            print(f"loupe: cannot share: {exc}", file=err)
+            return 1
     if args.browser:
-        return serve_in_browser(factory, args.port, timings, share=args.share)
+        return serve_in_browser(factory, args.port, timings, share=share)
     from desktop.window import NoDisplay, run_window
 
     try:

@@ -6,6 +6,7 @@ bounded load test: 20 visitors at once while the local Caption tab keeps answeri
 """
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 import time
@@ -329,3 +330,54 @@ def test_share_from_the_window_in_a_private_network(installed, loupe_home, artif
     assert result["dead_after_s"] < 1.0, result
     assert "Not sharing" in result["stopped_status"] and "1 captioned" in result["stopped_status"], result
     assert result["exit"] == 0, result
+
+
+NETNS_TWO_ADDRESSES = """
+ip link set lo up && ip link add loupe-a type veth peer name loupe-b &&
+ip addr add 10.23.0.1/24 dev loupe-a && ip addr add 10.23.0.2/24 dev loupe-b &&
+ip link set loupe-a up && ip link set loupe-b up || exit 99
+"$0" -m loupe --browser --share; echo "EXIT $?"
+"$0" -m loupe --browser --share 127.0.0.1; echo "EXIT $?"
+exec "$0" -m loupe --browser --share 10.23.0.1
+"""
+
+
+def test_loupe_share_in_a_terminal(installed, loupe_home):
+    """`loupe --browser --share [ADDRESS]` in a private network namespace with two addresses:
+    no ADDRESS -> which to choose (exit 1, one line, nothing started); loopback -> refused;
+    10.23.0.1 -> the link and a QR code printed, Ctrl-C ends it (exit 0). Without --browser: 2."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root), PYTHONUNBUFFERED="1")
+    env.pop("GRADIO_TEMP_DIR", None)
+    alone = subprocess.run([sys.executable, "-m", "loupe", "--share"], env=env, cwd=root,
+                           capture_output=True, text=True, timeout=120)
+    assert alone.returncode == 2 and alone.stderr.strip().count("\n") == 0, alone.stderr
+    assert "--share goes with --browser" in alone.stderr
+    if subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode != 0:
+        pytest.fail("this test needs to create a network namespace (root, `unshare --net`)")
+    proc = subprocess.Popen(["unshare", "--net", "sh", "-c", NETNS_TWO_ADDRESSES, sys.executable],
+                            env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if "▀▀▀▀▀▀▀▀" in line:  # the QR code's last row
+                break
+        out = "".join(lines)
+        several = next(ln for ln in lines if "several network addresses" in ln)
+        assert "10.23.0.1 (loupe-a)" in several and "10.23.0.2 (loupe-b)" in several, out
+        assert "choose one with --share ADDRESS" in several, out
+        assert "127.0.0.1 is not an address others on a network can reach" in out, out
+        assert out.count("EXIT 1") == 2 and "Traceback" not in out, out
+        assert re.search(r"http://10\.23\.0\.1:\d+/\?token=[\w-]{43}", out), out
+        assert "plain HTTP" in out and "█" in out, out
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        code = proc.wait(20)
+    assert code == 0, "".join(lines) + proc.stdout.read()
