@@ -93,8 +93,21 @@ def _drive(app, home, port, shot, out) -> dict:
                           "document.querySelector('#loupe-share-start').offsetParent !== null", 20)
             out["stopped_status"] = page.evaluate(
                 "document.querySelector('#loupe-share-status').innerText")
+            # shared again, then Loupe closes: the share ends with it
+            page.evaluate("document.querySelector('#loupe-share-start').click()")
+            page.wait_for("!!document.querySelector('#loupe-share-qr svg')", 30)
+            again = page.evaluate("document.querySelector('#loupe-share-link textarea, "
+                                  "#loupe-share-link input').value")
+            out["new_token"] = again.split("token=")[1] != link.split("token=")[1]
+            with visitor(again) as c:
+                out["again"] = c.get("/").status_code
         code, _ = app.stop()
         out["exit"] = code
+        try:
+            httpx.get(again.split("?")[0], timeout=1)
+            out["after_close"] = "answered"
+        except httpx.ConnectError:
+            out["after_close"] = "refused"
     return out
 
 

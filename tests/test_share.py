@@ -100,6 +100,14 @@ def test_share_refuses_everything_but_its_own_page(local, tmp_path, capfd, caplo
         ("the local app's Origin", "POST", "/gradio_api/upload",
          {**cookie, "Origin": f"http://127.0.0.1:{local.port}"}, 403),
         ("cross-site fetch", "GET", "/config", {**cookie, "Sec-Fetch-Site": "cross-site"}, 403),
+        ("cross-site fetch of the link", "GET", f"/?token={new.token}",
+         {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "cors", "Sec-Fetch-Dest": "empty"}, 403),
+        ("the old link opened from another site", "GET", f"/?token={old_token}",
+         {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}, 403),
+        ("the link opened from another site (a web chat)", "GET", f"/?token={new.token}",
+         {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}, 200),
+        ("the page, cross-site, after that", "GET", "/", {**cookie, "Sec-Fetch-Site": "cross-site",
+         "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}, 403),
         # with the right cookie: the page works ...
         ("the page", "GET", "/", cookie, 200),
         ("its config", "GET", "/config", cookie, 200),
@@ -162,7 +170,7 @@ def test_share_refuses_everything_but_its_own_page(local, tmp_path, capfd, caplo
         # a photo: the caption comes back
         status, out = call(c, caption, [upload(c, EXAMPLE), "", 12, 1])
         assert status == "ok" and out[0].strip(), (status, out)
-    assert new.visitors == 1 and new.captioned == 1 and new.refused == 1
+    assert new.visitors == 2 and new.captioned == 1 and new.refused == 1  # the probe's visit, then ours
 
     # Stop: the port closes at once (refused within a second), the photos go, the token dies
     folder = new.temp_dir
@@ -194,8 +202,11 @@ def test_phone_page_captions_and_classifies(share, browser, artifacts, tmp_path,
     page.set_default_timeout(60_000)
     hosts = set()
     page.on("request", lambda r: hosts.add(r.url.split("/")[2]))
-    page.goto(share.url)
+    # the link as a visitor gets it in a web chat: clicked inside another page (cross-site)
+    page.set_content(f'<a id="link" href="{share.url}">Loupe</a>')
+    page.click("#link")
     page.wait_for_selector("#loupe-caption")
+    assert page.url == share.base_url  # the token left the address bar
     assert page.locator("button[role=tab]").all_inner_texts() == ["Caption", "Classify"]
     page.set_input_files("#loupe-caption-photo input[type=file]", str(photo))
     page.wait_for_function("document.querySelector('#loupe-caption textarea').value.length > 0")
@@ -213,7 +224,7 @@ def test_phone_page_captions_and_classifies(share, browser, artifacts, tmp_path,
     page.get_by_role("tab", name="Caption").click()
     page.screenshot(path=str(artifacts / "share-tablet-768x1024.png"), full_page=True)
     assert page.evaluate("document.documentElement.scrollWidth") <= 768
-    assert hosts == {f"{ADDRESS}:{share.port}"}, hosts
+    assert hosts - {""} == {f"{ADDRESS}:{share.port}"}, hosts
     context.close()
     # the visitor's photo lies only in the share's folder, and goes with it
     kept = list(share.temp_dir.rglob(photo.name))
@@ -329,7 +340,11 @@ def test_share_from_the_window_in_a_private_network(installed, loupe_home, artif
     assert "1 visitors" in result["status"] and "1 photos captioned" in result["status"], result
     assert result["dead_after_s"] < 1.0, result
     assert "Not sharing" in result["stopped_status"] and "1 captioned" in result["stopped_status"], result
-    assert result["exit"] == 0, result
+    assert result["new_token"] and result["again"] == 200, result
+    log = (loupe_home / "logs" / "loupe.log").read_text()
+    assert "share ended (stopped) after" in log and "1 captioned" in log
+    assert result["link"].split("token=")[1] not in log and "cat.jpg" not in log  # counts only
+    assert result["exit"] == 0 and result["after_close"] == "refused", result  # Loupe closed
 
 
 NETNS_TWO_ADDRESSES = """

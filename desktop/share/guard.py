@@ -21,6 +21,17 @@ def route_allowed(path: str) -> bool:
     return path in ALLOWED_PATHS or path.startswith(ALLOWED_PREFIXES)
 
 
+def _opens_link(scope: dict) -> bool:
+    """A top-level GET of the link itself ("/?token=..."), as a browser opens it."""
+    if scope.get("type") != "http" or scope.get("method") != "GET" or scope.get("path") != "/":
+        return False
+    if b"token=" not in scope.get("query_string", b""):
+        return False
+    headers = {k.lower(): v.lower() for k, v in scope.get("headers", [])}
+    return (headers.get(b"sec-fetch-mode", b"navigate") == b"navigate"
+            and headers.get(b"sec-fetch-dest", b"document") == b"document")
+
+
 class ShareGuard(Guard):
     """Guard for one share: `hosts` is only the shared address; `on_visit()` is called once per
     browser that opens the link (its token traded for the cookie)."""
@@ -30,14 +41,37 @@ class ShareGuard(Guard):
         self.on_visit = on_visit
 
     def check(self, scope: dict) -> tuple[int, str] | None:
+        if _opens_link(scope):
+            # The link opened from another page (a web chat, a mail): a cross-site navigation.
+            # It carries the token, so it may pass; the cookie page below then moves to "/" as
+            # a same-origin navigation, which every other check applies to.
+            scope = {**scope, "headers": [(k, v) for k, v in scope.get("headers", [])
+                                          if k.lower() != b"sec-fetch-site"]}
         refused = super().check(scope)
         if refused is None and not route_allowed(scope.get("path", "")):
             return 403, "route not shared"
         return refused
 
     async def _redirect_with_cookie(self, send: Callable) -> None:
+        """The token becomes the cookie on a small page that moves on to "/" itself: a 303 after
+        a cross-site navigation would stay cross-site, and the SameSite=Strict cookie unsent."""
         self.on_visit()
-        await super()._redirect_with_cookie(send)
+        cookie = f"{self.cookie_name}={self.token.decode()}; HttpOnly; SameSite=Strict; Path=/"
+        body = (b'<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="0;url=/">'
+                b'<title>Loupe</title><a href="/">Open Loupe</a>')
+        await send({
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"text/html; charset=utf-8"),
+                (b"set-cookie", cookie.encode()),
+                (b"cache-control", b"no-store"),
+                (b"referrer-policy", b"no-referrer"),
+                (b"x-frame-options", b"DENY"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        })
+        await send({"type": "http.response.body", "body": body})
 
     def revoke(self) -> None:
         """The share ended: no token matches any more, even for a request already in flight."""
