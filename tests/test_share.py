@@ -191,6 +191,7 @@ def test_share_refuses_everything_but_its_own_page(local, tmp_path, capfd, caplo
     assert _refused_connection(short.base_url) and current() is None
 
 
+@pytest.mark.browser
 def test_phone_page_captions_and_classifies(share, browser, artifacts, tmp_path, caplog):
     """390x844 and 768x1024: take/pick a photo (the file input), read the caption and labels."""
     caplog.set_level("DEBUG")
@@ -236,6 +237,7 @@ def test_phone_page_captions_and_classifies(share, browser, artifacts, tmp_path,
     assert photo.name not in caplog.text and "visitor-private" not in caplog.text
 
 
+@pytest.mark.browser
 def test_share_panel_in_loupe_page(local, share, browser, artifacts):
     """The panel in Loupe's own page (1280x720) while sharing: link, QR code, counts, Stop."""
     page = browser.new_context(viewport={"width": 1280, "height": 720}).new_page()
