@@ -21,6 +21,10 @@ def route_allowed(path: str) -> bool:
     return path in ALLOWED_PATHS or path.startswith(ALLOWED_PREFIXES)
 
 
+_COOKIE_PAGE = (b'<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="0;url=/">'
+                b'<title>Loupe</title><a href="/">Open Loupe</a>')
+
+
 def _opens_link(scope: dict) -> bool:
     """A top-level GET of the link itself ("/?token=..."), as a browser opens it."""
     if scope.get("type") != "http" or scope.get("method") != "GET" or scope.get("path") != "/":
@@ -53,25 +57,22 @@ class ShareGuard(Guard):
         return refused
 
     async def _redirect_with_cookie(self, send: Callable) -> None:
-        """The token becomes the cookie on a small page that moves on to "/" itself: a 303 after
-        a cross-site navigation would stay cross-site, and the SameSite=Strict cookie unsent."""
+        """The local guard's cookie answer, as a small page that moves on to "/" itself: a 303
+        after a cross-site navigation would stay cross-site, and the SameSite=Strict cookie unsent."""
         self.on_visit()
-        cookie = f"{self.cookie_name}={self.token.decode()}; HttpOnly; SameSite=Strict; Path=/"
-        body = (b'<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="0;url=/">'
-                b'<title>Loupe</title><a href="/">Open Loupe</a>')
-        await send({
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [
-                (b"content-type", b"text/html; charset=utf-8"),
-                (b"set-cookie", cookie.encode()),
-                (b"cache-control", b"no-store"),
-                (b"referrer-policy", b"no-referrer"),
-                (b"x-frame-options", b"DENY"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        })
-        await send({"type": "http.response.body", "body": body})
+
+        async def as_page(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                kept = [(k, v) for k, v in message.get("headers", [])
+                        if k not in (b"location", b"content-length")]
+                message = {**message, "status": 200, "headers": kept + [
+                    (b"content-type", b"text/html; charset=utf-8"), (b"x-frame-options", b"DENY"),
+                    (b"content-length", str(len(_COOKIE_PAGE)).encode())]}
+            else:
+                message = {**message, "body": _COOKIE_PAGE}
+            await send(message)
+
+        await super()._redirect_with_cookie(as_page)
 
     def revoke(self) -> None:
         """The share ended: no token matches any more, even for a request already in flight."""
