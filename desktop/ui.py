@@ -367,11 +367,13 @@ def _first_run_panel(name: str, button: str):
 
 
 def caption_tab(examples: list[str], *, run: Callable[..., str] = caption_photo,
-                downloads: bool = True, sources: tuple[str, ...] = ("upload", "clipboard")) -> SimpleNamespace:
+                downloads: bool = True, sources: tuple[str, ...] = ("upload", "clipboard"),
+                scroll: bool = False) -> SimpleNamespace:
     """The Caption tab's contents (inside a `gr.Tab` or any container), wired to `run(path,
     prefix, length, beams) -> caption`. `downloads=False` leaves out the first-run download panel
-    (desktop.share). Returns image, output, button, events and panel (banner, download, cancel,
-    download event; Nones without downloads)."""
+    (desktop.share); `scroll=True` scrolls to the answer (a phone, where it is below the photo).
+    Returns image, output, button, events and panel (banner, download, cancel, download event;
+    Nones without downloads)."""
     panel = (_first_run_panel(CAPTIONER.name, "Download the captioning model") if downloads
              else (None, None, None, None))
     with gr.Row():
@@ -399,14 +401,16 @@ def caption_tab(examples: list[str], *, run: Callable[..., str] = caption_photo,
 
     api = {"api_name": "caption"} if downloads else {"api_visibility": "private"}
     events = [
-        button.click(run, inputs, output, concurrency_id="caption", concurrency_limit=1, **api),
-        image.change(changed, inputs, output, api_visibility="private",
+        button.click(run, inputs, output, concurrency_id="caption", concurrency_limit=1,
+                     scroll_to_output=scroll, **api),
+        image.change(changed, inputs, output, api_visibility="private", scroll_to_output=scroll,
                      concurrency_id="caption", concurrency_limit=1)]
     return SimpleNamespace(image=image, output=output, button=button, events=events, panel=panel)
 
 
 def classify_tab(examples: list[str], *, run: Callable[..., Any] = classify_photo,
-                 downloads: bool = True, sources: tuple[str, ...] = ("upload", "clipboard")) -> SimpleNamespace:
+                 downloads: bool = True, sources: tuple[str, ...] = ("upload", "clipboard"),
+                 scroll: bool = False) -> SimpleNamespace:
     """The Classify tab's contents, wired to `run(path) -> {label: confidence}`; as caption_tab."""
     panel = (_first_run_panel(CLASSIFIER.name, "Download the classifier") if downloads
              else (None, None, None, None))
@@ -427,8 +431,9 @@ def classify_tab(examples: list[str], *, run: Callable[..., Any] = classify_phot
 
     api = {"api_name": "classify"} if downloads else {"api_visibility": "private"}
     events = [
-        button.click(run, image, output, concurrency_id="classify", concurrency_limit=2, **api),
-        image.change(changed, image, output, api_visibility="private",
+        button.click(run, image, output, concurrency_id="classify", concurrency_limit=2,
+                     scroll_to_output=scroll, **api),
+        image.change(changed, image, output, api_visibility="private", scroll_to_output=scroll,
                      concurrency_id="classify", concurrency_limit=2)]
     return SimpleNamespace(image=image, output=output, button=button, events=events, panel=panel)
 

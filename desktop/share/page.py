@@ -87,10 +87,10 @@ def build_share_ui(share: "Share") -> gr.Blocks:
         with gr.Tabs():
             with gr.Tab("Caption", id="caption"):
                 cap = ui.caption_tab(examples, run=_visitor(share, "caption", _caption),
-                                     downloads=False, sources=("upload",))
+                                     downloads=False, sources=("upload",), scroll=True)
             with gr.Tab("Classify", id="classify"):
                 cls = ui.classify_tab(examples, run=_visitor(share, "classify", _classify),
-                                      downloads=False, sources=("upload",))
+                                      downloads=False, sources=("upload",), scroll=True)
         for events, output, empty in ((cap.events, cap.output, ""), (cls.events, cls.output, None)):
             for event in events:
                 event.failure(lambda e=empty: e, None, output, api_visibility="private",
