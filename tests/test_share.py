@@ -398,3 +398,14 @@ def test_loupe_share_in_a_terminal(installed, loupe_home):
         os.killpg(proc.pid, signal.SIGINT)
         code = proc.wait(20)
     assert code == 0, "".join(lines) + proc.stdout.read()
+
+
+def test_only_addresses_others_can_reach_are_offered():
+    from desktop.share.addresses import network_addresses, shareable
+
+    for ip in ("127.0.0.1", "127.0.0.2", "::1", "169.254.10.1", "fe80::1", "fe80::1%eth0",
+               "0.0.0.0", "::", "224.0.0.1", "not an address"):
+        assert not shareable(ip), ip
+    for ip in ("192.168.1.20", "10.0.0.5", "172.16.3.4", "fd00::2", "2001:db8::1"):
+        assert shareable(ip), ip
+    assert all(shareable(a.ip) for a in network_addresses())
