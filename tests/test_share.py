@@ -170,6 +170,10 @@ def test_share_refuses_everything_but_its_own_page(local, tmp_path, capfd, caplo
         # a photo: the caption comes back
         status, out = call(c, caption, [upload(c, EXAMPLE), "", 12, 1])
         assert status == "ok" and out[0].strip(), (status, out)
+        # all uploads together are capped too (2 GB; here lowered to what is there already)
+        new._guard.max_folder_bytes = 1
+        r = c.post("/gradio_api/upload", files={"files": ("more.jpg", EXAMPLE.read_bytes())})
+        assert r.status_code == 507, r.status_code
     assert new.visitors == 2 and new.captioned == 1 and new.refused == 1  # the probe's visit, then ours
 
     # Stop: the port closes at once (refused within a second), the photos go, the token dies

@@ -4,6 +4,8 @@ itself uses. Everything else (gradio's API and docs, MCP, monitoring, anything a
 adds) is refused with 403 before gradio sees it."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, Callable
 
 from desktop.server import Guard
@@ -19,6 +21,20 @@ ALLOWED_PREFIXES = ("/assets/", "/static/", "/gradio_api/file=", "/gradio_api/he
 def route_allowed(path: str) -> bool:
     """Whether the shared page may use `path` (its file routes are judged by Guard as well)."""
     return path in ALLOWED_PATHS or path.startswith(ALLOWED_PREFIXES)
+
+
+MAX_FOLDER_BYTES = 2 * 1024 ** 3  # all visitors' uploads together, while a share runs
+
+
+def _folder_bytes(folder: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
 
 
 _COOKIE_PAGE = (b'<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="0;url=/">'
@@ -40,9 +56,11 @@ class ShareGuard(Guard):
     """Guard for one share: `hosts` is only the shared address; `on_visit()` is called once per
     browser that opens the link (its token traded for the cookie)."""
 
-    def __init__(self, app: Any, *, on_visit: Callable[[], None] = lambda: None, **kwargs: Any) -> None:
+    def __init__(self, app: Any, *, on_visit: Callable[[], None] = lambda: None,
+                 max_folder_bytes: int = MAX_FOLDER_BYTES, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         self.on_visit = on_visit
+        self.max_folder_bytes = max_folder_bytes
 
     def check(self, scope: dict) -> tuple[int, str] | None:
         if _opens_link(scope):
@@ -54,6 +72,9 @@ class ShareGuard(Guard):
         refused = super().check(scope)
         if refused is None and not route_allowed(scope.get("path", "")):
             return 403, "route not shared"
+        if refused is None and scope.get("path") == "/gradio_api/upload" and \
+                _folder_bytes(self.temp_dir) >= self.max_folder_bytes:
+            return 507, "the share's folder is full"  # each upload is capped; so is their sum
         return refused
 
     async def _redirect_with_cookie(self, send: Callable) -> None:
