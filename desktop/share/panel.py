@@ -118,8 +118,15 @@ def share_panel(demo: gr.Blocks) -> None:
     demo.load(refresh, None, outputs, **hidden)  # a share started by `--share`, or a reload
 
 
+# gradio's "stop" red with white text is below WCAG AA contrast (axe-core); a darker red is not
+CSS = "#loupe-share-stop {background: #b91c1c; border-color: #b91c1c; color: #fff}\n"
+
+
 def add_share_panel(demo: gr.Blocks) -> gr.Blocks:
-    """`demo` (Loupe's page, already built) with the panel added at its end."""
+    """`demo` (Loupe's page, already built) with the panel added at its end (and its CSS)."""
     with demo:
         share_panel(demo)
+    kwargs = getattr(demo, "loupe_mount_kwargs", None)
+    if kwargs is not None:
+        kwargs["css"] = kwargs.get("css", "") + CSS
     return demo
