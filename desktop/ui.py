@@ -177,15 +177,6 @@ def caption_photo(path: str | None, prefix: str, length: int, beams: int) -> str
         return get_engine().run_one("caption", path, prefix=prefix, max_new_tokens=int(length), num_beams=int(beams)).text
 
 
-def caption_changed(path: str | None, prefix: str, length: int, beams: int) -> str:
-    """A new photo (dropped, pasted or an example) is captioned at once; a cleared one clears."""
-    return caption_photo(path, prefix, length, beams) if path else ""
-
-
-def classify_changed(path: str | None):
-    return classify_photo(path) if path else None
-
-
 @friendly
 def classify_photo(path: str | None) -> dict[str, float]:
     if not path:

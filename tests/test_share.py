@@ -303,6 +303,9 @@ def test_twenty_visitors_while_the_local_caption_tab_answers(local, share, monke
     assert all(r == ("refused", 503) for r in visitor_results if r[0] != "ok"), visitor_results
     assert statuses.count("ok") >= MAX_WAITING - 1, statuses
     assert all(r[0] == "ok" and r[1][0].strip() for r, _ in local_done), local_done
+    print(f"visitors answered {statuses.count('ok')}, told the queue is full {statuses.count('refused')};"
+          f" local captions done {[round(t - local_done[0][1], 2) for _, t in local_done]} s apart,"
+          f" visitors' last {round(max(visitor_done) - local_done[-1][1], 2)} s after the local last")
     # local first: the person's last caption came back before the visitors' queue had drained
     assert local_done[-1][1] < max(visitor_done), (local_done, sorted(visitor_done))
     assert share.captioned == statuses.count("ok")
