@@ -463,8 +463,9 @@ def serve(blocks_factory: Callable[[], Any], *, host: str = "127.0.0.1", port: i
             enable_monitoring=False, pwa=False, **mount_kwargs,
         )
         gradio_app = next(r.app for r in app.routes if isinstance(getattr(r, "app", None), GradioApp))
-        if inside is not None:
-            _release_env(temp_dir)  # gradio's env back to the folder holding this one
+        if inside is not None:  # gradio's env and constants back to the folder holding this one
+            _release_env(temp_dir)
+            _point_gradio_constants_at(inside)
         hosts = {f"{url_host}:{port}"} if network else None
         guarded = guard(app, port=port, token=token, temp_dir=temp_dir, hosts=hosts)
         config = uvicorn.Config(guarded, log_config=None, access_log=False, lifespan="on",

@@ -309,6 +309,10 @@ def test_twenty_visitors_while_the_local_caption_tab_answers(local, share, monke
     # local first: the person's last caption came back before the visitors' queue had drained
     assert local_done[-1][1] < max(visitor_done), (local_done, sorted(visitor_done))
     assert share.captioned == statuses.count("ok")
+    share.stop()  # and after the share: the local app goes on as before
+    with visitor(local.url) as mine:
+        status, out = call(mine, local_caption, [upload(mine, EXAMPLE), "", 8, 1])
+    assert status == "ok" and out[0].strip(), (status, out)
 
 
 @pytest.mark.window
