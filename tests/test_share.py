@@ -322,7 +322,6 @@ def test_share_from_the_window_in_a_private_network(installed, loupe_home, artif
     client on that address, press Stop: the link is dead within a second. Screenshots of the
     window with the panel open, before and while sharing."""
     import json
-    import os
     import subprocess
     import sys
 
