@@ -267,7 +267,7 @@ def test_twenty_visitors_while_the_local_caption_tab_answers(local, share, monke
     is made 0.15 s slower so the visitors' work outlasts the local requests."""
     from engine import inference
 
-    from desktop.share.session import MAX_WAITING
+    from desktop.share.page import MAX_WAITING
 
     infer = inference.Engine.infer
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import gradio as gr
 
@@ -20,10 +20,8 @@ from engine.errors import LoupeError, WeightsDamaged, WeightsMissing
 
 from desktop import ui
 from desktop.share.gate import ShareEnded, visitor_turn
-from desktop.share.session import MAX_WAITING
 
-if TYPE_CHECKING:
-    from desktop.share.session import Share
+MAX_WAITING = 8  # visitors' requests the share's queue holds; more are told it is full (503)
 
 CSS = """
 #loupe-share-header h1 {margin-bottom: 0}
@@ -38,7 +36,7 @@ _MISSING = {"caption": "The captioning model is not installed on the computer sh
             "classify": "The classifier is not installed on the computer sharing Loupe."}
 
 
-def _visitor(share: "Share", task: str, run: Callable[..., Any]) -> Callable[..., Any]:
+def _visitor(share: Any, task: str, run: Callable[..., Any]) -> Callable[..., Any]:
     """`run(path, *options)` for a visitor: waits its turn, counts, says errors in one line."""
     one_at_a_time = threading.Lock()
 
@@ -74,8 +72,10 @@ def _classify(path: str) -> dict[str, float]:
     return get_engine().run_one("classify", path).as_confidences()
 
 
-def build_share_ui(share: "Share") -> gr.Blocks:
-    """The Blocks a share serves (called by desktop.server.serve)."""
+def build_share_ui(share: Any) -> gr.Blocks:
+    """The Blocks a share serves (called by desktop.server.serve). `share`: the
+    desktop.share.session.Share it belongs to (its `ended` event, `count`, `count_refused`; not
+    imported here, so session -> page stays one way)."""
     examples = ui._example_files()
     with gr.Blocks(title="Loupe (shared)", fill_width=False) as demo:
         with gr.Column(elem_id="loupe-share-header"):

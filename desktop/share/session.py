@@ -25,7 +25,6 @@ log = logging.getLogger("loupe.share")
 
 DEFAULT_SECONDS = 3600
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # a visitor's photo; pixels are capped by engine.images
-MAX_WAITING = 8  # visitors' requests the share's queue holds; more are told to try again
 
 
 class ShareError(Exception):
