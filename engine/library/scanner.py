@@ -36,7 +36,8 @@ from ..models.registry import TASKS
 from ..results import Caption, Labels
 from . import xmp
 from .descriptions import WriteResult, check_policy
-from ..files import atomic_write, cleanup_stale, hash_bytes, sha256_file, is_read_only, os_reason, walk_photos
+from ..files import atomic_write, cleanup_stale, hash_bytes, sha256_file, is_read_only, link_count, os_reason, walk_photos
+from .limits import IPTC_LIMIT_NOTE
 from .index import Index, IndexUnavailable, Known, PhotoRow
 from .progress import Meter, ScanProgress, ProgressCallback
 from .settings import DEFAULT_CAPTION_STYLE, KEYWORD_THRESHOLD, check_caption_style, keyword_names
@@ -499,6 +500,11 @@ class Scan:
             return []  # these very bytes are Loupe's embed for these settings
         if is_read_only(path):
             raise LoupeError("read-only file: not changed (make it writable, or use sidecars)")
+        links = link_count(path)
+        if links > 1:  # rewriting it would split its names into separate files (see README)
+            self.notice(str(path), "hard-links", f"has {links} hard links: embedding would split them into separate "
+                        f"files, so its caption went to a sidecar ({xmp.sidecar_path(path, self.options.sidecar_style).name})")
+            return self.write_sidecar(photo, row)
         data = path.read_bytes()
         if hash_bytes(data) != photo.file_hash:
             raise LoupeError("the file changed during the scan: not written (scan again)")
@@ -610,6 +616,8 @@ class Scan:
         note = result.note()
         if note is not None:
             self.notice(str(where), result.decision, note)
+        if result.cut:  # said once per scan, for its folder
+            self.notice(str(self.folder), "iptc-limit", IPTC_LIMIT_NOTE)
 
     def unreadable_folder(self, exc: OSError) -> None:
         self.summary.problems.append(Problem(str(exc.filename), "read", f"folder cannot be read ({os_reason(exc)})"))
