@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LoupeError, UsageError
-from ..files import atomic_write, hash_bytes, is_read_only, os_reason
+from ..files import atomic_write, hash_bytes, is_read_only, link_count, os_reason
 from . import xmp
 from .descriptions import normalize
 from .index import Index, PhotoRow
@@ -94,6 +94,8 @@ def set_caption(index: Index, path: str, caption: str, *, write: str | None, sid
     result = None
     new_location: tuple[int, int, str] | None = None
     try:
+        if writer == "embed" and link_count(photo) > 1:
+            writer = "sidecar"  # rewriting it would split its hard links into separate files
         if writer == "sidecar":
             if style == "lightroom" and stem_counts([photo.parent])[(photo.parent, photo.stem.lower())] > 1:
                 style = "darktable"  # photo.xmp would be shared with another file of that stem

@@ -86,24 +86,20 @@ def read(img: Any) -> Legacy:
     )
 
 
-# IFD0 tags the EXIF standard requires (EXIF 2.32 table 4; exiftool -validate checks them).
-# JPEG: resolution and YCbCrPositioning; TIFF: resolution. PNG and WebP carry EXIF without them.
-_REQUIRED = {
-    ".jpg": ("Exif.Image.XResolution", "Exif.Image.YResolution", "Exif.Image.ResolutionUnit",
-             "Exif.Image.YCbCrPositioning"),
-    ".tif": ("Exif.Image.XResolution", "Exif.Image.YResolution", "Exif.Image.ResolutionUnit"),
-}
-_REQUIRED[".jpeg"] = _REQUIRED[".jpe"] = _REQUIRED[".jpg"]
-_REQUIRED[".tiff"] = _REQUIRED[".tif"]
+# IFD0 tags the EXIF standard requires in a JPEG (EXIF 2.32 table 4; exiftool -validate checks
+# them). A TIFF's IFD0 is the image's own structure: exiv2 will not add image tags to it, and
+# Loupe leaves it as it is. PNG and WebP carry EXIF without them.
+_REQUIRED = dict.fromkeys((".jpg", ".jpeg", ".jpe"), (
+    "Exif.Image.XResolution", "Exif.Image.YResolution", "Exif.Image.ResolutionUnit", "Exif.Image.YCbCrPositioning"))
 
 
 def write_exif_description(img: Any, text: str, *, suffix: str = "", data: bytes = b"") -> None:
     """Set IFD0 ImageDescription (UTF-8 bytes, see the module notes); other tags untouched.
 
-    When the photo's IFD0 lacks tags the standard requires for its format (a JPEG that had no
-    EXIF at all, a TIFF without a resolution), they are added with the values the photo already
-    states elsewhere, as exiftool does: the resolution of a JPEG's JFIF header, else the EXIF
-    defaults (72 x 72 per inch, YCbCr centered). So a new IFD0 is a valid one.
+    When a JPEG's IFD0 lacks tags the standard requires (a JPEG that had no EXIF at all), they
+    are added with the values the photo already states, as exiftool does: the resolution of its
+    JFIF header, else the EXIF defaults (72 x 72 per inch, YCbCr centered). So a new IFD0 is a
+    valid one, and EXIF-only readers see the caption too.
     """
     changes = {_DESCRIPTION: _as_bytes_str(text)}
     missing = [k for k in _REQUIRED.get(suffix.lower(), ()) if k not in img.read_exif(encoding=_BYTES)]
