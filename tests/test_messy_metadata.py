@@ -242,3 +242,17 @@ def test_no_hierarchy_is_started_where_there_was_none(tmp_path):
     photo.write_bytes(result.data)
     t = valid(tags(photo))
     assert "XMP-lr:HierarchicalSubject" not in t and "XMP-digiKam:TagsList" not in t
+
+
+def test_the_hierarchy_root_is_a_setting(tmp_path):
+    from engine.errors import UsageError
+
+    folder = tmp_path / "photos"
+    photo = messy_collection._photo(folder / "p.jpg", 9, "-XMP-lr:HierarchicalSubject=Family|Anna")
+    summary = library.scan(folder, engine=FakeEngine(fixed_caption=CAPTION), write="embed", hierarchy_root="Machine")
+    assert summary.written == 1
+    paths = as_list(valid(tags(photo))["XMP-lr:HierarchicalSubject"])
+    assert paths[0] == "Family|Anna" and len(paths) > 1 and all(p.startswith("Machine|") for p in paths[1:])
+    with pytest.raises(UsageError, match="hierarchy root") as err:
+        library.scan(folder, engine=FakeEngine(), hierarchy_root="a|b")
+    assert "\n" not in str(err.value)

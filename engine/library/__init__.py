@@ -30,7 +30,7 @@ from .descriptions import EXISTING_POLICIES
 from .edit import CaptionNotSaved, DescriptionExists, EditResult
 from .review import REVIEW_STATES, PhotoItem, PhotoPage
 from .scanner import NOTICE_KINDS, Notice, Options, Problem, ScanSummary, WRITERS
-from .settings import CAPTION_STYLES, DEFAULT_CAPTION_STYLE, KEYWORD_THRESHOLD
+from .settings import CAPTION_STYLES, DEFAULT_CAPTION_STYLE, HIERARCHY_ROOT, KEYWORD_THRESHOLD
 from .thumbnails import thumbnail
 
 __all__ = [
@@ -68,6 +68,7 @@ def scan(
     existing: str = "keep",
     caption_style: str = DEFAULT_CAPTION_STYLE,
     keyword_threshold: int = KEYWORD_THRESHOLD.default,
+    hierarchy_root: str | None = None,
     db_path: str | os.PathLike[str] | None = None,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
@@ -84,6 +85,8 @@ def scan(
 ("keep", "replace" or "append"; see descriptions.py). `caption_style`: a key of CAPTION_STYLES
     ("detailed" or "quick"), setting the captioner's options. `keyword_threshold`: percent (see
     KEYWORD_THRESHOLD); labels less sure than it are indexed but not written as keywords.
+    `hierarchy_root`: where a photo or sidecar already keeps a keyword hierarchy, labels go in
+    it under this root (HIERARCHY_ROOT; None: the setting, else "Loupe").
     `model_options`: the models' options by name, as in the registry (`top=5`, `prefix=...`;
     an explicit `num_beams=` wins over the style), checked before any file is touched.
     A photo whose caption the person wrote (`set_caption`) keeps it; the scan says so once.
@@ -125,6 +128,7 @@ def scan(
         existing=existing,
         caption_style=caption_style,
         keyword_threshold=keyword_threshold,
+        hierarchy_root=hierarchy_root or settings.get("hierarchy_root") or HIERARCHY_ROOT.default,
         # a test engine may ask for its own batch size
         batch_size=int(batch_size or getattr(engine, "batch_size", 0) or for_task("caption").batch_size),
         workers=int(workers),

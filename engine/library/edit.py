@@ -17,7 +17,7 @@ from . import xmp
 from .descriptions import normalize
 from .index import Index, PhotoRow
 from .rename import stem_counts
-from .settings import KEYWORD_THRESHOLD, keyword_names
+from .settings import HIERARCHY_ROOT, KEYWORD_THRESHOLD, keyword_names
 
 MAX_CAPTION = 2000  # characters; a description, not an essay
 
@@ -85,6 +85,7 @@ def set_caption(index: Index, path: str, caption: str, *, write: str | None, sid
     if style not in xmp.SIDECAR_STYLES:
         raise UsageError(f"Unknown sidecar style {style!r}; choose darktable or lightroom.")
     keywords = keyword_names(row.labels, threshold)
+    root = settings.get("hierarchy_root") or HIERARCHY_ROOT.default
     if not replace_others and writer != "none":
         other = xmp.others_description(photo, style)
         if other and normalize(other) not in (normalize(row.caption), text):
@@ -99,13 +100,15 @@ def set_caption(index: Index, path: str, caption: str, *, write: str | None, sid
         if writer == "sidecar":
             if style == "lightroom" and stem_counts([photo.parent])[(photo.parent, photo.stem.lower())] > 1:
                 style = "darktable"  # photo.xmp would be shared with another file of that stem
-            result = xmp.write_sidecar(photo, text, keywords, style=style, settings=row.settings_key, persons=True)
+            result = xmp.write_sidecar(photo, text, keywords, style=style, settings=row.settings_key, persons=True,
+                                       hierarchy_root=root)
             written = result.path
         elif writer == "embed":
             if is_read_only(photo):
                 raise LoupeError("the photo is read-only (make it writable, or save to a sidecar)")
             data = photo.read_bytes()
-            result = xmp.embed(data, text, keywords, suffix=photo.suffix, settings=row.settings_key, persons=True)
+            result = xmp.embed(data, text, keywords, suffix=photo.suffix, settings=row.settings_key, persons=True,
+                               hierarchy_root=root)
             if result.changed and result.data is not None:
                 atomic_write(photo, result.data, like=photo)
             st = photo.stat()

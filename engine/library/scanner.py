@@ -40,7 +40,8 @@ from ..files import atomic_write, cleanup_stale, hash_bytes, sha256_file, is_rea
 from .limits import IPTC_LIMIT_NOTE
 from .index import Index, IndexUnavailable, Known, PhotoRow
 from .progress import Meter, ScanProgress, ProgressCallback
-from .settings import DEFAULT_CAPTION_STYLE, KEYWORD_THRESHOLD, check_caption_style, keyword_names
+from .settings import (DEFAULT_CAPTION_STYLE, HIERARCHY_ROOT, KEYWORD_THRESHOLD, check_caption_style,
+                       check_hierarchy_root, keyword_names)
 from .rename import Renamer, RenameLog, recover, sidecars_of, stem_counts
 
 WRITERS = ("sidecar", "embed", "none")
@@ -73,6 +74,8 @@ NOTICE_KINDS = {
     "sidecar-name": ("sidecar name changed", "sidecar names changed"),
     "duplicate": ("duplicate", "duplicates"),
     "own-caption": ("own caption kept", "own captions kept"),
+    "hard-links": ("hard-linked photo given a sidecar", "hard-linked photos given sidecars"),
+    "iptc-limit": ("note on IPTC's size limits", "notes on IPTC's size limits"),
 }
 
 
@@ -114,6 +117,7 @@ class Options:
     existing: str = "keep"  # a description someone else wrote: keep, replace or append (descriptions.py)
     caption_style: str = DEFAULT_CAPTION_STYLE  # a key of CAPTION_STYLES (already folded into `models`)
     keyword_threshold: int = KEYWORD_THRESHOLD.default  # percent: labels below it are not written as keywords
+    hierarchy_root: str = HIERARCHY_ROOT.default  # labels' root in an existing keyword hierarchy
     batch_size: int = 8
     workers: int = 2
     # task -> that model's options, checked by the registry (defaults filled in)
@@ -127,6 +131,7 @@ class Options:
         check_policy(self.existing)
         check_caption_style(self.caption_style)
         KEYWORD_THRESHOLD.check(self.keyword_threshold)
+        check_hierarchy_root(self.hierarchy_root)
         if self.batch_size < 1 or self.workers < 0:
             raise UsageError("batch_size must be at least 1, workers at least 0.")
 
@@ -166,6 +171,8 @@ class Scan:
         self.model_ids = {str(k): str(v) for k, v in dict(engine.model_ids()).items()}
         self.key = settings_key(self.model_ids, options)
         policy = f"{options.existing}:k{options.keyword_threshold}"  # what else changes the files
+        if options.hierarchy_root != HIERARCHY_ROOT.default:
+            policy += f":h{hashlib.sha256(options.hierarchy_root.encode()).hexdigest()[:8]}"
         self.written_key = {
             "embed": f"embed:{policy}:{self.key}",
             "sidecar": f"sidecar:{options.sidecar_style}:{policy}:{self.key}",
@@ -480,7 +487,8 @@ class Scan:
         if row.written_key == self.written_key and row.path == str(path) and target.exists():
             return []  # (the written key is the record's: a copy elsewhere has its own sidecar)
         result = xmp.write_sidecar(path, row.caption, self.keywords(row), style=style, settings=self.key,
-                                   existing=self.options.existing, persons=row.caption_by == "person")
+                                   existing=self.options.existing, persons=row.caption_by == "person",
+                                   hierarchy_root=self.options.hierarchy_root)
         self.decided(target, result)
         changed = result.changed
         if changed:
@@ -509,7 +517,8 @@ class Scan:
         if hash_bytes(data) != photo.file_hash:
             raise LoupeError("the file changed during the scan: not written (scan again)")
         result = xmp.embed(data, row.caption, self.keywords(row), suffix=path.suffix, settings=self.key,
-                           existing=self.options.existing, persons=row.caption_by == "person")
+                           existing=self.options.existing, persons=row.caption_by == "person",
+                           hierarchy_root=self.options.hierarchy_root)
         self.decided(path, result)
         new = result.data if result.data is not None else data
         if new != data:
