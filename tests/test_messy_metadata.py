@@ -157,6 +157,26 @@ def test_png_description_under_keep_is_the_persons(tmp_path):
     t = valid(tags(src))
     assert t["PNG:Description"] == "Oma im Garten" == t["XMP-dc:Description"] == t["IPTC:Caption-Abstract"]
     assert xmp.others_description(src) == "Oma im Garten"  # the Caption tab's edit sees it too
+    side = xmp.write_sidecar(src, CAPTION, ["cat"])  # a sidecar counts the PNG's text too
+    assert (side.decision, side.existing) == ("kept", "Oma im Garten")
+    assert valid(tags(side.path))["XMP-dc:Description"] == "Oma im Garten"
+
+
+def test_a_keyword_another_tool_cut_mid_character_is_not_a_second_keyword(tmp_path):
+    import pyexiv2
+
+    photo = tmp_path / "p.jpg"
+    keyword = "a" * 63 + "äbc"  # the 64-byte cut falls inside "ä"
+    messy_collection._photo(photo, 11, f"-XMP-dc:Subject={keyword}")
+    img = pyexiv2.ImageData(photo.read_bytes())
+    img.modify_iptc({"Iptc.Application2.Keywords": [keyword.encode()[:64].decode("latin-1")]}, encoding="latin-1")
+    photo.write_bytes(img.get_bytes())
+    img.close()
+    result = xmp.embed(photo.read_bytes(), CAPTION, ["cat"], suffix=".jpg", existing="append")
+    photo.write_bytes(result.data)
+    t = valid(tags(photo))
+    assert as_list(t["XMP-dc:Subject"]) == [keyword, "cat"]
+    assert as_list(t["IPTC:Keywords"]) == ["a" * 63, "cat"]
 
 
 def test_a_long_label_is_cut_in_iptc_only(tmp_path):
