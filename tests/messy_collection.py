@@ -20,9 +20,10 @@ Kinds (issue 20's numbers):
   9 keyword hierarchies: a photo with lr:hierarchicalSubject, one whose sidecar has digiKam's
     TagsList
 
-RAW: TODO(issue 20 kind 5) the RAW entries are TIFF-based DNG stand-ins with a small JPEG
-preview in IFD1 made by exiftool; real CR2/NEF/ARW files cannot be made cheaply here. They
-serve the plan stage's "left out / preview" checks, not a RAW decoder's.
+RAW: small real DNGs with an embedded JPEG preview (`make_dng`, checked with LibRaw through
+rawpy and with exiftool). TODO(issue 20 kind 5): CR2/CR3/NEF/ARW/RAF/ORF/RW2 are proprietary
+containers that cannot be made cheaply here; the plan stage's tests can copy a DNG to those
+names to check that they are found and counted, not decoded.
 
 Metadata is set with exiftool (an independent writer), pixels with Pillow. ~0.2 s per exiftool
 call: the tree takes a few seconds, so tests build it once per module.
@@ -30,11 +31,11 @@ call: the tree takes a few seconds, so tests build it once per module.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, PngImagePlugin
 
 from library_fixtures import photo_array, save_photo
@@ -62,7 +63,8 @@ class Messy:
     dangling: Path | None = None
     avif: Path | None = None
     jfif: Path | None = None
-    raw: list[Path] = field(default_factory=list)
+    raw: list[Path] = field(default_factory=list)  # DNGs with an embedded JPEG preview (make_dng)
+    raw_jpeg_pair: Path | None = None  # IMG_0101.JPG beside IMG_0101.dng
     boilerplate: dict[str, Path] = field(default_factory=dict)  # description -> photo
     boilerplate_iptc: Path | None = None  # "OLYMPUS DIGITAL CAMERA" in IPTC, "SONY DSC" in XMP
     boilerplate_png: Path | None = None  # PNG text Description "HELLOMOTO"
@@ -140,8 +142,10 @@ def build(root: Path) -> Messy:
     Image.fromarray(photo_array(next(seed))).save(m.avif, "AVIF")
     m.jfif = root / "formats" / "download.jfif"
     Image.fromarray(photo_array(next(seed))).save(m.jfif, "JPEG")
-    for name in ("IMG_0100.dng", "IMG_0101.dng"):
-        m.raw.append(_dng_stand_in(root / "formats" / name, next(seed)))
+    m.raw.append(make_dng(root / "formats" / "IMG_0100.dng", next(seed)))
+    # a RAW+JPEG pair, as cameras write them (captioned once, kind 5)
+    m.raw.append(make_dng(root / "formats" / "IMG_0101.dng", next(seed)))
+    m.raw_jpeg_pair = _photo(root / "formats" / "IMG_0101.JPG", next(seed))
 
     # 6: a photo the test deletes after the first scan
     m.to_delete = _photo(root / "IMG_0099.jpg", next(seed))
@@ -184,16 +188,66 @@ def _png_with_description(path: Path, seed: int, text: str) -> Path:
     return path
 
 
-def _dng_stand_in(path: Path, seed: int) -> Path:
-    """A TIFF that says it is a DNG, with a small JPEG preview (see the module's RAW TODO)."""
+def make_dng(path: Path, seed: int, preview_size: tuple[int, int] = (48, 32), raw_side: int = 64) -> Path:
+    """A small real DNG: IFD0 a JPEG preview (NewSubfileType 1, as cameras and Adobe's converter
+    write it), a SubIFD with a 16-bit Bayer raw. LibRaw (rawpy) opens it and `extract_thumb()`
+    gives the preview; exiftool calls it PreviewImage and -validate finds nothing. LibRaw
+    refuses raws under 22 pixels a side, hence 64."""
+    import io
+    import struct
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tiff = path.with_suffix(".tif")
-    preview = path.with_suffix(".preview.jpg")
-    Image.fromarray(photo_array(seed, (48, 32))).save(tiff, "TIFF")
-    Image.fromarray(photo_array(seed, (48, 32))).save(preview, "JPEG")
-    exiftool(tiff, "-DNGVersion=1.4.0.0", "-Make=LoupeCam", "-Model=RAW 1")
-    shutil.move(tiff, path)
-    preview.unlink()  # TODO(issue 20 kind 5): embed it as PreviewImage once a writer for that exists here
+    buf = io.BytesIO()
+    Image.fromarray(photo_array(seed, preview_size)).save(buf, "JPEG", quality=85)
+    jpeg = buf.getvalue()
+    w, h = preview_size
+    raw = (np.arange(raw_side * raw_side, dtype="<u2").reshape(raw_side, raw_side) * 16).tobytes()
+    SHORT, LONG, RATIONAL, SRATIONAL, BYTE, ASCII = 3, 4, 5, 10, 1, 2
+    width = {SHORT: 2, LONG: 4, RATIONAL: 8, SRATIONAL: 8, BYTE: 1, ASCII: 1}
+    ident = [(1, 1), (0, 1), (0, 1), (0, 1), (1, 1), (0, 1), (0, 1), (0, 1), (1, 1)]
+    ifd0 = [(254, LONG, [1]), (256, LONG, [w]), (257, LONG, [h]), (258, SHORT, [8, 8, 8]), (259, SHORT, [7]),
+            (262, SHORT, [6]), (271, ASCII, b"LoupeCam\0"), (272, ASCII, b"RAW 1\0"), (273, LONG, "jpeg"),
+            (277, SHORT, [3]), (278, LONG, [h]), (279, LONG, [len(jpeg)]), (282, RATIONAL, [(72, 1)]),
+            (283, RATIONAL, [(72, 1)]), (296, SHORT, [2]), (330, LONG, "subifd"),
+            (50706, BYTE, bytes([1, 4, 0, 0])), (50707, BYTE, bytes([1, 1, 0, 0])),
+            (50708, ASCII, b"LoupeCam RAW 1\0"), (50721, SRATIONAL, ident),
+            (50728, RATIONAL, [(1, 1)] * 3), (50778, SHORT, [21])]
+    sub = [(254, LONG, [0]), (256, LONG, [raw_side]), (257, LONG, [raw_side]), (258, SHORT, [16]),
+           (259, SHORT, [1]), (262, SHORT, [32803]), (273, LONG, "raw"), (277, SHORT, [1]),
+           (278, LONG, [raw_side]), (279, LONG, [len(raw)]), (284, SHORT, [1]), (33421, SHORT, [2, 2]),
+           (33422, BYTE, bytes([0, 1, 1, 2])), (50717, LONG, [65535])]
+
+    def packed(kind: int, values) -> bytes:
+        if kind in (RATIONAL, SRATIONAL):
+            return b"".join(struct.pack("<ii" if kind == SRATIONAL else "<II", *v) for v in values)
+        if kind in (SHORT, LONG):
+            return struct.pack(f"<{len(values)}{'H' if kind == SHORT else 'I'}", *values)
+        return bytes(values)
+
+    def size(tags) -> int:
+        big = sum(len(b) + (len(b) & 1) for b in (packed(k, [0] if isinstance(v, str) else v) for _t, k, v in tags)
+                  if len(b) > 4)
+        return 2 + 12 * len(tags) + 4 + big
+
+    where = {"subifd": 8 + size(ifd0)}
+    where["jpeg"] = where["subifd"] + size(sub)
+    where["raw"] = where["jpeg"] + len(jpeg) + (len(jpeg) & 1)
+
+    def ifd(tags, at: int) -> bytes:
+        body, extra = bytearray(struct.pack("<H", len(tags))), bytearray()
+        extra_at = at + 2 + 12 * len(tags) + 4
+        for tag, kind, values in sorted(tags):
+            data = packed(kind, [where[values]] if isinstance(values, str) else values)
+            count = len(data) // width[kind]
+            if len(data) <= 4:
+                body += struct.pack("<HHI", tag, kind, count) + data.ljust(4, b"\0")
+            else:
+                body += struct.pack("<HHII", tag, kind, count, extra_at + len(extra))
+                extra += data + b"\0" * (len(data) & 1)
+        return bytes(body + struct.pack("<I", 0) + extra)
+
+    out = b"II*\0" + struct.pack("<I", 8) + ifd(ifd0, 8) + ifd(sub, where["subifd"])
+    path.write_bytes(out + jpeg + b"\0" * (len(jpeg) & 1) + raw)
     return path
 
 

@@ -276,3 +276,26 @@ def test_the_hierarchy_root_is_a_setting(tmp_path):
     with pytest.raises(UsageError, match="hierarchy root") as err:
         library.scan(folder, engine=FakeEngine(), hierarchy_root="a|b")
     assert "\n" not in str(err.value)
+
+
+def test_the_messy_collection_holds_every_kind(messy):
+    """The fixture itself: each kind of issue 20 is there, as a real file of that kind."""
+    import io
+
+    from PIL import Image
+
+    assert os.fsencode(messy.latin1.name) == b"caf\xe9 \xe0 la plage.jpg" and messy.latin1.is_file()
+    assert {p.relative_to(messy.root).parts[0] for p in messy.housekeeping} == {
+        "@eaDir", "#recycle", "@Recycle", "$RECYCLE.BIN", "System Volume Information", "Photos Library.photoslibrary"}
+    assert messy.symlinked_photo.is_symlink() and messy.symlinked_photo.is_file()
+    assert messy.symlinked_folder.is_symlink() and messy.symlinked_folder.is_dir()
+    assert messy.loop.resolve() == messy.root and not messy.dangling.exists() and messy.dangling.is_symlink()
+    assert Image.open(messy.avif).format == "AVIF" and Image.open(messy.jfif).format == "JPEG"
+    for raw in messy.raw:  # real DNGs with a JPEG preview exiftool (and LibRaw) can take out
+        preview = subprocess.run(["exiftool", "-b", "-PreviewImage", str(raw)], capture_output=True, check=True).stdout
+        assert Image.open(io.BytesIO(preview)).size == (48, 32) and valid(tags(raw))["File:FileType"] == "DNG"
+    assert messy.raw_jpeg_pair.stem == messy.raw[1].stem
+    assert messy.to_delete.is_file() and messy.boilerplate and messy.png_description.suffix == ".png"
+    assert messy.hard_linked[0].stat().st_nlink == 2
+    assert not os.stat(messy.read_only).st_mode & 0o222 and not os.stat(messy.read_only.parent).st_mode & 0o222
+    assert "XMP-lr:HierarchicalSubject" in tags(messy.lr_hierarchy)
