@@ -114,6 +114,10 @@ def test_limits_png_text_and_a_new_ifd0(messy):
     caption = LONG_CAPTION.strip()
     cut_notes = [n for n in summary.notices if n.kind == "iptc-limit"]
     assert [n.message for n in cut_notes] == [IPTC_LIMIT_NOTE]  # said once for the scan, not per photo
+    from loupe.library import summary_text
+
+    text = summary_text(summary)  # what the CLI prints
+    assert text.count(IPTC_LIMIT_NOTE) == 1 and "1 note on IPTC's size limits" in text.splitlines()[0]
 
     # the caption: whole in XMP and EXIF, cut on a character boundary in IPTC
     t = valid(tags(messy.no_exif))
