@@ -516,10 +516,10 @@ def others_description(photo: Path, style: str = "darktable") -> str:
 
 
 def _photo_metadata(photo: Path) -> tuple[PacketFields, iptc_exif.Legacy, str]:
-    """The photo's embedded XMP fields, IPTC/EXIF description and PNG text Description (""
-    for other formats), read only. A photo whose
-    metadata exiv2 cannot read (GIF, BMP, a broken block) counts as having none: the sidecar
-    is still worth writing, and the photo itself is left as it is either way."""
+    """The photo's embedded XMP fields, IPTC/EXIF description and PNG text Description ("" for
+    other formats), read only. A photo whose metadata exiv2 cannot read (GIF, BMP, a broken
+    block) counts as having none: the sidecar is still worth writing, and the photo itself is
+    left as it is either way."""
     empty = PacketFields("", None, [], [])
     try:
         img = _pyexiv2().ImageData(photo.read_bytes())
