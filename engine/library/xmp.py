@@ -20,9 +20,9 @@ from __future__ import annotations
 import io
 import re
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from ..errors import LoupeError
 from . import iptc_exif
@@ -156,15 +156,23 @@ class PacketFields:
     loupe_caption: str | None  # loupe:caption: the caption Loupe wrote last time
     subjects: list[str]  # dc:subject
     loupe_subjects: list[str]  # loupe:subjects: the dc:subject entries Loupe added last time
-    hierarchies: frozenset[str] = frozenset()  # keys of HIERARCHIES the packet holds
+    # key of HIERARCHIES -> the paths the packet holds there (only hierarchies it has)
+    hierarchies: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    loupe_paths: tuple[str, ...] = ()  # loupe:hierarchy: the hierarchy paths Loupe added last time
+
+    def others_hierarchies(self) -> dict[str, tuple[str, ...]]:
+        """`hierarchies` without the paths Loupe added."""
+        return {kind: tuple(p for p in paths if p not in self.loupe_paths) for kind, paths in self.hierarchies.items()}
 
 
 def read_packet(existing: bytes | None) -> PacketFields:
     """Read Loupe's fields from a packet (None or empty: an empty packet). Raises XmpError."""
     _root, _prefixes, descriptions = _load(existing)
-    text, caption, subjects, loupe_subjects = "", None, [], []
+    text, caption, subjects, loupe_subjects, loupe_paths = "", None, [], [], []
     kinds = {_q(ns, name): kind for kind, (ns, name, _c, _s) in HIERARCHIES.items()}
-    held = {kinds[c.tag] for d in descriptions for c in d if c.tag in kinds}
+    held: dict[str, list[str]] = {}
+    for child in (c for d in descriptions for c in d if c.tag in kinds):
+        held.setdefault(kinds[child.tag], []).extend(_li_texts(child))
     for desc in descriptions:
         for key, value in desc.attrib.items():
             if key == _q(LOUPE_NS, "caption"):
@@ -176,11 +184,14 @@ def read_packet(existing: bytes | None) -> PacketFields:
                 caption = (child.text or "").strip()
             elif child.tag == _q(LOUPE_NS, "subjects"):
                 loupe_subjects += _li_texts(child)
+            elif child.tag == _q(LOUPE_NS, "hierarchy"):
+                loupe_paths += _li_texts(child)
             elif child.tag == _q(DC_NS, "subject"):
                 subjects += _li_texts(child)
             elif child.tag == _q(DC_NS, "description") and not text:
                 text = _default_text(child)
-    return PacketFields(text, caption, _dedupe(subjects), _dedupe(loupe_subjects), frozenset(held))
+    return PacketFields(text, caption, _dedupe(subjects), _dedupe(loupe_subjects),
+                        {kind: tuple(_dedupe(paths)) for kind, paths in held.items()}, tuple(_dedupe(loupe_paths)))
 
 
 def _default_text(prop: ET.Element) -> str:
@@ -208,7 +219,7 @@ def merge_packet(
     description: str | None = None,
     other_subjects: Sequence[str] = (),
     settings: str = "",
-    hierarchies: frozenset[str] | set[str] = frozenset(),
+    hierarchies: Mapping[str, Sequence[str]] | None = None,
     hierarchy_root: str = DEFAULT_HIERARCHY_ROOT,
 ) -> MergeResult:
     """Return a full XMP packet: `existing` (or an empty one) with Loupe's fields merged in.
@@ -220,11 +231,12 @@ def merge_packet(
     (limits.py) of a longer keyword is that keyword, not another one.
 
     Keyword hierarchies (Lightroom's lr:hierarchicalSubject, digiKam's TagsList) that the
-    packet holds, plus those named in `hierarchies` (keys of HIERARCHIES: held by the photo's
-    own XMP when this is its sidecar), get Loupe's labels too, as `hierarchy_root|label`:
-    tools that read the hierarchy first (Immich, Lightroom) then see them. Loupe's entries from
-    last time (loupe:hierarchy) are replaced; others' are kept. Raises XmpError for a packet
-    that is not XMP.
+    packet holds get Loupe's labels too, as `hierarchy_root|label`: tools that read the
+    hierarchy first (Immich, Lightroom) then see them. Loupe's entries from last time
+    (loupe:hierarchy) are replaced; others' are kept. `hierarchies` (key of HIERARCHIES ->
+    paths; the photo's own, when this packet is its sidecar) starts a hierarchy the packet
+    lacks with the photo's paths, so a reader that takes the sidecar's hierarchy over the
+    photo's loses none of them. Raises XmpError for a packet that is not XMP.
     """
     caption = _clean(caption)
     subjects = _dedupe([_clean(s) for s in subjects])
@@ -271,7 +283,7 @@ def merge_packet(
     if description is not None and _clean(description):
         _set_description(descriptions, main, _clean(description))
 
-    paths = _merge_hierarchies(descriptions, main, subjects, set(hierarchies), hierarchy_root, prev_paths)
+    paths = _merge_hierarchies(descriptions, main, subjects, hierarchies or {}, hierarchy_root, prev_paths)
 
     # Loupe's own record of what it wrote, so the next run replaces only that.
     if paths:
@@ -286,17 +298,18 @@ def merge_packet(
     return MergeResult(_serialize(root, prefixes), final)
 
 
-def _merge_hierarchies(descriptions: list[ET.Element], main: ET.Element, labels: list[str], wanted: set[str],
-                       root: str, prev_paths: set[str]) -> list[str]:
-    """Put `root<sep>label` into each keyword hierarchy the packet holds (and those `wanted`);
+def _merge_hierarchies(descriptions: list[ET.Element], main: ET.Element, labels: list[str],
+                       seed: Mapping[str, Sequence[str]], root: str, prev_paths: set[str]) -> list[str]:
+    """Put `root<sep>label` into each keyword hierarchy the packet holds (or `seed` starts);
     drop Loupe's entries from last time (`prev_paths`). Returns the entries Loupe added."""
     root = _clean(root) or DEFAULT_HIERARCHY_ROOT
     added: list[str] = []
     for kind, (ns, name, container, sep) in HIERARCHIES.items():
         props = [(d, c) for d in descriptions for c in d if c.tag == _q(ns, name)]
-        if not props and kind not in wanted:
+        if not props and kind not in seed:
             continue
-        others = [t for _, c in props for t in _li_texts(c) if t not in prev_paths]
+        found = [t for _, c in props for t in _li_texts(c)] if props else list(seed[kind])
+        others = [t for t in found if t not in prev_paths]
         root_part = root.replace(sep, " ")
         mine = [f"{root_part}{sep}{label.replace(sep, ' ')}" for label in labels]
         new = [p for p in mine if p not in others]
@@ -490,7 +503,8 @@ def write_sidecar(
     loupe_texts = [t for t in (fields.loupe_caption, own_xmp.loupe_caption) if t]
     decided = plan(found, ("sidecar",), _clean(caption), loupe_texts, "replace" if persons else existing)
     merged = merge_packet(before, "" if persons else caption, subjects, description=decided.texts["sidecar"],
-                          settings=settings, hierarchies=own_xmp.hierarchies, hierarchy_root=hierarchy_root)
+                          settings=settings, hierarchies=own_xmp.others_hierarchies(),
+                          hierarchy_root=hierarchy_root)
     result = WriteResult(changed=before != merged.packet, decision=decided.decision,
                          existing=decided.existing, path=target)
     if result.changed:
