@@ -232,6 +232,11 @@ def test_a_hard_linked_photo_is_not_split(messy):
     assert notes and "2 hard links" in notes[0].message and "sidecar" in notes[0].message
     side = Path(notes[0].path).with_name(Path(notes[0].path).name + ".xmp")
     assert valid(tags(side))["XMP-dc:Description"] == CAPTION
+    # a caption the person writes, asked to be embedded: the same choice, said in the message
+    saved = library.set_caption(notes[0].path, "Anna's cat", write="embed")
+    assert saved.written == str(side) and "2 hard links" in saved.message
+    assert sha(first) == original and first.stat().st_ino == second.stat().st_ino
+    assert valid(tags(side))["XMP-dc:Description"] == "Anna's cat"
 
 
 # -- kind 9: keyword hierarchies

@@ -95,7 +95,8 @@ def set_caption(index: Index, path: str, caption: str, *, write: str | None, sid
     result = None
     new_location: tuple[int, int, str] | None = None
     try:
-        if writer == "embed" and link_count(photo) > 1:
+        links = link_count(photo)
+        if writer == "embed" and links > 1:
             writer = "sidecar"  # rewriting it would split its hard links into separate files
         if writer == "sidecar":
             if style == "lightroom" and stem_counts([photo.parent])[(photo.parent, photo.stem.lower())] > 1:
@@ -134,6 +135,8 @@ def set_caption(index: Index, path: str, caption: str, *, write: str | None, sid
         message = "Saved in the library (not written to the photo, as chosen)."
     else:
         message = f"Saved; written {'to' if writer == 'sidecar' else 'into'} {written.name}."
+        if writer == "sidecar" and write == "embed" and links > 1:
+            message += f" The photo has {links} hard links, which embedding would split into separate files."
     if result is not None and result.decision == "replaced" and result.existing \
             and normalize(result.existing) != normalize(row.caption):
         message += f" It replaces the description that was there ({_short(result.existing)})."
