@@ -19,11 +19,14 @@ from __future__ import annotations
 import re
 
 # (text, where it comes from). Sources are public: PhotoPrism's
-# internal/meta/sanitize.go `UnwantedDescriptions`, digiKam/exiftool-era camera defaults that
-# Loupe already knew, and the strings reported from real collections in Loupe's issue 20.
+# internal/meta/sanitize.go `UnwantedDescriptions`, Logitech Media Server's note that old
+# cameras put their own name in ImageDescription (the reason for `is_camera_name`), camera
+# defaults Loupe already knew, and the strings reported from real collections in issue 20.
 _PHOTOPRISM = "PhotoPrism internal/meta/sanitize.go UnwantedDescriptions"
 _ISSUE20 = "Loupe issue 20 (found in real phone and camera collections)"
 _KNOWN = "camera firmware default (Loupe's list before issue 20)"
+# Logitech Media Server skips ImageDescription because "older digicams" stored their name there
+_LMS = "LMS-Community/slimserver Slim/Schema/Image.pm (\"MEDION DIGITAL CAMERA\" etc.)"
 SOURCES: tuple[tuple[str, str], ...] = (
     # Olympus, Sony, Minolta, Kodak, Pentax, Samsung, Medion firmware
     ("OLYMPUS DIGITAL CAMERA", _PHOTOPRISM),
@@ -36,7 +39,7 @@ SOURCES: tuple[tuple[str, str], ...] = (
     ("PENTAX DIGITAL CAMERA", _KNOWN),
     ("SAMSUNG CAMERA PICTURES", _KNOWN),
     ("SAMSUNG DIGITAL CAMERA", _KNOWN),
-    ("MEDION DIGITAL CAMERA", _ISSUE20),
+    ("MEDION DIGITAL CAMERA", f"{_ISSUE20}; {_LMS}"),
     ("EXIF_JPEG_PICTURE", _KNOWN),
     # phones: scene / HDR mode codes (Huawei and others), greetings
     ("rhdr", _PHOTOPRISM), ("hdrpl", _PHOTOPRISM), ("oznorWO", _PHOTOPRISM),
@@ -62,7 +65,8 @@ def _key(text: str) -> str:
 
 BOILERPLATE = frozenset(_key(text) for text, _source in SOURCES)
 
-# Makers and their series names, as cameras write them in ImageDescription.
+# Makers and their series names, as cameras write them in ImageDescription (LMS, above: "older
+# digicams" stored their name there).
 _BRANDS = frozenset(w.casefold() for w in (
     "Agfa", "AgfaPhoto", "Apple", "BenQ", "Canon", "Casio", "Concord", "DJI", "Epson", "Fuji",
     "Fujifilm", "GE", "GoPro", "HP", "HTC", "Huawei", "Kenox", "Kodak", "Konica", "Kyocera",
