@@ -166,6 +166,16 @@ def test_png_description_under_keep_is_the_persons(tmp_path):
     assert valid(tags(side.path))["XMP-dc:Description"] == "Oma im Garten"
 
 
+def test_legacy_text_of_exactly_64_bytes_is_not_taken_for_a_cut():
+    from engine.library.iptc_exif import decode
+
+    legacy = ("a" * 63 + "é").encode("cp1252")  # undeclared, 64 bytes, ends in a Latin-1 letter
+    assert decode(legacy, IPTC_KEYWORD_BYTES) == "a" * 63 + "é"
+    cut = ("a" + "ä" * 32).encode()[:64]  # UTF-8 before the cut: a cut, even undeclared
+    assert decode(cut, IPTC_KEYWORD_BYTES) == "a" + "ä" * 31
+    assert decode(("a" * 63 + "ä").encode()[:64], IPTC_KEYWORD_BYTES, utf8=True) == "a" * 63
+
+
 def test_a_keyword_another_tool_cut_mid_character_is_not_a_second_keyword(tmp_path):
     import pyexiv2
 
@@ -173,7 +183,8 @@ def test_a_keyword_another_tool_cut_mid_character_is_not_a_second_keyword(tmp_pa
     keyword = "a" * 63 + "äbc"  # the 64-byte cut falls inside "ä"
     messy_collection._photo(photo, 11, f"-XMP-dc:Subject={keyword}")
     img = pyexiv2.ImageData(photo.read_bytes())
-    img.modify_iptc({"Iptc.Application2.Keywords": [keyword.encode()[:64].decode("latin-1")]}, encoding="latin-1")
+    img.modify_iptc({"Iptc.Envelope.CharacterSet": "\x1b%G",  # UTF-8 declared, as such tools do
+                     "Iptc.Application2.Keywords": [keyword.encode()[:64].decode("latin-1")]}, encoding="latin-1")
     photo.write_bytes(img.get_bytes())
     img.close()
     result = xmp.embed(photo.read_bytes(), CAPTION, ["cat"], suffix=".jpg", existing="append")

@@ -41,15 +41,19 @@ class Legacy:
     description: str = ""
 
 
-def decode(raw: bytes, limit: int | None = None) -> str:
+def decode(raw: bytes, limit: int | None = None, utf8: bool = False) -> str:
     """Bytes of an IPTC or EXIF string: UTF-8 when valid, else Windows-1252, else Latin-1.
+
     UTF-8 that another tool cut mid-character at the dataset's size limit (`limit` bytes,
-    exactly filled) is read without the broken end."""
+    exactly filled) is read without the broken end, when it is known to be UTF-8: the record
+    declares it (`utf8`), or the text before the cut holds UTF-8 characters. (63 ASCII bytes
+    and one Latin-1 "é" look the same as a cut: undeclared, that stays Windows-1252.)"""
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         # A single "unexpected end" in the last 3 bytes and valid before it: cut, not legacy.
-        if len(raw) == limit and exc.reason == "unexpected end of data" and exc.start >= len(raw) - 3:
+        if (len(raw) == limit and exc.reason == "unexpected end of data" and exc.start >= len(raw) - 3
+                and (utf8 or any(b >= 0x80 for b in raw[: exc.start]))):
             return raw[: exc.start].decode("utf-8")
     try:
         return raw.decode("cp1252")
@@ -75,10 +79,11 @@ def read(img: Any) -> Legacy:
     """Read from an open `pyexiv2.ImageData`. Unreadable or absent fields read as empty."""
     iptc = img.read_iptc(encoding=_BYTES)
     exif = img.read_exif(encoding=_BYTES)
-    caption = decode(_raw(_first(iptc.get(_CAPTION, ""))), IPTC_CAPTION_BYTES)
+    utf8 = _first(iptc.get(_CHARSET, "")) == IPTC_UTF8
+    caption = decode(_raw(_first(iptc.get(_CAPTION, ""))), IPTC_CAPTION_BYTES, utf8)
     keywords = iptc.get(_KEYWORDS, [])
     keywords = [keywords] if isinstance(keywords, str) else keywords
-    decoded = [decode(_raw(k), IPTC_KEYWORD_BYTES).strip() for k in keywords]
+    decoded = [decode(_raw(k), IPTC_KEYWORD_BYTES, utf8).strip() for k in keywords]
     return Legacy(
         caption=caption,
         keywords=tuple(k for k in decoded if k),
