@@ -56,6 +56,7 @@ class Messy:
     root: Path
     plain: list[Path] = field(default_factory=list)  # ordinary photos that must be captioned
     latin1: Path | None = None
+    latin1_folder: Path | None = None  # holds IMG_0300.jpg
     housekeeping: list[Path] = field(default_factory=list)  # must never be captioned or written into
     symlinked_photo: Path | None = None
     symlinked_folder: Path | None = None
@@ -102,6 +103,8 @@ def build(root: Path) -> Messy:
     # 1: a name that is not UTF-8 (surrogate escapes carry the raw bytes)
     m.latin1 = root / os.fsdecode(b"caf\xe9 \xe0 la plage.jpg")
     _photo(m.latin1, next(seed))
+    m.latin1_folder = root / os.fsdecode(b"Urlaub M\xfcnchen")  # a folder name too (a zip from Windows)
+    _photo(m.latin1_folder / "IMG_0300.jpg", next(seed))
 
     # 2: housekeeping folders and app libraries
     for rel in ("@eaDir/IMG_0001.jpg/SYNOPHOTO_THUMB_S.jpg", "@eaDir/IMG_0001.jpg/SYNOPHOTO_THUMB_XL.jpg",

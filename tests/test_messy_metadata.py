@@ -306,6 +306,7 @@ def test_the_messy_collection_holds_every_kind(messy):
     from PIL import Image
 
     assert os.fsencode(messy.latin1.name) == b"caf\xe9 \xe0 la plage.jpg" and messy.latin1.is_file()
+    assert os.fsencode(messy.latin1_folder.name) == b"Urlaub M\xfcnchen" and (messy.latin1_folder / "IMG_0300.jpg").is_file()
     assert {p.relative_to(messy.root).parts[0] for p in messy.housekeeping} == {
         "@eaDir", "#recycle", "@Recycle", "$RECYCLE.BIN", "System Volume Information", "Photos Library.photoslibrary"}
     assert messy.symlinked_photo.is_symlink() and messy.symlinked_photo.is_file()
