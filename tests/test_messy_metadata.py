@@ -58,7 +58,7 @@ def places(t: dict) -> tuple:
 @pytest.mark.parametrize("text", [
     "_cuva", "hdr", "smart", "HELLOMOTO", "My beautiful picture", "MEDION DIGITAL CAMERA",
     "<KENOX S1050  / Samsung S1050>", "OLYMPUS DIGITAL CAMERA", "  olympus   digital camera ", "Canon EOS 5D",
-    "SAMSUNG", "rhdr", "IMG_1234.JPG", "DCIM\\100OLYMP", "",
+    "SAMSUNG", "rhdr", "IMG_1234.JPG", "DCIM\\100OLYMP", "", "iPhone 12 Pro Max", "SONY DSC-W55", "Pixel 7",
 ])
 def test_boilerplate_is_recognised(text):
     assert is_boilerplate(text)
@@ -66,7 +66,7 @@ def test_boilerplate_is_recognised(text):
 
 @pytest.mark.parametrize("text", [
     "Grandma", "Olympus", "beach", "Anna", "Holiday 2024", "A380", "Canon 5D on a tripod", "Zürich",
-    "HDR sunset over the lake", "smart boy",
+    "HDR sunset over the lake", "smart boy", "Max", "Mini", "mobile phone", "Photo", "Pixel", "Nikon D850 at the lake",
 ])
 def test_a_short_real_description_is_kept(text):
     assert not is_boilerplate(text)
@@ -329,3 +329,16 @@ def test_a_sidecar_does_not_copy_loupes_old_paths_from_the_photo(tmp_path):
     result = xmp.write_sidecar(photo, "a dog", ["golden retriever"])
     paths = as_list(valid(tags(result.path))["XMP-lr:HierarchicalSubject"])
     assert paths == ["Family|Anna", "Loupe|golden retriever"]
+
+
+def test_writers_take_names_that_are_not_utf8(messy):
+    """The write side of kind 1: a sidecar beside a Latin-1 name, and an embed into it."""
+    photo = messy.latin1_folder / "IMG_0300.jpg"
+    result = xmp.write_sidecar(photo, CAPTION, ["cat"])
+    assert os.fsencode(result.path).endswith(b"M\xfcnchen/IMG_0300.jpg.xmp")
+    assert valid(tags(result.path))["XMP-dc:Description"] == CAPTION
+    embedded = xmp.embed(messy.latin1.read_bytes(), CAPTION, ["cat"], suffix=messy.latin1.suffix)
+    from engine.files import atomic_write
+
+    atomic_write(messy.latin1, embedded.data, like=messy.latin1)
+    assert valid(tags(messy.latin1))["XMP-dc:Description"] == CAPTION

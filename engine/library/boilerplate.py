@@ -7,11 +7,11 @@ text `Description`) and may write its caption there. Two kinds:
   * exact strings (BOILERPLATE, each with where it comes from), compared case-insensitively
     with runs of whitespace as one space;
   * camera names and model numbers (`is_camera_name`): text made only of maker and series
-    names, words like "digital camera", and model numbers ("KENOX S1050", "<KENOX S1050  /
-    Samsung S1050>", "Canon EOS 5D"); at least one model number or camera word must be there.
+    names, words like "digital camera", and model numbers, with at least two of those kinds
+    ("KENOX S1050", "<KENOX S1050  / Samsung S1050>", "Canon EOS 5D", "iPhone 12 Pro Max").
 
-A short description a person wrote is kept: a name ("Grandma"), a place ("Olympus" alone, the
-mountain), one ordinary word ("beach"). That is why phone scene codes ("hdr", "smart") are
+A short description a person wrote is kept: a name ("Grandma", "Max"), a place ("Olympus"
+alone, the mountain), one ordinary word ("beach"), a number ("A380"). That is why phone scene codes ("hdr", "smart") are
 exact entries, never a pattern like "one short lowercase word".
 """
 from __future__ import annotations
@@ -88,20 +88,22 @@ _SEPARATORS = re.compile(r"[<>/,;()\[\]]+")
 
 def is_camera_name(text: str) -> bool:
     """True when `text` is only a camera's name: maker/series names, camera words and model
-    numbers, with at least one model number or camera word ("KENOX S1050", "Canon EOS 5D",
-    "<KENOX S1050  / Samsung S1050>"). A description with any other word is a person's."""
+    numbers, and at least two of those three kinds ("KENOX S1050", "Canon EOS 5D", "MEDION
+    DIGITAL CAMERA", "<KENOX S1050  / Samsung S1050>"). One kind alone is a person's word: a
+    maker ("Olympus", the mountain), a camera word ("Max", "Mini", "mobile phone"), a number
+    ("A380"). A description with any other word is a person's."""
     tokens = _SEPARATORS.sub(" ", _key(text)).split()
-    if not tokens:
-        return False
-    telling = False
+    kinds: set[str] = set()
     for token in tokens:
         if token in _BRANDS:
-            continue
-        if token in _CAMERA_WORDS or _MODEL.fullmatch(token):
-            telling = True
-            continue
-        return False
-    return telling and any(t in _BRANDS or t in _CAMERA_WORDS for t in tokens)
+            kinds.add("maker")
+        elif token in _CAMERA_WORDS:
+            kinds.add("word")
+        elif _MODEL.fullmatch(token):
+            kinds.add("model")
+        else:
+            return False
+    return len(kinds) >= 2
 
 
 # File names and DCIM paths put in the description (PhotoPrism drops "DCIM\..." too).
