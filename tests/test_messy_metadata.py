@@ -58,7 +58,7 @@ def places(t: dict) -> tuple:
 @pytest.mark.parametrize("text", [
     "_cuva", "hdr", "smart", "HELLOMOTO", "My beautiful picture", "MEDION DIGITAL CAMERA",
     "<KENOX S1050  / Samsung S1050>", "OLYMPUS DIGITAL CAMERA", "  olympus   digital camera ", "Canon EOS 5D",
-    "SAMSUNG", "rhdr", "IMG_1234.JPG", "DCIM\\100OLYMP", "", "iPhone 12 Pro Max", "SONY DSC-W55", "Pixel 7",
+    "SAMSUNG", "rhdr", "IMG_1234.JPG", "DCIM\\100OLYMP", "", "iPhone 12 Pro Max", "SONY DSC-W55", "Pixel 7", "PXL_20230408_060152625.jpg", "P1010001",
 ])
 def test_boilerplate_is_recognised(text):
     assert is_boilerplate(text)
@@ -66,7 +66,7 @@ def test_boilerplate_is_recognised(text):
 
 @pytest.mark.parametrize("text", [
     "Grandma", "Olympus", "beach", "Anna", "Holiday 2024", "A380", "Canon 5D on a tripod", "Zürich",
-    "HDR sunset over the lake", "smart boy", "Max", "Mini", "mobile phone", "Photo", "Pixel", "Nikon D850 at the lake",
+    "HDR sunset over the lake", "smart boy", "Max", "Mini", "mobile phone", "Photo", "Pixel", "Nikon D850 at the lake", "P1",
 ])
 def test_a_short_real_description_is_kept(text):
     assert not is_boilerplate(text)

@@ -78,7 +78,7 @@ _BRANDS = frozenset(w.casefold() for w in (
     "FinePix", "Exilim", "EasyShare", "Optio", "Dimage", "Galaxy", "iPhone", "Pixel", "Lumia",
     "Alpha", "Mavic", "Hero", "Digimax", "Stylus", "Camedia",
 ))
-# Words that say "a camera made this" (a brand alone is not enough: "Olympus" is a mountain).
+# Words that say "a camera made this", with a maker or a model number beside them.
 _CAMERA_WORDS = frozenset(("digital", "camera", "still", "pictures", "picture", "photo", "image",
                            "dsc", "mobile", "phone", "pro", "max", "mini", "plus", "ultra", "zoom"))
 # A model number: letters and digits (at least one digit), optionally with - or .
@@ -106,9 +106,10 @@ def is_camera_name(text: str) -> bool:
     return len(kinds) >= 2
 
 
-# File names and DCIM paths put in the description (PhotoPrism drops "DCIM\..." too).
+# File names and DCIM paths put in the description (PhotoPrism drops "DCIM\..." too); at
+# least three digits, so "P1" or "IMG 2" stay a person's.
 _GENERATED = re.compile(
-    r"(dcim[\\/]\S*|(img|dsc|dscn|dscf|dsci|pict|cimg|sam|dji|pxl|mvimg|imag|p)[_-]?\d[\d_]*(\.[a-z0-9]{2,4})?)"
+    r"(dcim[\\/]\S*|(img|dsc|dscn|dscf|dsci|pict|cimg|sam|dji|pxl|mvimg|imag|p)[_-]?\d{3,}[\d_]*(\.[a-z0-9]{2,4})?)"
 )
 
 
