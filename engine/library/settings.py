@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ..errors import UsageError
-from ..models.registry import Option
+from ..models.spec import Option
 
 # Labels the classifier is less sure of than this are kept in the index (and found by search)
 # but not written into the photo's keywords (XMP dc:subject, IPTC Keywords): a keyword a
@@ -22,6 +22,7 @@ KEYWORD_THRESHOLD = Option(
 # ("Loupe|tabby cat"), so tools that read the hierarchy first (Immich, Lightroom) see them.
 HIERARCHY_ROOT = Option(
     "hierarchy_root", "Keyword hierarchy root", str, "Loupe", maximum=40, cli="--hierarchy-root",
+    setting="hierarchy_root",
     help="Where a photo already has a keyword hierarchy (Lightroom, digiKam), put Loupe's labels "
          "in it under this root (ROOT|label)",
 )
