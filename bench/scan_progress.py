@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 
-from . import fixtures
+from bench import fixtures  # absolute: the same script measures main (PYTHONPATH) for a before/after
 
 
 def main() -> None:
