@@ -418,6 +418,30 @@ def _probs_diff(ref_logits, out_logits) -> dict:
             "max_top1_prob": float(p.max(-1).values.max())}
 
 
+def _beam_tokens(folder: Path, images: list) -> dict:
+    """Loupe's beam search (beams share the photo: engine/models/blip_beams.py) against
+    transformers' own, token ids per photo at 1 and 3 beams x 12 tokens, in the precision
+    Loupe runs here: {beams: [equal, n]}."""
+    import torch
+
+    from engine.inference import Engine
+
+    engine = Engine()
+    cap = engine.model("caption")
+    out = {}
+    for beams in (1, 3):
+        same = 0
+        for im in images:
+            batch = cap.collate([cap.preprocess(im)])
+            ours = cap.forward(batch, max_new_tokens=SHIPPED_TOKENS, num_beams=beams)
+            with torch.inference_mode():
+                ref = cap.model.generate(**batch, max_new_tokens=SHIPPED_TOKENS, num_beams=beams,
+                                         suppress_tokens=cap._never_generated)
+            same += bool(torch.equal(ours, ref))
+        out[beams] = [same, len(images)]
+    return out
+
+
 def accuracy(cfg: dict) -> dict:
     """bf16 (Loupe's placement here) against fp32 on the same inputs."""
     import torch
@@ -431,6 +455,7 @@ def accuracy(cfg: dict) -> dict:
     out: dict = {}
     folder = Path(cfg["model"])
     images = [load_image(p, draft_size=(384, 384)) for p in cfg["photos"]]
+    out["beam_tokens"] = _beam_tokens(folder, images)
     with torch.inference_mode():
         # BLIP vision encoder: transformers as shipped (fp32, the tutorial's model) vs Loupe.
         reference = BlipForConditionalGeneration.from_pretrained(folder).eval()
