@@ -33,6 +33,20 @@ def _where(engine, task: str = "caption") -> str:
     return f"{p.device}/{p.precision}"
 
 
+def _pass(engine, gen: dict) -> int:
+    """Photos per caption forward pass at these options (the registry's size per setting)."""
+    from engine.models.registry import for_task
+
+    spec = for_task("caption")
+    return engine._batch_asked.get("caption") or spec.batch_for(engine.placement_for(spec).precision, gen)
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def _setup_threads(cfg: dict) -> None:
     import torch
 
@@ -250,6 +264,7 @@ def library_scan(cfg: dict) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"s_per_photo": _median(rounds), "rounds": rounds, "inference_s_per_photo": _median(engine_s), "n": n,
             "placement": f"{_where(engine)} + {_where(engine, 'classify')}", "batch": batch,
+            "caption_pass": _pass(engine, gen), "torch_threads_end": _threads(),
             "decode_threads": int(cfg.get("decode_threads", 2)), **gen}
 
 
@@ -281,6 +296,7 @@ def loupe_app(cfg: dict) -> dict:
     return {"s_per_photo": _median(times), "n": len(times), "first_caption_s": first_s,
             "rss_after_caption_mb": after_caption["VmRSS"], "rss_both_models_mb": after_both["VmRSS"],
             "anon_both_models_mb": after_both.get("RssAnon"), "placement": _where(engine),
+            "caption_pass": _pass(engine, gen), "torch_threads_end": _threads(),
             "load_s": engine.load_seconds, **gen}
 
 

@@ -7,8 +7,7 @@ cache once per beam and reorders that cache at every step (`index_select` over b
 none of that work changes a token. `SharedImageCache` is transformers' own
 `EncoderDecoderCache` whose cross-attention half holds one entry per photo and is never
 reordered; `share_image_across_beams` makes the decoder's cross-attention read it: keys and
-values projected from one copy of each photo's features, and each photo's beams asked in one
-product against them ([beams x tokens, 64] x [64, 577] per head). Other caches (plain
+values projected from one copy of each photo's features, read in place by each of its beams. Other caches (plain
 `generate`, greedy search) take transformers' own code, unchanged.
 
 The tokens equal those of transformers' beam search (tests/test_models.py on the tiny model;
@@ -81,14 +80,21 @@ def _cross_attention(self: Any, hidden_states: torch.Tensor, attention_mask: Any
         values = self.value(image).view(shape).transpose(1, 2)
         keys, values = cache.update(keys, values, self.layer_idx)
         past_key_values.is_updated[self.layer_idx] = True
-    # [photos x beams, T, heads x 64] -> [photos, heads, beams x T, 64]: one product per photo
-    query = self.query(hidden_states).view(photos, beams, tokens, heads, size)
-    query = query.permute(0, 3, 1, 2, 4).reshape(photos, heads, beams * tokens, size)
-    scores = torch.matmul(query, keys.transpose(-1, -2)) / math.sqrt(size)
-    # transformers 5.23 passes the image mask as `attention_mask`, and its cross-attention then
-    # reads `encoder_attention_mask` (None): BLIP's image mask is all ones, so neither masks anything.
-    if encoder_attention_mask is not None:
-        scores = scores + encoder_attention_mask[::beams].to(scores.device)
-    context = torch.matmul(torch.softmax(scores, dim=-1), values)
-    context = context.view(photos, heads, beams, tokens, size).permute(0, 2, 3, 1, 4)
-    return context.reshape(rows, tokens, heads * size), None
+    # Each beam asks its photo's keys and values in the product transformers makes for a row
+    # ([T, 64] x [64, 577] per head), one beam at a time: folding the beams into one product
+    # ([beams x T, 64]) reads the keys once but changed float rounding on AVX2 BLAS kernels, and
+    # int8 then turned that into other tokens. The keys are read in place, never copied.
+    query = self.query(hidden_states).view(rows, tokens, heads, size).transpose(1, 2)
+    query = query.unflatten(0, (photos, beams))  # [photos, beams, heads, T, 64]
+    mask = encoder_attention_mask[::beams] if encoder_attention_mask is not None else None
+    contexts = []
+    for beam in range(beams):
+        scores = torch.matmul(query[:, beam], keys.transpose(-1, -2)) / math.sqrt(size)
+        # transformers 5.23 passes the image mask as `attention_mask` and its cross-attention
+        # then reads `encoder_attention_mask` (None); BLIP's image mask is all ones anyway.
+        if mask is not None:
+            scores = scores + mask.to(scores.device)
+        contexts.append(torch.matmul(torch.softmax(scores, dim=-1), values))  # [photos, heads, T, 64]
+    context = torch.stack(contexts, dim=1).flatten(0, 1)  # [photos x beams, heads, T, 64]
+    context = context.permute(0, 2, 1, 3).contiguous()
+    return context.view(rows, tokens, heads * size), None
