@@ -74,9 +74,11 @@ def fit_threads() -> int:
                 time.sleep(0.1)  # a first look: a short window beats none
                 now = _sample()
             if _chosen is not None and now[0] - _last[0] < MIN_WINDOW_S:
-                return _chosen
-            wanted = threads_for(_ceiling, others_busy(_last, now))
-            _last = now
+                wanted = _chosen
+            else:
+                wanted = threads_for(_ceiling, others_busy(_last, now))
+                _last = now
+        # OpenMP keeps the count per calling thread: set it on the thread that runs the model
         if wanted != torch.get_num_threads():
             torch.set_num_threads(wanted)
         _chosen = wanted
