@@ -464,7 +464,7 @@ def _row(name: str, who: str, r: dict | None) -> None:
         print(f"{name:17}{who:40}  FAILED: {r['error'][:80]}")
     else:
         s = r["s_per_photo"]
-        how = f"  {r['caption_pass']} photo(s)/pass" if r.get("caption_pass") else ""
+        how = f"  up to {r['caption_pass']} photo(s)/pass" if r.get("caption_pass") else ""
         how += f", {r['torch_threads_end']} torch thread(s) at the end" if r.get("torch_threads_end") else ""
         print(f"{name:17}{who:40}{s:>9.3f}{1 / s:>10.1f}{r['peak_rss_mb']:>8.0f}MB{r['others_cores']:>8.2f}{how}")
 
