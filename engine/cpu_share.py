@@ -1,9 +1,8 @@
 """torch threads for the CPU cores that other programs leave free.
 
 On a CPU that another program keeps busy, torch's OpenMP threads wait for each other at every
-operation: one preempted thread stalls the rest. On a 2-core AVX2 machine with a CPU-bound
-neighbour on one core, one caption took 3.70 s on two threads against 1.83 s on one (idle:
-1.47 s on two); shared/field-notes.md and the bench's "one core busy" rows. So before each
+operation: one preempted thread stalls the rest, so two threads beside a busy neighbour on two
+cores are far slower than one (bench/README.md, "A busy CPU"). So before each
 forward pass Loupe measures how much CPU the rest of the machine used since the last look
 (psutil: the whole machine's busy time minus this process's own) and runs torch on the cores
 left over: all of them on an idle machine (torch's default, so an idle machine is not made
