@@ -33,7 +33,7 @@ from .device import Placement, choose
 from .batching import stream
 from .errors import Cancelled, LoupeError, ModelFailed, UnreadableImage
 from .images import load_image
-from .models.registry import MODELS, ModelSpec, for_task, lookup
+from .models.registry import INSTALLABLE, MODELS, ModelSpec, for_task, lookup
 
 Photo = str | os.PathLike[str] | Image
 
@@ -45,18 +45,19 @@ class Engine:
     def __init__(self, placement: Placement | None = None, batch_sizes: Mapping[str, int] | None = None) -> None:
         self._placement = placement
         # task -> photos per forward pass; the registry's unless a bench sweep asks for others
-        self.batch_sizes = {spec.task: spec.batch_size for spec in MODELS} | dict(batch_sizes or {})
+        self.batch_sizes = {spec.task: spec.batch_size for spec in INSTALLABLE} | dict(batch_sizes or {})
         self._batch_asked = dict(batch_sizes or {})  # a bench sweep's sizes win over the registry's
         self._load_lock = threading.Lock()
         # One forward at a time per model: torch already spreads one call over all cores,
         # and parallel calls would only fight over them and multiply peak memory.
-        self._run_locks = {spec.task: threading.Lock() for spec in MODELS}
+        self._run_locks = {spec.task: threading.Lock() for spec in INSTALLABLE}
         self._models: dict[str, Any] = {}
         # task -> the model class's preprocessing alone (Model.load_preprocessing); its own
         # lock: photos can be prepared while a model loads
         self._preparers: dict[str, Any] = {}
         self._prepare_lock = threading.Lock()
         self.load_seconds: dict[str, float] = {}
+        self._text_encoder: Any = None  # the encoder's text side alone (search), loaded at the first query
 
     def batch_size(self, task: str) -> int:
         """Photos per forward pass for `task`: the registry's, or the one given for it."""
@@ -135,7 +136,41 @@ class Engine:
         chosen = {spec.task: self.placement_for(spec).precision for spec in MODELS}
         ids["precision"] = (next(iter(chosen.values())) if len(set(chosen.values())) == 1
                             else ", ".join(f"{task} {p}" for task, p in chosen.items()))
+        # The search encoder apart (its own precision key), so the keys of the captions and
+        # labels stay as they were before it joined the scan.
+        for spec in INSTALLABLE:
+            if spec not in MODELS:
+                ids[spec.task] = f"{spec.name}@{table[spec.name].pin}"
+                ids[f"{spec.task} precision"] = self.placement_for(spec).precision
         return ids
+
+    def embed_text(self, texts: Sequence[str]) -> Any:
+        """Queries -> numpy float32 [N, D] unit rows in the image embeddings' space. Loads only
+        the encoder's text tower, at the first call (`text_ready` says whether it is loaded);
+        the vision tower is used when a scan in this process loaded it anyway.
+        WeightsMissing / WeightsDamaged when the encoder is not installed intact."""
+        return self.text_encoder().embed_text(texts)
+
+    @property
+    def text_ready(self) -> bool:
+        """Whether a query is answered without loading the text tower first."""
+        enc = self._models.get("embed") or self._text_encoder
+        return enc is not None and enc.text_loaded
+
+    def text_encoder(self) -> Any:
+        """The encoder whose text side answers queries (its vision tower only if loaded already)."""
+        if self._models.get("embed") is not None:
+            return self._models["embed"]
+        with self._load_lock:
+            if self._text_encoder is None:
+                spec = lookup("embed")
+                folder = weights.model_dir(spec.name)
+                with weights.load_guard(spec.name, folder):
+                    enc = spec.model_class().load_preprocessing(folder)
+                    enc.placement = self.placement_for(spec)
+                    enc.load_text()
+                self._text_encoder = enc
+            return self._text_encoder
 
     # ------------------------------------------------------------------ the request path
     def prepare(self, task: str, photo: Photo, options: Mapping[str, Any]) -> Any:
@@ -158,7 +193,7 @@ class Engine:
         from .cpu_share import fit_threads
 
         model = self.model(task)
-        spec = for_task(task)
+        spec = lookup(task)
         size = self._batch_asked.get(task) or spec.batch_for(self.placement_for(spec).precision, options)
         out: list[Any] = []
         for chunk in _chunks(inputs, size):
@@ -275,7 +310,7 @@ def _unreadable_or_raise(photos: Sequence[Photo], missing: LoupeError) -> list[U
 
 def check_options(task: str, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """`task`'s options with defaults filled in and limits checked (UsageError otherwise)."""
-    return for_task(task).check_options(options)
+    return (lookup(task) if task == "embed" else for_task(task)).check_options(options)
 
 
 def load_photo(size: int, path: str | os.PathLike[str]) -> Image:

@@ -28,7 +28,7 @@ _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead
 
 @click.group(cls=LoggedGroup)
 def library() -> None:
-    """Caption and label whole folders, write sidecars, search by words."""
+    """Caption, label and embed whole folders, write sidecars, search by words and meaning."""
 
 
 @library.command()
@@ -116,39 +116,85 @@ def summary_text(summary: Any) -> str:
         f"{summary.folder}: {summary.done} captioned, {summary.skipped} already done, "
         f"{summary.failed} unreadable, {summary.written} written"
         + (f", {summary.write_failed} not written" if summary.write_failed else "")
-        + f", {summary.renamed} renamed{summary.decisions_text()}"
-        f" ({summary.rate:.1f} photos/s, scan {summary.scan_id})"
+        + f", {summary.renamed} renamed"
+        + (f", {summary.embedded} embedded for search" if summary.embedded else "")
+        + summary.decisions_text()
+        + f" ({summary.rate:.1f} photos/s, scan {summary.scan_id})"
     ]
     lines += [f"  {notice.path}: {notice.message}" for notice in summary.notices]
+    lines += list(summary.notes)
     return "\n".join(lines)
+
+
+_FOLDER = click.option("--folder", default=None, metavar="FOLDER", help="Only photos under FOLDER.")
+_STATE = click.option("--state", type=click.Choice(REVIEW_STATES), default="all", show_default=True,
+                      help="done: captioned and unchanged; failed: could not be read or written; changed: the file "
+                           "changed or is gone since; edited: your own caption.")
 
 
 @library.command(context_settings={"ignore_unknown_options": True})
 @click.argument("words", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--by", type=click.Choice(["words", "meaning", "both"]), default="both", show_default=True,
+              help="Rank by the words of captions, labels and names (FTS5), by meaning (the search "
+                   "encoder: what the photo looks like), or both fused (reciprocal rank fusion).")
+@_FOLDER
+@_STATE
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True, help="Most photos to list.")
 @_DB
 @_JSON
-def search(words: tuple[str, ...], limit: int, db: str | None, as_json: bool) -> int:
-    """Photos whose caption, labels or name hold all the WORDS.
+def search(words: tuple[str, ...], by: str, folder: str | None, state: str, limit: int, db: str | None,
+           as_json: bool) -> int:
+    """Photos for the WORDS, best first: by their words and by what they show.
 
     Any text is a query (a leading `-` included; after `--` even an option's name); a
-    hyphenated word is a phrase. Exit 1 with "no photos match" when nothing matches."""
+    hyphenated word is a phrase. The first search by meaning loads the encoder's text side
+    (said on stderr). --json gives each hit's word_rank, meaning_score and fused_rank.
+    Exit 1 with "no photos match" when nothing matches."""
     from engine import library
 
     from engine.logs import note
 
     query = " ".join(words)
-    hits = library.search(query, limit=limit, db_path=db)
-    note(hits=len(hits))
+    answer = library.find(query, by=by, folder=folder, state=state, limit=limit, db_path=db,
+                          loading=lambda: click.echo("Loading the search model (first search)...", err=True))
+    note(hits=len(answer.hits), by=answer.by)
+    for line in answer.notes:
+        click.echo(line, err=True)
     if as_json:
-        click.echo(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
-    if not hits:  # like grep: nothing on stdout, a line on stderr, exit 1
+        click.echo(json.dumps([h.to_dict() for h in answer.hits], indent=2, ensure_ascii=False))
+    if not answer.hits:  # like grep: nothing on stdout, a line on stderr, exit 1
         click.echo(f"loupe: {library.NO_MATCH.format(words=query)}", err=True)
         return 1
-    for h in hits if not as_json else ():
-        labels = ", ".join(label.name for label in h.labels)
-        click.echo(f"{h.path}\n    {h.caption}" + (f"  [{labels}]" if labels else ""))
+    for h in answer.hits if not as_json else ():
+        _echo_hit(h)
     return 0
+
+
+@library.command()
+@click.argument("photo")
+@_FOLDER
+@click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True, help="Most photos to list.")
+@_DB
+@_JSON
+def similar(photo: str, folder: str | None, limit: int, db: str | None, as_json: bool) -> int:
+    """Photos that look like PHOTO (More like this), nearest first, by image embedding."""
+    from engine import library
+
+    hits = library.similar(photo, folder=folder, limit=limit, db_path=db)
+    if as_json:
+        click.echo(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
+        return 0
+    for h in hits:
+        _echo_hit(h)
+    if not hits:
+        click.echo("loupe: no other photo has an embedding yet", err=True)
+        return 1
+    return 0
+
+
+def _echo_hit(h: Any) -> None:
+    labels = ", ".join(label.name for label in h.labels)
+    click.echo(f"{h.path}\n    {h.caption}" + (f"  [{labels}]" if labels else ""))
 
 
 @library.command()
@@ -221,10 +267,8 @@ def edit(path: str, caption: str, write: str | None, sidecar_style: str | None, 
 
 
 @library.command()
-@click.option("--folder", default=None, metavar="FOLDER", help="Only photos under FOLDER.")
-@click.option("--state", type=click.Choice(REVIEW_STATES), default="all", show_default=True,
-              help="done: captioned and unchanged; failed: could not be read or written; changed: the file "
-                   "changed or is gone since; edited: your own caption.")
+@_FOLDER
+@_STATE
 @click.option("--text", default="", help="Only photos whose caption, labels or name hold these words.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True, help="Most photos to list.")
 @click.option("--offset", type=click.IntRange(0), default=0, help="Skip this many first.")

@@ -102,7 +102,7 @@ def test_search_any_text_is_a_query_and_no_match_says_so(tmp_path, monkeypatch, 
         out, err = capsys.readouterr()
         return code, out, err
 
-    code, out, err = search("-boat")  # issue 11: was "unrecognized arguments", exit 2
+    code, out, err = search("-boat", "--by", "words")  # issue 11: was "unrecognized arguments", exit 2
     assert code == 0 and err == "" and boat_first in out and boat_second in out
     code, out, err = search("green-boat", "--json")  # issue 11: matched both
     assert code == 0 and [h["path"] for h in json.loads(out)] == [boat_first]

@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..batching import Inference
 from ..errors import UsageError
@@ -41,6 +41,9 @@ from .options import SCAN_OPTIONS, WRITERS, Options
 from .records import NOTICE_KINDS, Notice, Problem, ScanSummary
 from .settings import CAPTION_STYLES, DEFAULT_CAPTION_STYLE, HIERARCHY_ROOT, KEYWORD_THRESHOLD
 from .thumbnails import thumbnail
+
+if TYPE_CHECKING:
+    from .fusion import Answer, RankedHit
 
 __all__ = [
     "scan", "search", "export", "undo", "scans", "cleanup_stale", "progress_bar", "default_db_path",
@@ -122,6 +125,11 @@ def scan(
     chosen["hierarchy_root"] = resolve({"hierarchy_root": hierarchy_root}, settings, (HIERARCHY_ROOT,))["hierarchy_root"] \
         or HIERARCHY_ROOT.default
     models = split_options(style_options(chosen["caption_style"], model_options))
+    notes = []
+    if search_encoder_installed():
+        models["embed"] = {}  # search by meaning: on once the encoder is installed
+    else:
+        notes.append(EMBED_OFF)
     folder_path = Path(folder).expanduser()
     if not folder_path.is_dir():
         raise UsageError(f"Not a folder: {folder_path}")
@@ -148,8 +156,24 @@ def scan(
         if ray_address is not None:
             from . import ray_scan
 
-            return ray_scan.run(ray_address, folder_path, options, index, _log_for(db), progress, cancel)
-        return run_scan(folder_path, engine.model_ids, local(engine), options, index, _log_for(db), progress, cancel)
+            summary = ray_scan.run(ray_address, folder_path, options, index, _log_for(db), progress, cancel)
+        else:
+            summary = run_scan(folder_path, engine.model_ids, local(engine), options, index, _log_for(db), progress,
+                               cancel)
+    summary.notes[:0] = notes
+    return summary
+
+
+#: what a scan says once when the search encoder is not installed
+EMBED_OFF = ("Search by meaning is off: the encoder (siglip-base) is not installed; "
+             "`loupe models download siglip-base` (or the Models tab), then scan again to fill it in.")
+
+
+def search_encoder_installed() -> bool:
+    """Whether the image-text encoder's weights are installed (verified), so scans embed photos."""
+    from .. import weights
+
+    return weights.is_installed("siglip-base")
 
 
 def photos(
@@ -224,6 +248,74 @@ def search(words: str, *, limit: int = 50, db_path: str | os.PathLike[str] | Non
         return []
     with Index(db) as index:
         return index.search(words, min(limit, 10_000))
+
+
+def find(
+    text: str, *, by: str = "both", folder: str | os.PathLike[str] | None = None, state: str = "all",
+    limit: int = 50, db_path: str | os.PathLike[str] | None = None, engine: Any = None,
+    loading: Callable[[], None] | None = None,
+) -> "Answer":
+    """One search over words and meaning (fusion.py): Answer(hits best first, by, notes).
+
+    `by`: "words" (FTS5 bm25), "meaning" (the query's text embedding against the photos' image
+    embeddings) or "both", fused by reciprocal rank fusion; each hit carries its word rank,
+    meaning score and fused rank. `folder` and `state` (REVIEW_STATES) filter before ranking.
+    The encoder's text tower loads at the first query of the process: `loading()` is called
+    just before (a front end says so). Without the encoder or any embedding, "both" ranks by
+    words and says why in `notes`; "meaning" raises UsageError. Reads only: works while a scan
+    writes. UsageError for a bad `by`, `state` or `limit`."""
+    from . import fusion, vectors
+    from .review import ids_in_state
+
+    if by not in fusion.BY:
+        raise UsageError(f"unknown ranking {by!r}; choose one of {', '.join(fusion.BY)}")
+    db = _db(db_path)
+    if not db.exists():
+        return fusion.Answer([], by)
+    where = str(Path(folder).expanduser().resolve()) if folder is not None else None
+    with Index(db) as index:
+        ids = ids_in_state(index, state, where)
+        vecs, embed_query = None, None
+        if by != "words" and search_encoder_installed():
+            engine = engine or _engine()
+            vecs = vectors.cached(index, engine.model_ids()["embed"])
+
+            def embed_query(query: str) -> Any:
+                if not engine.text_ready and loading is not None:
+                    loading()
+                return engine.embed_text([query])[0]
+
+        return fusion.search(index, text, by=by, vectors=vecs, embed_query=embed_query, folder=where, ids=ids,
+                             limit=limit)
+
+
+def similar(
+    path: str | os.PathLike[str], *, folder: str | os.PathLike[str] | None = None, limit: int = 50,
+    db_path: str | os.PathLike[str] | None = None, engine: Any = None,
+) -> list["RankedHit"]:
+    """"More like this": the photos whose image embeddings are nearest the photo at `path`'s,
+    best first (itself left out; `meaning_score` is the cosine). No model is loaded. UsageError
+    when the photo is not in the index or has no embedding yet."""
+    from . import fusion, vectors
+
+    db = _db(db_path)
+    where = str(Path(folder).expanduser().resolve()) if folder is not None else None
+    target = str(Path(path).expanduser().resolve())
+    if not db.exists():
+        raise UsageError(f"{target} is not in the library yet: scan its folder first.")
+    with Index(db) as index:
+        found = index.query("SELECT id FROM photos WHERE path = ?", (target,))
+        if not found:
+            raise UsageError(f"{target} is not in the library yet: scan its folder first.")
+        engine = engine or _engine()
+        vecs = vectors.cached(index, engine.model_ids()["embed"])
+        return fusion.similar(index, int(found[0][0]), vecs, folder=where, limit=limit)
+
+
+def _engine() -> Any:
+    from .. import get_engine
+
+    return get_engine()
 
 
 def export(

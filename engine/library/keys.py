@@ -22,6 +22,9 @@ from .index import PhotoRow
 
 #: the tasks of the scans that wrote one combined key per photo (index schema 2)
 LEGACY_TASKS = ("caption", "classify")
+#: the tasks whose results go into the files Loupe writes (the image embedding stays in the
+#: index): only their keys make the combined key, so adding the encoder rewrites no sidecar
+FILE_TASKS = ("caption", "classify")
 
 
 def _digest(payload: Any) -> str:
@@ -53,9 +56,11 @@ class ResultKeys:
         self.tasks = tuple(tasks)
         self.model_ids = {str(k): str(v) for k, v in model_ids.items()}
         chosen = precisions(self.model_ids, self.tasks)
+        chosen |= {task: self.model_ids[f"{task} precision"] for task in self.tasks
+                   if f"{task} precision" in self.model_ids}  # a model keyed apart (the encoder)
         self.per_task = {task: _digest({"model": self.model_ids[task], "precision": chosen[task],
                                         "options": dict(models[task])}) for task in self.tasks}
-        self.combined = legacy_key(self.model_ids, models, self.tasks)
+        self.combined = legacy_key(self.model_ids, models, tuple(t for t in self.tasks if t in FILE_TASKS))
         self.legacy = (legacy_key(self.model_ids, models) if set(LEGACY_TASKS) <= set(self.tasks)
                        else None)
 

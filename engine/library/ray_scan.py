@@ -160,9 +160,9 @@ class ModelActor:
         import torch
 
         torch.set_num_threads(max(1, threads))
-        self.models = {task: dict(models[task]) for task in TASKS}
+        self.models = {task: dict(models[task]) for task in models}  # the scan's tasks (the encoder's when installed)
         self.engine = worker_engine()
-        for task in TASKS:
+        for task in self.models:
             self.engine.model(task)  # load now: a pool member is ready when it takes work
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
@@ -221,7 +221,7 @@ class Cluster:
         finish them, in any order; `id` is the photo's place in `photos`."""
         import ray.data
 
-        models = {task: dict(options.models[task]) for task in TASKS}
+        models = {task: dict(options.models[task]) for task in options.models}
         ds = ray.data.from_items([{"id": i, "path": p, "tasks": list(tasks)} for i, (p, tasks) in enumerate(photos)],
                                  override_num_blocks=max(1, -(-len(photos) // options.batch_size)))
         # The memory a decode worker holds also keeps decoding in tasks of its own: with

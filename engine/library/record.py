@@ -17,6 +17,7 @@ from .descriptions import quote
 from .index import Index, PhotoRow
 from .keys import ResultKeys
 from .plan import Plan
+from . import vectors
 from .records import Entry, Notice, Told
 
 
@@ -54,6 +55,8 @@ def record(index: Index, plan: Plan, keys: ResultKeys, scan_id: int, entries: li
     if not entries and not notices:
         return
     remember: list[tuple[PhotoRow, Any]] = []
+    if any(e.embedding is not None for e in entries):
+        vectors.ensure_table(index)
     with index.transaction() as db:
         for entry in entries:
             remember += _one(index, db, keys, scan_id, entry)
@@ -88,6 +91,8 @@ def _one(index: Index, db: Any, keys: ResultKeys, scan_id: int, entry: Entry) ->
             labels=row.labels, settings_key=row.settings_key, model_ids=keys.model_ids, scan_id=scan_id,
             photo_id=row.id if row.id >= 0 else None, caption_by=row.caption_by, task_keys=row.task_keys)
         index.record_item(db, scan_id, found_at, pid, "done")
+        if entry.embedding is not None:
+            vectors.save(db, pid, keys.model_ids["embed"], entry.embedding)
         row = replace(row, id=pid, path=path)
         saved.append((row, None))
     else:  # skipped or duplicate: done before; its record may have moved here

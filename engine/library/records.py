@@ -121,6 +121,7 @@ class Entry:
     files: Files | None = None
     problem: Problem | None = None  # failed: why
     notices: list[Notice] = field(default_factory=list)
+    embedding: Any = None  # done with the "embed" task: the image embedding (float32 [D]) to store
 
 
 @dataclass
@@ -135,12 +136,14 @@ class ScanSummary:
     written: int = 0  # sidecars written or photos embedded into
     write_failed: int = 0  # results not written (read-only, disk full...; in problems)
     renamed: int = 0
+    embedded: int = 0  # photos given an image embedding (search by meaning) in this run
     cancelled: bool = False
     elapsed_s: float = 0.0
     inference_s: float = 0.0  # of which in the engine's inference
     rate: float = 0.0  # photos captioned per second of this run, end to end
     problems: list[Problem] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # said once per scan (e.g. search by meaning is off)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -150,7 +153,10 @@ class ScanSummary:
 
     def count(self, entry: Entry) -> None:
         """Add one photo's entry (its files, problems and notices) to the counts."""
-        if entry.status == "done":
+        self.embedded += entry.embedding is not None
+        if entry.status == "done" and not set(entry.decision.tasks) - {"embed"}:
+            self.skipped += 1  # only its embedding was missing: its caption and labels were done before
+        elif entry.status == "done":
             self.done += 1
         elif entry.status == "failed":
             self.failed += 1

@@ -158,3 +158,18 @@ def _item(r: sqlite3.Row, state: str) -> PhotoItem:
         caption_by=r["caption_by"] or "loupe", labels=_labels(r["labels"]), state=state, reason=r["reason"],
         done_at=r["done_at"],
     )
+
+
+def ids_in_state(index: Index, state: str, folder: str | None = None) -> set[int] | None:
+    """Record ids of the photos in `state` (under `folder`), for search's filter; None for "all"
+    (no filter). A photo never read has no record, so "failed" gives only recorded ones."""
+    check_query(state, 0, 1)
+    if state == "all":
+        return None
+    where, params = [], []
+    if folder is not None:
+        lo, hi = under(folder)
+        where.append("p.path >= ? AND p.path < ?")
+        params += [lo, hi]
+    rows = index.query(_RECORDED.format(where="".join(" AND " + w for w in where)), params)
+    return {int(r["pid"]) for r in rows if _state(r) == state}

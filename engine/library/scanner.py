@@ -47,7 +47,7 @@ class Scan:
                  cancel: threading.Event | None = None) -> None:
         self.folder, self.options, self.index = folder, options, index
         self.cancel = cancel or threading.Event()
-        self.keys = ResultKeys(model_ids, options.models)
+        self.keys = ResultKeys(model_ids, options.models, tuple(options.models))  # the tasks this scan runs
         self.plan = Plan(index, self.keys)
         self.told = Told(index.notices_told())  # decisions told by earlier scans are not told again
         self.scan_id = index.begin_scan(str(folder), self.keys.combined,
@@ -134,8 +134,8 @@ class Scan:
                 self.add(Entry(decision, "failed", problem=Problem(decision.path, "read", out.reason)))
                 continue
             row, notices = row_for(decision.path, decision, out, self.keys, self.told)
-            self.add(Entry(decision, "done", row=row, files=self.write(decision, row), notices=notices),
-                     force=decision is group[0][0])
+            self.add(Entry(decision, "done", row=row, files=self.write(decision, row), notices=notices,
+                           embedding=out.get("embed")), force=decision is group[0][0])
         self.record()
         for decision, _ in group:
             self.plan.forget(decision)  # not recorded (stopped): its copies are not waiting on it
