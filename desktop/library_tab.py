@@ -28,7 +28,7 @@ from typing import Any, Iterator
 
 import gradio as gr
 
-from desktop import activity
+from desktop import activity, library_search
 from desktop.reveal import show_in_folder
 from engine import library, weights
 from engine.errors import Cancelled, LoupeError
@@ -211,6 +211,8 @@ def page_view(folder: str, text: str, state: str, page: int) -> tuple[str, str, 
     folder = (folder or "").strip()
     text = (text or "").strip()
     where = folder if folder and Path(folder).expanduser().is_dir() else None
+    if text:  # ranked by words and meaning fused (issue 21)
+        return library_search.search_view(where, text, state, page, PAGE_SIZE, lambda items: _grid(items, folder))
     first = library.photos(folder=where, text=text, state=state, offset=0, limit=1)
     pages = max(1, -(-first.total // PAGE_SIZE))
     page = max(0, min(int(page or 0), pages - 1))
@@ -226,8 +228,26 @@ def page_view(folder: str, text: str, state: str, page: int) -> tuple[str, str, 
         empty = ("No photos here yet: scan a folder to see them." if not text and state == "all"
                  else "No photos match; clear the filter to see them all.")
         return f'<div class="lib-empty">{empty}</div>', label, page
-    cards = "".join(card_html(item, folder) for item in result.items)
-    return f'<div class="lib-grid">{cards}</div>', label, page
+    return _grid(result.items, folder), label, page
+
+
+def _grid(items: list[Any], folder: str) -> str:
+    return '<div class="lib-grid">' + "".join(card_html(item, folder) for item in items) + "</div>"
+
+
+def more_like_this(folder: str, path: str) -> tuple[str, str, int]:
+    """The grid ranked by how much each photo looks like the selected one."""
+    if not path:
+        raise LoupeError("Choose a photo in the grid first.")
+    where = folder.strip() if folder and Path(folder.strip()).expanduser().is_dir() else None
+    return library_search.similar_view(where, path, PAGE_SIZE, lambda items: _grid(items, folder))
+
+
+def search_loading(text: str) -> Any:
+    """Before a search: the page line says so when the first search loads the encoder's text side."""
+    if (text or "").strip() and library_search.needs_loading():
+        return "Loading the search model (first search)…"
+    return gr.update()
 
 
 # ------------------------------------------------------------------------- handlers
@@ -558,7 +578,7 @@ def library_tab(demo: gr.Blocks | None = None) -> None:
     with gr.Row():
         with gr.Column(scale=3, min_width=420):
             with gr.Row(equal_height=True):
-                text = gr.Textbox(label="Search captions and labels", placeholder="dog beach", scale=3,
+                text = gr.Textbox(label="Search by words and meaning", placeholder="red car at night", scale=3,
                                   elem_id="loupe-lib-text")
                 state = gr.Dropdown([(STATE_WORDS[s], s) for s in library.REVIEW_STATES], value="all",
                                     label="Show", scale=2, elem_id="loupe-lib-state")
@@ -577,6 +597,7 @@ def library_tab(demo: gr.Blocks | None = None) -> None:
             with gr.Row():
                 save = gr.Button("Save caption", variant="primary", size="sm", elem_id="loupe-lib-save")
                 show = gr.Button("Show in folder", size="sm", elem_id="loupe-lib-show")
+                like = gr.Button("More like this", size="sm", elem_id="loupe-lib-like")
             labels = gr.Label(num_top_classes=5, label="Labels", show_heading=False, elem_id="loupe-lib-labels")
             where = gr.Markdown(elem_id="loupe-lib-path")
             said = gr.Markdown(elem_id="loupe-lib-said")
@@ -618,8 +639,11 @@ def library_tab(demo: gr.Blocks | None = None) -> None:
     def turn(step: int):
         return lambda folder_, text_, state_, page_: page_view(folder_, text_, state_, int(page_ or 0) + step)
 
-    for trigger in (text.submit, state.change, folder.submit):
+    text.submit(friendly(search_loading), text, page_label, api_visibility="private", show_progress="hidden",
+                queue=False).then(friendly(first), filt, view, api_visibility="private", show_progress="hidden")
+    for trigger in (state.change, folder.submit):
         trigger(friendly(first), filt, view, api_visibility="private", show_progress="hidden")
+    like.click(friendly(more_like_this), [folder, selected], view, api_visibility="private", show_progress="hidden")
     prev.click(friendly(turn(-1)), filt, view, api_visibility="private", show_progress="hidden")
     nxt.click(friendly(turn(1)), filt, view, api_visibility="private", show_progress="hidden")
     picked.change(friendly(select_photo), picked, [picture, caption, caption_by, labels, where, selected],

@@ -81,7 +81,7 @@ def test_decisions_are_in_the_text_summary(folder, tmp_path, capsys):
            "which Lightroom does not read" in listed
     # walk order: "copy of p1.jpg" comes first and is captioned; p1.jpg is the duplicate
     assert f"{folder / 'p1.jpg'}: skipped, same photo as {folder / 'copy of p1.jpg'}" in listed
-    assert len(out) == 1 + 4
+    assert len(out) == 1 + 4 + 1 and out[-1].startswith("Search by meaning is off")  # no encoder here: said
     assert "loupe:caption" not in "\n".join(out)  # a field name means nothing to most people
     # a rescan of unchanged photos does not tell the same decisions again, but still counts the duplicate
     assert main(["library", "scan", str(folder), "--sidecar-style", "lightroom"]) == 0
@@ -113,10 +113,12 @@ def test_search_any_text_is_a_query_and_no_match_says_so(tmp_path, monkeypatch, 
     assert search("--", "--json")[0] == 1  # after "--" even an option's name is a word
 
     # issue 11: no hits printed nothing; now one line on stderr, exit 1 like grep
-    code, out, err = search("-zebra", "NOT", "*")
+    code, out, err = search("-zebra", "NOT", "*", "--by", "words")
     assert (code, out, err) == (1, "", "loupe: no photos match -zebra NOT *\n")
-    code, out, err = search("zebra", "--json")
-    assert (code, json.loads(out), err) == (1, [], "loupe: no photos match zebra\n")
+    code, out, err = search("zebra", "--json")  # default: both; without the encoder, words only (said)
+    assert (code, json.loads(out)) == (1, [])
+    assert err.splitlines() == ["Ranked by words only: the encoder (siglip-base) is not installed: "
+                                "`loupe models download siglip-base`.", "loupe: no photos match zebra"]
 
     # still usage errors: no words, a bad option value
     assert main(["library", "search", "--json"]) == 2

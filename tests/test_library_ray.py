@@ -52,6 +52,18 @@ def exported(tmp_path: Path, db: Path, root: Path) -> dict[str, tuple]:
                                                      r["hash"], r["settings_key"]) for r in rows}
 
 
+def embeddings(db: Path, root: Path) -> dict[str, object]:
+    """Each photo's stored image embedding (float32 [D]), by its path under `root`."""
+    from engine.inference import Engine
+    from engine.library import vectors
+    from engine.library.index import Index
+
+    with Index(db) as index:
+        stored = vectors.Vectors.load(index, Engine().model_ids()["embed"])
+        paths = {int(r[0]): r[1] for r in index.query("SELECT id, path FROM photos")}
+    return {str(Path(paths[int(i)]).relative_to(root)): stored.vector(int(i)) for i in stored.ids}
+
+
 def sidecars(root: Path) -> dict[str, tuple]:
     out = {}
     for x in sorted(root.rglob("*.xmp")):
@@ -77,6 +89,11 @@ def test_ray_scan_equals_local_scan_and_resumes(cluster, installed, tmp_path, mo
     assert [p.reason for p in b.problems] == [p.reason for p in a.problems]
     assert exported(tmp_path, tmp_path / "b.db", remote) == exported(tmp_path, tmp_path / "a.db", local)
     assert sidecars(remote) == sidecars(local) and len(sidecars(remote)) == 12
+    # the encoder ran in the actor pool too: the same image embeddings as the local scan (issue 21)
+    assert b.embedded == a.embedded == 11
+    ray_vectors, local_vectors = embeddings(tmp_path / "b.db", remote), embeddings(tmp_path / "a.db", local)
+    assert ray_vectors.keys() == local_vectors.keys() and len(ray_vectors) == 11
+    assert all(float(ray_vectors[k] @ local_vectors[k]) > 0.999 for k in ray_vectors)
     assert {p: sha(p) for p in remote.rglob("*.jpg")} == before  # sidecars: originals untouched
     assert seen and seen[-1].done == 13 and seen[-1].inferred == 11
 

@@ -49,7 +49,7 @@ def test_scan_fills_embeddings_later_without_recaptioning_and_search_uses_them(i
     first = CountingEngine()
     summary = library.scan(root, engine=first, keyword_threshold=0)
     assert (summary.done, summary.embedded) == (4, 0) and "embed" not in first.runs
-    assert summary.notes == [library.EMBED_OFF]  # said once, in the summary
+    assert summary.notes == [library.EMBED_OFF]  # said (once per folder), in the summary
     db = paths.data_dir() / "library.db"
     with Index(db) as index:
         captions = {r["path"]: r["caption"] for r in index.query("SELECT path, caption FROM photos")}

@@ -160,7 +160,11 @@ def scan(
         else:
             summary = run_scan(folder_path, engine.model_ids, local(engine), options, index, _log_for(db), progress,
                                cancel)
-    summary.notes[:0] = notes
+        for line in notes:  # told once per folder, like the scan's decisions
+            if (str(folder_path), "embed-off", line) not in index.notices_told():
+                with index.transaction() as tx:
+                    index.add_notice(tx, str(folder_path), "embed-off", line)
+                summary.notes.append(line)
     return summary
 
 
