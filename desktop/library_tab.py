@@ -149,6 +149,8 @@ def _summary_line(summary: Any) -> str:
         parts.append(f"{summary.write_failed} not written")
     if summary.renamed:
         parts.append(f"{summary.renamed} renamed")
+    if getattr(summary, "embedded", 0):
+        parts.append(f"{summary.embedded} embedded for search")
     return ", ".join(parts) + summary.decisions_text() + "."
 
 
@@ -161,6 +163,7 @@ def summary_markdown(summary: Any) -> str:
             lines += ["", f"**{title}**"] + [f"- {Path(path).name}: {text}" for path, text in rows[:200]]
             if len(rows) > 200:
                 lines.append(f"- … and {len(rows) - 200} more (Export lists them all)")
+    lines += [""] + list(getattr(summary, "notes", []))  # e.g. search by meaning is off (once per folder)
     return "\n".join(lines).strip()
 
 

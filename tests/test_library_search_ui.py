@@ -31,6 +31,7 @@ def test_search_box_and_more_like_this(installed, browser, artifacts, tmp_path):
         page.locator("#loupe-lib-scan").click()
         page.wait_for_function(f"document.querySelector('{LINE}').innerText.startsWith('Done')", timeout=180_000)
         page.wait_for_function(f"document.querySelectorAll('{CARDS}').length === 4")
+        assert "4 embedded for search" in page.inner_text(LINE), page.inner_text(LINE)
 
         # Collect every text the page line shows: the first search says the model loads
         page.evaluate("""() => { window.__lines = [];
