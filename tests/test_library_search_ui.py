@@ -6,10 +6,14 @@ with the encoder installed: the search box ranks by words and meaning fused into
 Screenshots at 1280x720: artifacts/screenshots/library-search*.png."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from library_fixtures import save_photo
 from test_library_ui import LINE, _library_page, _serve, _stop
+
+AXE = Path(__file__).parent / "axe" / "node_modules" / "axe-core" / "axe.min.js"  # `npm install` (make test)
 
 pytestmark = pytest.mark.browser
 
@@ -60,6 +64,7 @@ def test_search_box_and_more_like_this(installed, browser, artifacts, tmp_path):
         names = page.locator(f"{CARDS} .lib-name").all_inner_texts()
         assert names[0] == "red-2.jpg" and "red-1.jpg" not in names, names
         page.screenshot(path=str(shots / "library-search-like.png"))
+        _no_serious_axe_violations(page)
 
         # The keyboard alone: focus the button and press Enter
         page.locator("#loupe-lib-text input, #loupe-lib-text textarea").first.press("Enter")
@@ -69,3 +74,15 @@ def test_search_box_and_more_like_this(installed, browser, artifacts, tmp_path):
         page.wait_for_selector("#loupe-lib-page >> text=most like red-1.jpg")
     finally:
         _stop(app)
+
+
+def _no_serious_axe_violations(page) -> None:
+    """axe-core on the Library tab with search results and the photo panel shown (where the
+    suite has installed axe-core from npm)."""
+    if not AXE.exists():
+        return
+    page.add_script_tag(path=str(AXE))
+    found = page.evaluate("async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
+                          ".filter(v => ['serious', 'critical'].includes(v.impact))"
+                          ".map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '))")
+    assert not found, found
