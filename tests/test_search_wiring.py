@@ -59,7 +59,15 @@ def test_scan_fills_embeddings_later_without_recaptioning_and_search_uses_them(i
     # The encoder installed: the next scan embeds every photo, and nothing else
     (without / "siglip-base").symlink_to(installed / "siglip-base")
     second = CountingEngine()
-    again = library.scan(root, engine=second)
+    word = max(" ".join(captions.values()).split(), key=len)  # a word some caption holds
+    during = []  # a search while the scan runs (its index open, photos being recorded): answers
+
+    def progress(p) -> None:
+        if p.done >= 1 and not during:
+            during.append(library.find(word))
+
+    again = library.scan(root, engine=second, progress=progress)
+    assert during and during[0].hits and during[0].by in ("words", "both"), during
     assert second.runs == {"embed": 4}  # captions and labels not redone
     assert (again.done, again.skipped, again.embedded, again.notes) == (0, 4, 4, [])
     model = second.model_ids()["embed"]
