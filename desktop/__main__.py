@@ -28,8 +28,8 @@ def build_loupe_ui() -> Any:
     import desktop.ui as ui
     from desktop.window import folder_dialog
 
-    ui.folder_picker = folder_dialog()  # None when serving to a browser: the button stays hidden
-    return ui.build_ui()
+    # None when serving to a browser: the Browse… button stays hidden
+    return ui.build_ui(folder_picker=folder_dialog())
 
 
 def _icon() -> str | None:
