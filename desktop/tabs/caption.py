@@ -9,6 +9,7 @@ import gradio as gr
 from desktop.messages import CAPTIONER, friendly
 from desktop.tabs.first_run import Panel, first_run_panel
 from desktop.tabs.photo_drop import photo_drop
+from desktop.tabs.working import wire
 from engine import get_engine, weights
 from engine.models.registry import Option
 
@@ -52,7 +53,9 @@ def build(examples: list[str]) -> CaptionTab:
                                     max_length=opt.maximum)
                 length = slider(CAPTIONER.option("max_new_tokens"))
                 beams = slider(CAPTIONER.option("num_beams"))
-            button = gr.Button("Caption", variant="primary", interactive=weights.is_installed(CAPTIONER.name))
+            button = gr.Button("Caption", variant="primary", interactive=weights.is_installed(CAPTIONER.name),
+                               elem_id="loupe-caption-btn")
+            status = gr.HTML("", elem_id="loupe-caption-status")
         with gr.Column():
             caption = gr.Textbox(label="Caption (alt text)", buttons=["copy"], lines=3, interactive=False,
                                  elem_id="loupe-caption")
@@ -60,8 +63,8 @@ def build(examples: list[str]) -> CaptionTab:
         gr.Examples(examples=[[e] for e in examples], inputs=[image], label="Example photos")
     inputs = [image, prefix, length, beams]
     events = [
-        button.click(caption_photo, inputs, caption, api_name="caption", concurrency_id="caption",
-                     concurrency_limit=1),
-        image.change(caption_changed, inputs, caption, api_visibility="private",
-                     concurrency_id="caption", concurrency_limit=1)]
+        wire(button.click, caption_photo, inputs, caption, status, "caption", api_name="caption",
+             concurrency_id="caption", concurrency_limit=1),
+        wire(image.change, caption_changed, inputs, caption, status, "caption", api_visibility="private",
+             concurrency_id="caption", concurrency_limit=1)]
     return CaptionTab(panel, button, caption, events)

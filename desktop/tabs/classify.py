@@ -8,6 +8,7 @@ import gradio as gr
 from desktop.messages import CLASSIFIER, friendly
 from desktop.tabs.first_run import Panel, first_run_panel
 from desktop.tabs.photo_drop import photo_drop
+from desktop.tabs.working import wire
 from engine import get_engine, weights
 
 
@@ -41,14 +42,15 @@ def build(examples: list[str]) -> ClassifyTab:
                                elem_id="loupe-classify-photo")
             button = gr.Button("Classify", variant="primary", elem_id="loupe-classify-btn",
                                interactive=weights.is_installed(CLASSIFIER.name))
+            status = gr.HTML("", elem_id="loupe-classify-status")
         with gr.Column():
             top = CLASSIFIER.option("top").default
             labels = gr.Label(num_top_classes=top, label=f"Top {top} labels", elem_id="loupe-labels")
     if examples:
         gr.Examples(examples=[[e] for e in examples], inputs=[image], label="Example photos")
     events = [
-        button.click(classify_photo, image, labels, api_name="classify", concurrency_id="classify",
-                     concurrency_limit=2),
-        image.change(classify_changed, image, labels, api_visibility="private",
-                     concurrency_id="classify", concurrency_limit=2)]
+        wire(button.click, classify_photo, [image], labels, status, "classify", api_name="classify",
+             concurrency_id="classify", concurrency_limit=2),
+        wire(image.change, classify_changed, [image], labels, status, "classify", api_visibility="private",
+             concurrency_id="classify", concurrency_limit=2)]
     return ClassifyTab(panel, button, labels, events)

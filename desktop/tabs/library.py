@@ -105,7 +105,7 @@ def progress_html(line: str, fraction: float | None = None, note: str = "", erro
     width = 0.0 if fraction is None else max(0.0, min(1.0, fraction)) * 100
     cls = "lib-progress-line lib-error" if error else "lib-progress-line"
     out = (f'<div class="{cls}" id="loupe-lib-progress-line">{html.escape(line)}</div>'
-           f'<div class="lib-bar" role="progressbar" aria-valuenow="{width:.0f}" aria-valuemin="0" '
+           f'<div class="lib-bar" role="progressbar" aria-label="Scan progress" aria-valuenow="{width:.0f}" aria-valuemin="0" '
            f'aria-valuemax="100"><div style="width:{width:.1f}%"></div></div>')
     if note:
         out += f'<div class="lib-note">{html.escape(note)}</div>'
