@@ -28,6 +28,9 @@ CSS = """
 #loupe-header p {margin-top: 0.2em; opacity: 0.75}
 .loupe-banner {border-left: 4px solid var(--color-accent); padding-left: 0.8em}
 .loupe-progress {min-height: 3.5em}
+/* the Models table: state and size never break inside a word ("installe / d"); the long source may */
+#loupe-models td:nth-child(2), #loupe-models td:nth-child(3) {white-space: nowrap}
+#loupe-models td:nth-child(4) code {overflow-wrap: anywhere}
 """ + library_tab.CSS + working.CSS
 PAGE_JS = (Path(__file__).parent / "page.js").read_text(encoding="utf-8")
 
@@ -53,13 +56,18 @@ def warm_up() -> None:
 
 
 def model_state():
-    """Banners, download buttons and action buttons of the Caption and Classify tabs."""
+    """Banners, download buttons, download lines and action buttons of the Caption and Classify
+    tabs, then the Library tab's models banner and the Models tab's Download button. A model
+    installed from anywhere (another tab, an import, the command line) clears every stale line."""
     out = []
     for spec in (CAPTIONER, CLASSIFIER):
         missing = not weights.is_installed(spec.name)
         out += [gr.update(visible=missing, value=missing_text(spec.name)), gr.update(visible=missing),
-                gr.update(visible=missing), gr.update(interactive=not missing)]
-    return out
+                gr.update(visible=missing), gr.update(interactive=not missing),
+                # a line from before ("Not downloaded. Cannot reach …") must not outlive an import
+                gr.update(visible=True) if missing
+                else gr.update(value=f"{weights.source(spec.name).title}: installed and verified.")]
+    return out + library_tab.models_state_all() + models_tab.buttons_state()
 
 
 def _after_failure(empty: Any) -> tuple:
@@ -98,18 +106,19 @@ def build_ui(folder_picker: Callable[[], str | None] | None = None) -> gr.Blocks
             with gr.Tab("Classify", id="classify"):
                 cls = classify_tab.build(examples)
             with gr.Tab("Library", id="library"):
-                library_tab.build(demo, folder_picker)
+                lib = library_tab.build(demo, folder_picker)
             with gr.Tab("Models", id="models"):
                 models = models_tab.build()
         gr.Markdown("Loupe runs entirely on this computer. Captions: BLIP (Salesforce, BSD-3-Clause). "
                     "Labels: ResNet-18 trained on ImageNet (torchvision, BSD-3-Clause).")
-        state_outputs = [cap.panel.banner, cap.panel.get, cap.panel.cancel, cap.button,
-                         cls.panel.banner, cls.panel.get, cls.panel.cancel, cls.button]
+        state_outputs = [cap.panel.banner, cap.panel.get, cap.panel.cancel, cap.button, cap.panel.progress,
+                         cls.panel.banner, cls.panel.get, cls.panel.cancel, cls.button, cls.panel.progress,
+                         *lib.models_outputs, *models.button_outputs]
         # Weights may arrive from another tab, the CLI or another window: refresh on load and after.
         demo.load(model_state, None, state_outputs, api_visibility="private")
         demo.load(models_tab.models_table, None, models.table, api_visibility="private")
         demo.load(warm_up, None, None, api_visibility="private")
-        for event in (*models.events, cap.panel.event, cls.panel.event):
+        for event in (*models.events, *lib.events, cap.panel.event, cls.panel.event):
             event.then(model_state, None, state_outputs, api_visibility="private")
         # After an error (its toast says what happened), the output it was for is cleared, which
         # also takes gradio's "Error" badge off it; a missing model shows its banner and button.

@@ -67,4 +67,7 @@ def build(examples: list[str]) -> CaptionTab:
              concurrency_id="caption", concurrency_limit=1),
         wire(image.change, caption_changed, inputs, caption, status, "caption", api_visibility="private",
              concurrency_id="caption", concurrency_limit=1)]
+    # gradio's own sign that the copy worked is a faint tick: say it
+    caption.copy(lambda: gr.Info("Caption copied to the clipboard."), None, None, api_visibility="private",
+                 queue=False)
     return CaptionTab(panel, button, caption, events)

@@ -8,21 +8,24 @@ import gradio as gr
 from desktop.messages import CLASSIFIER, friendly
 from desktop.tabs.first_run import Panel, first_run_panel
 from desktop.tabs.photo_drop import photo_drop
+from desktop.tabs.caption import slider
 from desktop.tabs.working import wire
 from engine import get_engine, weights
 
 
 @friendly
-def classify_photo(path: str | None) -> dict[str, float]:
-    """{label: confidence 0-1} for the photo at `path`; gr.Error when there is none."""
+def classify_photo(path: str | None, top: int | None = None) -> dict[str, float]:
+    """{label: confidence 0-1}, the `top` most likely (default: the registry's), for the photo
+    at `path`; gr.Error when there is none."""
     if not path:
         raise gr.Error("Drop a photo first.", title="Loupe")
-    return get_engine().run_one("classify", path).as_confidences()
+    options = {} if top is None else {"top": int(top)}
+    return get_engine().run_one("classify", path, **options).as_confidences()
 
 
-def classify_changed(path: str | None):
+def classify_changed(path: str | None, top: int | None = None):
     """A new photo is classified at once; a cleared one clears."""
-    return classify_photo(path) if path else None
+    return classify_photo(path, top) if path else None
 
 
 @dataclass
@@ -43,14 +46,19 @@ def build(examples: list[str]) -> ClassifyTab:
             button = gr.Button("Classify", variant="primary", elem_id="loupe-classify-btn",
                                interactive=weights.is_installed(CLASSIFIER.name))
             status = gr.HTML("", elem_id="loupe-classify-status")
+            top = slider(CLASSIFIER.option("top"))
         with gr.Column():
-            top = CLASSIFIER.option("top").default
-            labels = gr.Label(num_top_classes=top, label=f"Top {top} labels", elem_id="loupe-labels")
+            labels = gr.Label(num_top_classes=CLASSIFIER.option("top").maximum, label="Labels",
+                              elem_id="loupe-labels")
     if examples:
         gr.Examples(examples=[[e] for e in examples], inputs=[image], label="Example photos")
     events = [
-        wire(button.click, classify_photo, [image], labels, status, "classify", api_name="classify",
+        wire(button.click, classify_photo, [image, top], labels, status, "classify", api_visibility="private",
              concurrency_id="classify", concurrency_limit=2),
-        wire(image.change, classify_changed, [image], labels, status, "classify", api_visibility="private",
+        wire(image.change, classify_changed, [image, top], labels, status, "classify", api_visibility="private",
              concurrency_id="classify", concurrency_limit=2)]
+    # The /classify API keeps its one input (a photo) and the registry's number of labels: its
+    # callers send no count. A trigger of its own, never shown, so the page's button can send one.
+    api = gr.Button(visible=False)
+    api.click(classify_photo, [image], labels, api_name="classify", concurrency_id="classify", concurrency_limit=2)
     return ClassifyTab(panel, button, labels, events)

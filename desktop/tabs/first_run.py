@@ -19,6 +19,7 @@ class Panel:
     banner: gr.Markdown
     get: gr.Button
     cancel: gr.Button
+    progress: gr.Markdown  # the download's line: emptied once the model is installed
     event: Any
 
 
@@ -49,4 +50,4 @@ def first_run_panel(name: str, button: str) -> Panel:
     event = get.click(download_for(name), None, progress, api_visibility="private", concurrency_id="download",
                       show_progress="hidden")
     cancel.click(cancel_download, None, None, api_visibility="private")
-    return Panel(banner, get, cancel, event)
+    return Panel(banner, get, cancel, progress, event)

@@ -22,6 +22,7 @@ import threading
 import time
 from datetime import datetime
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import gradio as gr
@@ -49,6 +50,9 @@ WRITE_CHOICES = [("Sidecar file (photo untouched)", "sidecar"), ("Inside the pho
 STYLE_CHOICES = [("photo.jpg.xmp (darktable, digiKam)", "darktable"), ("photo.xmp (Lightroom)", "lightroom")]
 EXISTING_CHOICES = [("Keep it", "keep"), ("Replace it", "replace"), ("Add the caption after it", "append")]
 
+# The history speaks as the progress line did ("Stopped: …"), not in the index's own words.
+HISTORY_WORDS = {"done": "Done", "cancelled": "Stopped", "interrupted": "Stopped (Loupe was closed)",
+                 "running": "Running", "failed": "Failed"}
 _cancel = threading.Event()  # Stop: the running scan
 _idle_text = "Ready. Type or choose a folder and press Scan."
 
@@ -61,9 +65,7 @@ CSS = """
 .lib-bar > div {height: 100%; background: var(--color-accent)}
 .lib-note {opacity: 0.75; font-size: 0.9em}
 .lib-error {color: var(--error-text-color, #b91c1c)}
-/* the scroller is our own div: gradio's .block sets overflow on the component's wrapper */
-.lib-grid {display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: 10px;
-           max-height: 540px; overflow-y: auto; padding: 2px}
+.lib-grid {display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: 10px; padding: 2px}
 .lib-card {all: unset; box-sizing: border-box; cursor: pointer; display: flex; flex-direction: column;
            border: 1px solid var(--border-color-primary); border-radius: 6px; padding: 6px; min-width: 0}
 .lib-card:hover, .lib-card:focus-visible {border-color: var(--color-accent)}
@@ -245,6 +247,18 @@ def _models_text() -> str:
 def models_state():
     missing = bool(_models_missing())
     return gr.update(visible=missing, value=_models_text()), gr.update(visible=missing)
+
+
+def models_state_all() -> list:
+    """The models row, its text and button: after models change anywhere in the app."""
+    missing = bool(_models_missing())
+    return [gr.update(visible=missing), *models_state()]
+
+
+@dataclass
+class LibraryTab:
+    models_outputs: list  # what `models_state_all` updates
+    events: list  # after which the other tabs' model state is refreshed
 
 
 def _scan_options(style: str, prefix: str, write: str, sidecar: str, existing: str, rename: bool,
@@ -432,7 +446,8 @@ def history_rows() -> list[list[Any]]:
     rows = []
     for s in reversed(library.scans()):
         started = datetime.fromtimestamp(s["started"]).strftime("%Y-%m-%d %H:%M") if s.get("started") else ""
-        rows.append([started, s.get("folder", ""), s.get("status", ""), s.get("total", 0), s.get("done", 0),
+        status = HISTORY_WORDS.get(s.get("status", ""), s.get("status", ""))
+        rows.append([started, s.get("folder", ""), status, s.get("total", 0), s.get("done", 0),
                      s.get("skipped", 0), s.get("failed", 0), s.get("renamed", 0)])
     return rows[:50]
 
@@ -451,7 +466,7 @@ def pick_folder(picker: Callable[[], str | None] | None) -> Callable[[], Any]:
 # ------------------------------------------------------------------------- layout
 
 
-def build(demo: gr.Blocks | None = None, folder_picker: Callable[[], str | None] | None = None) -> None:
+def build(demo: gr.Blocks | None = None, folder_picker: Callable[[], str | None] | None = None) -> LibraryTab:
     """Build the Library tab's components and events inside the current gr.Tab; with `demo`,
     also refresh the models banner and the scan history each time the page loads.
     `folder_picker` opens the window's native folder chooser (the chosen path, or None when
@@ -461,7 +476,7 @@ def build(demo: gr.Blocks | None = None, folder_picker: Callable[[], str | None]
                             placeholder="Folder of photos, e.g. /home/me/Pictures", elem_id="loupe-lib-folder")
         pick = gr.Button("Browse…", scale=0, min_width=110, visible=folder_picker is not None)
         scan = gr.Button("Scan", variant="primary", scale=0, min_width=110, elem_id="loupe-lib-scan")
-        stop = gr.Button("Stop", scale=0, min_width=110, elem_id="loupe-lib-stop")
+        stop = gr.Button("Stop", scale=0, min_width=110, elem_id="loupe-lib-stop", interactive=False)
     with gr.Row(visible=bool(_models_missing())) as models_row:
         models_text = gr.Markdown(_models_text(), elem_classes="loupe-banner")
         get_models = gr.Button("Download the models", variant="primary", scale=0, min_width=200,
@@ -484,10 +499,10 @@ def build(demo: gr.Blocks | None = None, folder_picker: Callable[[], str | None]
             existing = gr.Radio(EXISTING_CHOICES, value="keep", label="A description someone already wrote",
                                 info="in the photo or its sidecar")
             rename = gr.Checkbox(False, label="Rename files from captions", info="Undo below puts the names back")
-        cluster = gr.Textbox(label="Run on a Ray cluster (optional)", visible=_ray_installed(),
-                             placeholder="local, auto or ray://head:10001",
-                             info="Leave empty to scan on this computer. The folder must be one every "
-                                  "node of the cluster can read.", elem_id="loupe-lib-ray")
+        with gr.Accordion("Advanced: scan on a Ray cluster", open=False, visible=_ray_installed()):
+            cluster = gr.Textbox(label="Ray cluster address (optional)", placeholder="local, auto or ray://head:10001",
+                                 info="Leave empty to scan on this computer. The folder must be one every "
+                                      "node of the cluster can read.", elem_id="loupe-lib-ray")
 
     with gr.Row():
         with gr.Column(scale=3, min_width=420):
@@ -536,14 +551,21 @@ def build(demo: gr.Blocks | None = None, folder_picker: Callable[[], str | None]
     view = [grid, page_label, page]
     filt = [folder, text, state, page]
     scan_inputs = [folder, style, prefix, write, sidecar, existing, rename, threshold, text, state, cluster]
-    scan_event = scan.click(run_scan, scan_inputs, [progress, report, grid, page_label, page],
+    running = scan.click(lambda: gr.update(interactive=True), None, stop, queue=False, api_visibility="private",
+                         show_progress="hidden")
+    scan_event = running.then(run_scan, scan_inputs, [progress, report, grid, page_label, page],
                             api_visibility="private", concurrency_id="scan", concurrency_limit=1,
                             show_progress="hidden")
     scan_event.then(friendly(history_rows), None, history, api_visibility="private", show_progress="hidden")
+    scan_event.then(lambda: gr.update(interactive=False), None, stop, api_visibility="private",
+                    show_progress="hidden", queue=False)
     stop.click(stop_scan, None, None, api_visibility="private", show_progress="hidden", queue=False)
-    dl = get_models.click(download_models, None, [progress, models_text, get_models], api_visibility="private",
+    dl = get_models.click(lambda: gr.update(interactive=True), None, stop, queue=False, api_visibility="private",
+                          show_progress="hidden").then(download_models, None, [progress, models_text, get_models], api_visibility="private",
                           concurrency_id="download", show_progress="hidden")
     dl.then(lambda: gr.update(visible=bool(_models_missing())), None, models_row, api_visibility="private")
+    dl.then(lambda: gr.update(interactive=False), None, stop, api_visibility="private", show_progress="hidden",
+            queue=False)
     pick.click(friendly(pick_folder(folder_picker)), None, folder, api_visibility="private")
 
     def first(folder_, text_, state_, _page):
@@ -570,3 +592,4 @@ def build(demo: gr.Blocks | None = None, folder_picker: Callable[[], str | None]
         demo.load(lambda: gr.update(visible=bool(_models_missing())), None, models_row, api_visibility="private")
         demo.load(friendly(history_rows), None, history, api_visibility="private", show_progress="hidden")
         demo.load(friendly(first), filt, view, api_visibility="private", show_progress="hidden")
+    return LibraryTab([models_row, models_text, get_models], [dl])

@@ -28,6 +28,11 @@ def models_table() -> str:
     return "\n".join(rows)
 
 
+def buttons_state() -> list:
+    """Download missing models: shown only when a model is missing (Cancel shows while it runs)."""
+    return [gr.update(visible=any(not weights.is_installed(n) for n in weights.sources()))]
+
+
 def download_all() -> Iterator[tuple[Any, str]]:
     """Download missing models: (table, status line) while it runs; the table when it ends."""
     keep = gr.update()
@@ -40,8 +45,7 @@ def import_weights(folder: str):
     if not folder or not folder.strip():
         raise gr.Error("Type the folder that holds the weight files.", title="Loupe")
     names = weights.import_folder(folder.strip())
-    gr.Info("Imported and verified: " + ", ".join(names))
-    return models_table()
+    return models_table(), "Imported and verified: " + ", ".join(names) + "."
 
 
 @friendly
@@ -84,6 +88,7 @@ def _weights_dir_after_failure() -> tuple[str, str]:
 class ModelsTab:
     table: gr.Markdown
     events: list  # the events after which the other tabs' model state is refreshed
+    button_outputs: list  # what `buttons_state` updates
 
 
 def build() -> ModelsTab:
@@ -92,9 +97,10 @@ def build() -> ModelsTab:
     # Downloads and imports report here (progress, done, cancelled, why not): never
     # as a badge over the table.
     status = gr.Markdown(elem_classes="loupe-progress", elem_id="loupe-models-status")
+    missing = any(not weights.is_installed(n) for n in weights.sources())
     with gr.Row():
-        all_btn = gr.Button("Download missing models", variant="primary")
-        all_cancel = gr.Button("Cancel download")
+        all_btn = gr.Button("Download missing models", variant="primary", visible=missing)
+        all_cancel = gr.Button("Cancel download", visible=False)
     with gr.Accordion("Import from a folder (for computers that never go online)", open=False):
         gr.Markdown("Copy the model files (see the README) into a folder, type it here. "
                     "Each file is checked against its pinned sha256 before it is installed.")
@@ -107,14 +113,18 @@ def build() -> ModelsTab:
     with gr.Accordion("Remove a model", open=False):
         rm_name = gr.Dropdown(list(weights.sources()), label="Model")
         rm_btn = gr.Button("Remove", variant="stop")
-    all_event = all_btn.click(download_all, None, [table, status], api_visibility="private",
-                              concurrency_id="download", show_progress="hidden")
+    shown = all_btn.click(lambda: gr.update(visible=True), None, all_cancel, queue=False, api_visibility="private",
+                          show_progress="hidden")
+    all_event = shown.then(download_all, None, [table, status], api_visibility="private",
+                           concurrency_id="download", show_progress="hidden")
+    all_event.then(lambda: gr.update(visible=False), None, all_cancel, api_visibility="private",
+                   show_progress="hidden", queue=False)
     all_cancel.click(cancel_download, None, None, api_visibility="private")
-    imp_event = imp_btn.click(import_weights, imp_folder, table, api_visibility="private")
+    imp_event = imp_btn.click(import_weights, imp_folder, [table, status], api_visibility="private")
     wdir_event = wdir_btn.click(set_weights_dir, wdir, [table, wdir], api_visibility="private")
     rm_event = rm_btn.click(remove_weights, rm_name, table, api_visibility="private")
     for event in (imp_event, rm_event):
         event.failure(models_table, None, table, api_visibility="private", show_progress="hidden")
     wdir_event.failure(_weights_dir_after_failure, None, [table, wdir], api_visibility="private",
                        show_progress="hidden")
-    return ModelsTab(table, [all_event, imp_event, wdir_event, rm_event])
+    return ModelsTab(table, [all_event, imp_event, wdir_event, rm_event], [all_btn])
