@@ -9,29 +9,22 @@ import gradio as gr
 
 from engine import get_engine, weights
 from engine.models.registry import for_task
-from engine.quantize import cache_paths
 
 
 def first_use_words(task: str) -> str:
     """Why this request waits longer than the next ones, or "" when the model is ready.
 
-    The first caption after start loads the model from disk (a few seconds); on the very first
-    start with int8 precision it also converts the weights to int8 once and keeps them (the int8
-    cache), which takes longer. The first forward pass after a load also sets up its kernels."""
+    The first caption after start loads the model from disk (bench/desktop_truth.py: ~12 s for
+    BLIP-base's 990 MB on a busy 2-core machine) and its first forward pass sets up its kernels
+    (a further ~30 % of a caption); on the very first start with int8 precision (CPUs without
+    native bf16) the weights are also converted to int8 once and kept beside them. Cheap to ask:
+    no torch import, no CPU probe (the line must show at once)."""
     spec = for_task(task)
-    engine = get_engine()
-    if engine.is_loaded(task) or not weights.is_installed(spec.name):
+    if not weights.is_installed(spec.name) or get_engine().is_loaded(task):
         return ""
     what = "captioning model" if task == "caption" else "classifier"
-    if engine.placement_for(spec).precision == "int8":
-        try:
-            data, _ = cache_paths(weights.model_dir(spec.name))
-        except Exception:  # the request itself says what is wrong with the weights
-            return ""
-        if not data.is_file():
-            return (f"Preparing the {what} for this computer (once, on the first start: its weights are "
-                    f"converted to int8 and kept); this first one takes longer.")
-    return f"Loading the {what} (once after each start); this first one takes a few seconds longer."
+    return (f"The first one after start takes longer: the {what} is being loaded (on the very first "
+            "start it is also prepared for this computer once).")
 
 
 def working_html(task: str) -> str:
@@ -64,8 +57,9 @@ def wire(trigger: Callable, fn: Callable, inputs: list, output: Any, status: gr.
     """`trigger(fn, inputs, output)` with a working state: the status line under the button says
     what happens at once (scrolled into view), then the answer is scrolled into view and read out.
     Returns the event that runs `fn` (for `.failure`); `kwargs` go to it (api_name, concurrency)."""
-    scroll_status = (f"(...a) => {{ document.querySelector('#{status.elem_id}')?.scrollIntoView("
-                     "{block: 'nearest'}); return a; }")
+    # again once the line has its text (its height grows when the answer to "why" arrives)
+    scroll_status = (f"(...a) => {{ const go = () => document.querySelector('#{status.elem_id}')?.scrollIntoView("
+                     "{block: 'nearest'}); go(); setTimeout(go, 300); setTimeout(go, 900); return a; }")
     scroll_output = (f"(...a) => {{ document.querySelector('#{output.elem_id}')?.scrollIntoView("
                      "{block: 'nearest'}); return a; }")
     shown = trigger(lambda path: working_html(task) if path else "", inputs[:1], status, queue=False,
