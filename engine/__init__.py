@@ -4,16 +4,20 @@
     get_engine().run("caption", ["a.jpg"], num_beams=1)   # [Caption | UnreadableImage]
     get_engine().run_one("classify", "a.jpg", top=3)       # Labels
 
-The map (each module one job):
+The map (each module one job; no import circle):
+    models/spec.py      the data types (ModelSpec, Option, Source, WeightFile, CPU classes)
     models/registry.py  every model as a spec: pinned weights, loader, input size, options
     models/*.py         one module per model: preprocess / collate / forward / postprocess
-    inference.py        the engine: lazy loading, the one request path (prepare -> infer)
+    inference.py        the engine: lazy loading, prepare -> infer, run, stream
+    batching.py         the one batch loop (stream) and the Inference protocol
     images.py           load_image(), the one photo loader
-    weights.py          download, verify, import, remove the registry's weights
+    weights/            table, stamps, transfer, install, imports, guard of the registry's weights
     device.py           device and precision choice
-    library/            folder scans (scanner.py reads top to bottom as its pipeline), the
-                        SQLite index, XMP writers, renames with undo, export
+    library/            folder scans as stages (plan, compute, write, record; scanner.py wires
+                        them), the SQLite index, XMP writers, renames with undo, export
     errors.py, results.py, paths.py, units.py   errors, result types, folders, sizes
+A new model: a spec in models/registry.py and a module in models/. A new compute backend for
+scans: a class like library/compute.py's. A new writer: library/writers.py + options.py.
 `engine` never imports gradio, Qt or `desktop`; the `loupe` command lives in `loupe/`.
 """
 from __future__ import annotations

@@ -21,11 +21,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "int8")
 #: the CPU features that decide the fast path, as /proc/cpuinfo names them
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_int8", "avx512_vnni", "avx_vnni")
 
-#: CPU classes, the keys of `ModelSpec.precisions`
-NATIVE_BF16 = "native-bf16"  # avx512_bf16 or amx_bf16 (Zen 4+, Xeon since Cooper Lake)
-X86_VNNI = "x86-vnni"  # int8 dot products in hardware (avx_vnni / avx512_vnni), no native bf16
-X86_AVX2 = "x86-avx2"  # AVX2 without VNNI or bf16 (Zen 2/3, Intel before 12th gen)
-OTHER = "other"  # no AVX2 (old x86, ARM, no /proc/cpuinfo)
+#: CPU classes, the keys of `ModelSpec.precisions` (data: engine/models/spec.py)
+from .models.spec import NATIVE_BF16, OTHER, X86_AVX2, X86_VNNI  # noqa: E402,F401
 
 
 @dataclass(frozen=True)

@@ -76,3 +76,15 @@ class Cancelled(LoupeError):
     """The person cancelled a long operation (download, scan)."""
 
     exit_code = 130
+
+
+class ModelFailed(LoupeError):
+    """The models failed on one photo (found by running its batch one photo at a time); the
+    others went on. `reason` names the exception; `path` the photo when known."""
+
+    exit_code = 3
+
+    def __init__(self, reason: str, path: str = "") -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}" if path else reason)

@@ -18,18 +18,20 @@ Models are loaded lazily, once, thread-safely, from verified weights.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from PIL.Image import Image
 
 from . import weights
 from .device import Placement, choose
-from .errors import Cancelled, LoupeError, UnreadableImage
+from .batching import stream
+from .errors import Cancelled, LoupeError, ModelFailed, UnreadableImage
 from .images import load_image
 from .models.registry import MODELS, ModelSpec, for_task, lookup
 
@@ -37,6 +39,9 @@ Photo = str | os.PathLike[str] | Image
 
 
 class Engine:
+    """The process-wide engine; implements `batching.Inference` (model_ids, batch_size,
+    prepare, infer) and runs every request through the one batch loop (`stream`)."""
+
     def __init__(self, placement: Placement | None = None, batch_sizes: Mapping[str, int] | None = None) -> None:
         self._placement = placement
         # task -> photos per forward pass; the registry's unless a bench sweep asks for others
@@ -51,6 +56,10 @@ class Engine:
         self._preparers: dict[str, Any] = {}
         self._prepare_lock = threading.Lock()
         self.load_seconds: dict[str, float] = {}
+
+    def batch_size(self, task: str) -> int:
+        """Photos per forward pass for `task`: the registry's, or the one given for it."""
+        return self.batch_sizes[task]
 
     @property
     def placement(self) -> Placement:
@@ -145,7 +154,9 @@ class Engine:
               cancel: threading.Event | None = None,
               on_step: Callable[[float], None] | None = None) -> list[Any]:
         """Prepared inputs -> one result per input, in order, in batches of the spec's size.
-        Raises Cancelled soon after `cancel` is set (caption generation checks it per token).
+        Raises Cancelled soon after `cancel` is set: before each layer of the model's stacks
+        (`_stoppable`: also inside the vision encoder, before generation starts) and at each
+        generation step.
         `on_step(fraction)`: how far the inputs are, 0-1, after each generation step (captions)."""
         model = self.model(task)
         out: list[Any] = []
@@ -156,7 +167,7 @@ class Engine:
             if on_step is not None:
                 first, n = len(out), len(inputs)
                 step = lambda f, first=first, size=len(chunk): on_step((first + f * size) / n)  # noqa: E731
-            with self._run_locks[task]:
+            with self._run_locks[task], _stoppable(model, cancel):
                 outputs = model.forward(model.collate(chunk), cancel=cancel, on_step=step, **options)
                 out.extend(model.postprocess(outputs, **options))
         _release_freed_memory()
@@ -169,29 +180,33 @@ class Engine:
 
     def run(self, task: str, photos: Sequence[Photo], **options: Any) -> list[Any]:
         """Results for `photos` in input order; a photo that cannot be read gets its
-        UnreadableImage in its place. Options are checked before any file or model is touched
-        (UsageError); the model is loaded at the first readable photo (WeightsMissing or
-        WeightsDamaged then). Photos are decoded a batch at a time, so memory stays bounded."""
+        UnreadableImage in its place, one the model fails on its ModelFailed. Options are
+        checked before any file or model is touched (UsageError); the model is loaded at the
+        first readable photo (WeightsMissing or WeightsDamaged then). Photos are decoded a
+        batch at a time as the batch loop (`stream`) asks, so memory stays bounded."""
         checked = check_options(task, options)
-        batch = self.batch_sizes[task]
         try:
             self.model(task)  # first: missing or damaged weights are every photo's problem
         except LoupeError as missing:
             return _unreadable_or_raise(photos, missing)
         results: list[Any] = [None] * len(photos)
-        for start in range(0, len(photos), batch):
-            ready: list[tuple[int, Any]] = []
-            for i in range(start, min(start + batch, len(photos))):
+
+        def prepared() -> Iterator[tuple[int, dict[str, Any]]]:
+            for i, photo in enumerate(photos):
                 try:
-                    image = photos[i] if isinstance(photos[i], Image) else self.decode(task, photos[i])
+                    yield i, {task: self.prepare(task, photo, checked)}
                 except UnreadableImage as exc:
                     results[i] = exc
-                    continue
-                ready.append((i, self.prepare(task, image, checked)))
-            if ready:
-                for (i, _), result in zip(ready, self.infer(task, [inp for _, inp in ready], checked)):
-                    results[i] = result
+
+        for i, out in self.stream(prepared(), {task: checked}, batch_size=self.batch_size(task)):
+            results[i] = ModelFailed(out.reason, _name(photos[i])) if isinstance(out, ModelFailed) else out[task]
         return results
+
+    def stream(self, items: Iterable[tuple[Any, Mapping[str, Any]]], options: Mapping[str, Mapping[str, Any]], *,
+               batch_size: int, cancel: threading.Event | None = None, **hooks: Any) -> Iterator[tuple[Any, Any]]:
+        """`batching.stream` on this engine: (key, {task: input}) -> (key, {task: result} or
+        ModelFailed), a batch at a time (see there for `on_batch`, `on_step`, `streak`)."""
+        return stream(self, items, options, batch_size=batch_size, cancel=cancel, **hooks)
 
     def run_one(self, task: str, photo: Photo, **options: Any) -> Any:
         """The result for one photo; raises its UnreadableImage instead of returning it."""
@@ -207,6 +222,37 @@ class Engine:
     def classify(self, photos: Sequence[Photo], **options: Any) -> list[Any]:
         """`run("classify", ...)`: Labels per photo (options: registry's resnet18 spec)."""
         return self.run("classify", photos, **options)
+
+
+@contextlib.contextmanager
+def _stoppable(model: Any, cancel: threading.Event | None) -> Iterator[None]:
+    """While inside: each layer of the model's layer stacks (the children of every
+    torch.nn.ModuleList of its torch modules) first checks `cancel` and raises Cancelled, so
+    Stop ends a long forward pass (a batch's vision encoder: seconds) within one layer."""
+    if cancel is None:
+        yield
+        return
+    import torch
+
+    def check(module: Any, args: Any) -> None:
+        if cancel.is_set():
+            raise Cancelled("cancelled")
+
+    handles = []
+    for value in vars(model).values():
+        if isinstance(value, torch.nn.Module):
+            for sub in value.modules():
+                if isinstance(sub, torch.nn.ModuleList):
+                    handles += [layer.register_forward_pre_hook(check) for layer in sub]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _name(photo: Photo) -> str:
+    return "" if isinstance(photo, Image) else str(photo)
 
 
 def _unreadable_or_raise(photos: Sequence[Photo], missing: LoupeError) -> list[UnreadableImage]:

@@ -107,7 +107,7 @@ def models() -> None:
     """Install, import, check or remove model weights."""
     from engine import weights
 
-    weights.cleanup_stale()
+    weights.drop_leftovers()
 
 
 @models.command()

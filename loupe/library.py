@@ -15,12 +15,12 @@ from typing import Any, Iterator
 
 import click
 
-from engine.library.descriptions import EXISTING_POLICIES
+from engine.library.options import CAPTION_STYLE, EXISTING, RENAME, SIDECAR_STYLE, WRITE
 from engine.library.review import REVIEW_STATES
-from engine.library.settings import CAPTION_STYLES, DEFAULT_CAPTION_STYLE, KEYWORD_THRESHOLD
+from engine.library.settings import KEYWORD_THRESHOLD
 
 from .logged import LoggedGroup
-from .options import model_options, pick
+from .options import model_options, pick, scan_option
 
 _DB = click.option("--db", default=None, metavar="PATH", help="Index file (default: the data folder's library.db).")
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
@@ -33,23 +33,12 @@ def library() -> None:
 
 @library.command()
 @click.argument("folder")
-@click.option("--write", type=click.Choice(["sidecar", "embed", "none"]), default=None,
-              help="Where results go: XMP sidecars beside the photos, embedded in the photos, or only the "
-                   "index (default: the library_write setting, else sidecar).")
-@click.option("--sidecar-style", type=click.Choice(["darktable", "lightroom"]), default=None,
-              help="photo.jpg.xmp (darktable, digiKam) or photo.xmp (Lightroom).")
-@click.option("--rename", is_flag=True, help="Rename photos after their captions (undo: loupe library undo).")
-@click.option("--existing", type=click.Choice(EXISTING_POLICIES), default=EXISTING_POLICIES[0], show_default=True,
-              help="A description someone else wrote (XMP, IPTC or EXIF): keep it (Loupe's caption goes to "
-                   "its own caption field), replace it with the caption, or append the caption to it.")
-@click.option("--caption-style", type=click.Choice(list(CAPTION_STYLES)), default=DEFAULT_CAPTION_STYLE,
-              show_default=True,
-              help="; ".join(f"{name}: {words}" for name, (words, _) in CAPTION_STYLES.items())
-              + " (--beams, when given, wins over it).")
-@click.option(KEYWORD_THRESHOLD.cli, KEYWORD_THRESHOLD.name, metavar="PCT",
-              type=click.IntRange(KEYWORD_THRESHOLD.minimum, KEYWORD_THRESHOLD.maximum),
-              default=KEYWORD_THRESHOLD.default, show_default=True,
-              help=f"{KEYWORD_THRESHOLD.help}.")
+@scan_option(CAPTION_STYLE)
+@scan_option(KEYWORD_THRESHOLD)
+@scan_option(WRITE)
+@scan_option(SIDECAR_STYLE)
+@scan_option(EXISTING)
+@scan_option(RENAME)
 @model_options("caption", "classify")
 @click.option("--batch-size", type=click.IntRange(1, 256), default=None, help="Photos per batch (default: the captioner's).")
 @click.option("--workers", type=click.IntRange(0, 64), default=2, show_default=True, help="Photo loader threads (0: load inline).")
@@ -205,10 +194,9 @@ def scans(db: str | None, as_json: bool) -> int:
 @library.command()
 @click.argument("path")
 @click.argument("caption")
-@click.option("--write", type=click.Choice(["sidecar", "embed", "none"]), default=None,
-              help="Where it goes (default: the way the photo was last written, else the library_write setting).")
-@click.option("--sidecar-style", type=click.Choice(["darktable", "lightroom"]), default=None,
-              help="photo.jpg.xmp (darktable, digiKam) or photo.xmp (Lightroom).")
+@scan_option(WRITE, help="Where it goes (default: the way the photo was last written, else the library_write "
+                         "setting, else sidecar)")
+@scan_option(SIDECAR_STYLE)
 @click.option("--replace", is_flag=True,
               help="Replace a description someone else wrote (without it, such a photo is left as it is).")
 @_DB

@@ -1,4 +1,5 @@
-"""Click options made from the model registry: flags, defaults, limits and help written once."""
+"""Click options made from the declared options (the model registry's and the scan's,
+engine/library/options.py): flags, choices, defaults, limits and help written once."""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -6,6 +7,7 @@ from typing import Any, Callable
 import click
 
 from engine.models.registry import Option, for_task
+
 
 
 def _click_option(opt: Option) -> Callable[[Callable], Callable]:
@@ -35,3 +37,23 @@ def pick(task: str, values: dict[str, Any]) -> dict[str, Any]:
     """The values of `task`'s options among a command's parameters."""
     names = {opt.name for opt in for_task(task).options}
     return {k: v for k, v in values.items() if k in names}
+
+
+def scan_option(opt: Option, *, help: str | None = None) -> Callable[[Callable], Callable]:
+    """A click option for a declared scan option (engine/library/options.py): its choices,
+    its flag; an option backed by a setting defaults to None (the scan falls back on the
+    setting, then the default), the others show their default."""
+    text = help or opt.help
+    if opt.kind is bool:
+        return click.option(opt.cli, opt.name, is_flag=True, default=False, help=f"{text}.")
+    if opt.setting:
+        text += f" (default: the {opt.setting} setting, else {opt.default})"
+        default, show = None, False
+    else:
+        default, show = opt.default, True
+    if opt.choices:
+        kind: Any = click.Choice(opt.values())
+    else:
+        kind = click.IntRange(opt.minimum, opt.maximum)
+    return click.option(opt.cli, opt.name, type=kind, default=default, show_default=show,
+                        metavar=None if opt.choices else "PCT", help=f"{text}.")

@@ -42,7 +42,7 @@ REAL_INPUT_SIZES = {"caption": 384, "classify": 256}
 
 
 class FakeEngine:
-    """Implements the scanner's engine contract (model_ids, prepare, infer, batch_size).
+    """Implements `engine.batching.Inference` in full (model_ids, batch_size, prepare, infer).
 
     `prepare` is the real decode (`engine.inference.load_photo` at the real models' input sizes),
     so the photos it is handed are the pixels a real model's preprocessing would start from."""
@@ -52,7 +52,7 @@ class FakeEngine:
         log_path: str | os.PathLike[str] | None = None, fixed_caption: str | None = None,
     ) -> None:
         self.version = version
-        self.batch_size = batch_size
+        self.batch = batch_size
         self.delay = delay
         self.log_path = str(log_path) if log_path else None
         self.fixed_caption = fixed_caption
@@ -75,14 +75,21 @@ class FakeEngine:
                 os.close(fd)
         return digests
 
-    def prepare(self, task, path, options):
+    def batch_size(self, task: str) -> int:
+        return self.batch
+
+    def prepare(self, task, photo, options):
         from engine.inference import load_photo
 
-        return load_photo(REAL_INPUT_SIZES[task], path)
+        return photo if isinstance(photo, Image.Image) else load_photo(REAL_INPUT_SIZES[task], photo)
 
-    def infer(self, task, inputs, options, cancel=None):
+    def infer(self, task, inputs, options, cancel=None, on_step=None):
+        from engine.errors import Cancelled
+
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("cancelled")
         if task == "caption":
-            return self.caption(inputs, **options)
+            return self.caption(inputs, **options)  # no generation steps to tell (`on_step`)
         return self.classify(inputs, **options)
 
     def caption(self, images, *, prefix=None, max_new_tokens=30, num_beams=3):

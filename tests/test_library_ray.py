@@ -334,7 +334,7 @@ def test_a_decode_task_prepares_the_same_tensors_without_loading_a_model(install
 
     photo = save_photo(Path(os.environ["LOUPE_HOME"]) / "p.jpg", 3, size=(640, 480))
     models = {task: for_task(task).check_options() for task in TASKS}
-    row = ray_scan.decode_row({"id": 0, "path": str(photo)}, models=models)
+    row = ray_scan.decode_row({"id": 0, "path": str(photo), "tasks": list(TASKS)}, models=models)
     worker = ray_scan.worker_engine()
     assert row["error"] == "" and worker._models == {}  # no weights loaded in a decode task
     inputs = pickle.loads(row["inputs"])

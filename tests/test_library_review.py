@@ -293,7 +293,7 @@ def test_a_v1_index_is_migrated_in_place(tmp_path):
     assert (item.caption_by, item.state) == ("loupe", "done")
     con = sqlite3.connect(path)
     try:
-        assert con.execute("PRAGMA user_version").fetchone()[0] == index_mod.SCHEMA_VERSION == 2
+        assert con.execute("PRAGMA user_version").fetchone()[0] == index_mod.SCHEMA_VERSION == 3
     finally:
         con.close()
     library.set_caption(photo, "After the move")
@@ -359,9 +359,9 @@ def test_progress_per_photo_first_before_any_model_work_and_rate_counts_only_cap
     assert first_batch.done == 12 and first_batch.rate == 0 and first_batch.eta_s is None
     later = [p for p, _ in reports if p.inferred >= 4 and p.phase != "finished"]
     assert later and all(p.rate < 20 for p in later)
-    for p in later:
+    for p in later:  # from measured throughput, less the time since the last batch's results
         left = 24 - p.done
-        assert p.eta_s == pytest.approx(left / p.rate, rel=0.01)
+        assert 0 <= p.eta_s <= left / p.rate * 1.01
 
 
 def test_stop_with_the_tiny_models_keeps_what_was_written(installed, tmp_path):

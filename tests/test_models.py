@@ -197,10 +197,15 @@ def test_stop_is_checked_at_every_generation_step(installed, photos):
     with pytest.raises(Cancelled):
         engine.infer("caption", inputs, options, cancel=flag)
     assert flag.looks <= 6, "generation went on after Stop"
-    # not cancelled: the same call gives captions, and looked once per step at most
+    # not cancelled: the same call gives captions, and looked once per step and per layer at
+    # most (each layer of the model's stacks looks too: Stop within one layer, engine._stoppable)
+    import torch
+
+    model = engine.model("caption").model
+    layers = sum(len(m) for m in model.modules() if isinstance(m, torch.nn.ModuleList))
     flag = _SetAfter(10_000)
     assert all(c.text for c in engine.infer("caption", inputs, options, cancel=flag))
-    assert 2 <= flag.looks <= 1 + 40 + 1
+    assert 2 <= flag.looks <= 1 + (40 + 1) * (1 + layers)
 
 
 def test_captions_are_never_only_debris(installed, tmp_path):
@@ -250,3 +255,27 @@ def test_beams_share_one_cross_attention_projection_per_photo(tiny_dir, photos, 
     plain = cap.forward(batch, max_new_tokens=8, num_beams=3)
     assert rows == [3, 9]
     assert torch.equal(shared, plain)
+
+
+def test_stop_ends_a_forward_pass_within_one_layer(installed, photos):
+    """Stop during the vision encoder (before any generation step): Cancelled at the next layer,
+    and the engine runs normally afterwards (its layer checks are gone)."""
+    import threading
+
+    from engine.errors import Cancelled
+
+    engine = get_engine()
+    options = {"num_beams": 1, "max_new_tokens": 4, "prefix": None}
+    inputs = [engine.prepare("caption", p, options) for p in photos[:2]]
+    model = engine.model("caption")
+    cancel = threading.Event()
+    first_layer = model.model.vision_model.encoder.layers[0]
+    hook = first_layer.register_forward_hook(lambda *a: cancel.set())  # Stop pressed in the first layer
+    steps: list[float] = []
+    try:
+        with pytest.raises(Cancelled):
+            engine.infer("caption", inputs, options, cancel=cancel, on_step=steps.append)
+    finally:
+        hook.remove()
+    assert steps == []  # it never reached generation
+    assert len(engine.infer("caption", inputs, options, cancel=threading.Event())) == 2

@@ -316,7 +316,7 @@ def test_cancel_mid_body_stall_keeps_the_part_and_a_resume_finishes(own_hub):
 
 def test_a_stalled_server_is_given_up_and_resumed_by_itself(own_hub, monkeypatch):
     """No byte for STALL_TIMEOUT_S mid-body: a fresh connection resumes where it stopped."""
-    monkeypatch.setattr(weights, "STALL_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(weights.transfer, "STALL_TIMEOUT_S", 1.0)
     own_hub.faults["resnet18-f37072fd.pth"] = "stall"
     start = time.monotonic()
     weights.install("resnet18")
@@ -327,7 +327,7 @@ def test_a_stalled_server_is_given_up_and_resumed_by_itself(own_hub, monkeypatch
 
 
 def test_a_server_that_never_answers_is_one_line_after_the_stall_limit(own_hub, monkeypatch):
-    monkeypatch.setattr(weights, "STALL_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(weights.transfer, "STALL_TIMEOUT_S", 1.0)
     own_hub.faults["resnet18-f37072fd.pth"] = "hang"
     with pytest.raises(DownloadError) as info:
         weights.install("resnet18")

@@ -219,7 +219,7 @@ def hash_calls(monkeypatch) -> list[Path]:
         calls.append(Path(path))
         return real(path)
 
-    monkeypatch.setattr(weights, "sha256_file", counting)
+    monkeypatch.setattr(weights.stamps, "sha256_file", counting)
     return calls
 
 

@@ -32,7 +32,8 @@ from desktop.messages import friendly
 from desktop.reveal import show_in_folder
 from engine import library, weights
 from engine.errors import LoupeError
-from engine.models.registry import for_task
+from engine.library.options import CAPTION_STYLE, EXISTING, RENAME, SIDECAR_STYLE, WRITE
+from engine.models.registry import Option, for_task
 from engine.units import format_size, format_duration
 
 log = logging.getLogger("loupe.ui")
@@ -45,10 +46,12 @@ GRID_EVERY_S = 3.0  # how often the grid is refreshed during a scan
 
 STATE_WORDS = {"all": "All photos", "done": "Captioned", "failed": "Could not be read",
                "changed": "Changed since captioned", "edited": "Your captions"}
-WRITE_CHOICES = [("Sidecar file (photo untouched)", "sidecar"), ("Inside the photo", "embed"),
-                 ("Nowhere (search only)", "none")]
-STYLE_CHOICES = [("photo.jpg.xmp (darktable, digiKam)", "darktable"), ("photo.xmp (Lightroom)", "lightroom")]
-EXISTING_CHOICES = [("Keep it", "keep"), ("Replace it", "replace"), ("Add the caption after it", "append")]
+
+
+def _radio(opt: Option, **kwargs: Any) -> gr.Radio:
+    """A declared scan option's choices (engine/library/options.py) as a radio group."""
+    return gr.Radio([(words, value) for value, words in opt.choices], value=opt.default, label=opt.label, **kwargs)
+
 
 # The history speaks as the progress line did ("Stopped: …"), not in the index's own words.
 HISTORY_WORDS = {"done": "Done", "cancelled": "Stopped", "interrupted": "Stopped (Loupe was closed)",
@@ -486,19 +489,17 @@ def build(demo: gr.Blocks | None = None, folder_picker: Callable[[], str | None]
 
     with gr.Accordion("Scan options", open=False, elem_id="loupe-lib-options"):
         with gr.Row():
-            style = gr.Radio([(label, key) for key, (label, _) in library.CAPTION_STYLES.items()],
-                             value="detailed", label="Captions", info="Detailed takes longer per photo")
+            style = _radio(CAPTION_STYLE, info="Detailed takes longer per photo")
             opt = CAPTIONER.option("prefix")
             prefix = gr.Textbox(label=f"{opt.label} (optional)", placeholder="a photograph of",
                                 max_length=opt.maximum)
             kt = library.KEYWORD_THRESHOLD
             threshold = gr.Slider(kt.minimum, kt.maximum, value=kt.default, step=1, label=kt.label, info=kt.help)
         with gr.Row():
-            write = gr.Radio(WRITE_CHOICES, value="sidecar", label="Write results")
-            sidecar = gr.Radio(STYLE_CHOICES, value="darktable", label="Sidecar name")
-            existing = gr.Radio(EXISTING_CHOICES, value="keep", label="A description someone already wrote",
-                                info="in the photo or its sidecar")
-            rename = gr.Checkbox(False, label="Rename files from captions", info="Undo below puts the names back")
+            write = _radio(WRITE)
+            sidecar = _radio(SIDECAR_STYLE)
+            existing = _radio(EXISTING, info="in the photo or its sidecar")
+            rename = gr.Checkbox(RENAME.default, label=RENAME.label, info="Undo below puts the names back")
         with gr.Accordion("Advanced: scan on a Ray cluster", open=False, visible=_ray_installed()):
             cluster = gr.Textbox(label="Ray cluster address (optional)", placeholder="local, auto or ray://head:10001",
                                  info="Leave empty to scan on this computer. The folder must be one every "

@@ -10,10 +10,17 @@ search by words.
     library.set_caption(page.items[0].path, "My sister at the lake")   # the person's own caption
     library.thumbnail(page.items[0].path)                          # a cached JPEG for the grid
 
-Settings read when an argument is left as None (engine.paths settings.json):
+Settings read when an argument is left as None (engine.paths settings.json; every scan
+option, its choices and its fallback are declared once in options.py):
     "library_write": "sidecar" | "embed" | "none"        (default "sidecar")
     "sidecar_style": "darktable" | "lightroom"            (default "darktable")
 The index is `paths.data_dir()/library.db`; the rename undo log sits next to it.
+
+A scan is stages over plain records (records.py), wired in scanner.py: plan.py (walk,
+identify, decide), compute.py (decode + the engine's batch loop; ray_scan.RayCompute on a
+cluster), writers.py (sidecar | embed | none, then rename; shared with edit.py), record.py
+(one transaction per batch). options.py declares the scan's options once; keys.py keys each
+task's results, so a model added later computes only its own.
 """
 from __future__ import annotations
 
@@ -22,6 +29,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from ..batching import Inference
 from ..errors import UsageError
 from ..files import TEMP_PREFIX, cleanup_stale
 from .index import NO_MATCH, Hit, Index, IndexUnavailable
@@ -29,7 +37,8 @@ from .progress import ProgressCallback, ScanProgress, progress_bar
 from .descriptions import EXISTING_POLICIES
 from .edit import CaptionNotSaved, DescriptionExists, EditResult
 from .review import REVIEW_STATES, PhotoItem, PhotoPage
-from .scanner import NOTICE_KINDS, Notice, Options, Problem, ScanSummary, WRITERS
+from .options import SCAN_OPTIONS, WRITERS, Options
+from .records import NOTICE_KINDS, Notice, Problem, ScanSummary
 from .settings import CAPTION_STYLES, DEFAULT_CAPTION_STYLE, KEYWORD_THRESHOLD
 from .thumbnails import thumbnail
 
@@ -38,7 +47,7 @@ __all__ = [
     "photos", "photo", "set_caption", "thumbnail",
     "EXISTING_POLICIES", "Hit", "NO_MATCH", "ScanProgress", "Problem", "Notice", "NOTICE_KINDS", "ScanSummary",
     "IndexUnavailable", "TEMP_PREFIX", "WRITERS", "REVIEW_STATES", "PhotoItem", "PhotoPage", "EditResult", "DescriptionExists",
-    "CaptionNotSaved", "CAPTION_STYLES", "DEFAULT_CAPTION_STYLE", "KEYWORD_THRESHOLD",
+    "CaptionNotSaved", "CAPTION_STYLES", "DEFAULT_CAPTION_STYLE", "KEYWORD_THRESHOLD", "SCAN_OPTIONS",
 ]
 
 
@@ -61,13 +70,13 @@ def _log_for(db: Path):
 def scan(
     folder: str | os.PathLike[str],
     *,
-    engine: Any = None,
+    engine: "Inference | None" = None,
     write: str | None = None,
     sidecar_style: str | None = None,
     rename: bool = False,
-    existing: str = "keep",
-    caption_style: str = DEFAULT_CAPTION_STYLE,
-    keyword_threshold: int = KEYWORD_THRESHOLD.default,
+    existing: str | None = None,
+    caption_style: str | None = None,
+    keyword_threshold: int | None = None,
     db_path: str | os.PathLike[str] | None = None,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
@@ -101,11 +110,12 @@ def scan(
     """
     from ..models.registry import for_task, split_options
     from ..paths import load_settings
-    from .settings import check_caption_style, style_options
+    from .options import resolve
+    from .settings import style_options
 
-    caption_style = check_caption_style(caption_style)
-    models = split_options(style_options(caption_style, model_options))
-    settings = load_settings()
+    chosen = resolve({"write": write, "sidecar_style": sidecar_style, "rename": rename, "existing": existing,
+                      "caption_style": caption_style, "keyword_threshold": keyword_threshold}, load_settings())
+    models = split_options(style_options(chosen["caption_style"], model_options))
     folder_path = Path(folder).expanduser()
     if not folder_path.is_dir():
         raise UsageError(f"Not a folder: {folder_path}")
@@ -114,24 +124,18 @@ def scan(
         from .ray_scan import require_ray
 
         require_ray()  # before anything is touched: one line saying how to install it
-    if engine is None:
+    if engine is None and ray_address is None:
         from .. import get_engine
 
         engine = get_engine()
     options = Options(
-        write=write or settings.get("library_write") or "sidecar",
-        sidecar_style=sidecar_style or settings.get("sidecar_style") or "darktable",
-        rename=bool(rename),
-        existing=existing,
-        caption_style=caption_style,
-        keyword_threshold=keyword_threshold,
-        # a test engine may ask for its own batch size
-        batch_size=int(batch_size or getattr(engine, "batch_size", 0) or for_task("caption").batch_size),
+        **chosen,
+        batch_size=int(batch_size or (engine.batch_size("caption") if engine is not None else for_task("caption").batch_size)),
         workers=int(workers),
         models=models,
     )
     options.validate()
-    from .scanner import run_scan
+    from .scanner import local, run_scan
 
     db = _db(db_path)
     with Index(db) as index:
@@ -139,7 +143,7 @@ def scan(
             from . import ray_scan
 
             return ray_scan.run(ray_address, folder_path, options, index, _log_for(db), progress, cancel)
-        return run_scan(folder_path, engine, options, index, _log_for(db), progress, cancel)
+        return run_scan(folder_path, engine.model_ids, local(engine), options, index, _log_for(db), progress, cancel)
 
 
 def photos(

@@ -167,6 +167,11 @@ class WriteResult:
         return f"replaced the description someone else wrote ({quoted})"
 
 
+def quote(text: str, limit: int = 60) -> str:
+    """`text` on one line, in quotes, cut to `limit` characters (for notices and messages)."""
+    return _quote(text, limit)
+
+
 def _quote(text: str, limit: int = 60) -> str:
     one_line = _SPACES.sub(" ", text)
     return '"' + (one_line if len(one_line) <= limit else one_line[: limit - 1] + "…") + '"'

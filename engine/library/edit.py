@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LoupeError, UsageError
-from ..files import atomic_write, hash_bytes, is_read_only, os_reason
-from . import xmp
+from ..files import os_reason
+from . import writers, xmp
 from .descriptions import normalize
 from .index import Index, PhotoRow
+from .records import Location
 from .rename import stem_counts
+from .options import EDIT_OPTIONS, resolve
 from .settings import KEYWORD_THRESHOLD, keyword_names
 
 MAX_CAPTION = 2000  # characters; a description, not an essay
@@ -60,8 +62,6 @@ def _last_written(row: PhotoRow) -> tuple[str | None, str | None, int]:
 def set_caption(index: Index, path: str, caption: str, *, write: str | None, sidecar_style: str | None,
                 settings: dict[str, Any], replace_others: bool = False) -> EditResult:
     """See `engine.library.set_caption`."""
-    from .scanner import WRITERS
-
     text = normalize(caption if isinstance(caption, str) else "")
     if not text:
         raise UsageError("The caption is empty; type a caption to save.")
@@ -78,12 +78,9 @@ def set_caption(index: Index, path: str, caption: str, *, write: str | None, sid
     if not photo.is_file():
         raise CaptionNotSaved(f"{photo.name} is no longer there (moved or deleted); scan its folder again.")
     last_writer, last_style, threshold = _last_written(row)
-    writer = write or last_writer or settings.get("library_write") or "sidecar"
-    style = sidecar_style or last_style or settings.get("sidecar_style") or "darktable"
-    if writer not in WRITERS:
-        raise UsageError(f"Unknown writer {writer!r}; choose one of {', '.join(WRITERS)}.")
-    if style not in xmp.SIDECAR_STYLES:
-        raise UsageError(f"Unknown sidecar style {style!r}; choose darktable or lightroom.")
+    chosen = resolve({"write": write or last_writer, "sidecar_style": sidecar_style or last_style}, settings,
+                     EDIT_OPTIONS)
+    writer, style = chosen["write"], chosen["sidecar_style"]
     keywords = keyword_names(row.labels, threshold)
     if not replace_others and writer != "none":
         other = xmp.others_description(photo, style)
@@ -92,22 +89,14 @@ def set_caption(index: Index, path: str, caption: str, *, write: str | None, sid
 
     written: Path | None = None
     result = None
-    new_location: tuple[int, int, str] | None = None
+    new_location: Location | None = None
     try:
         if writer == "sidecar":
-            if style == "lightroom" and stem_counts([photo.parent])[(photo.parent, photo.stem.lower())] > 1:
-                style = "darktable"  # photo.xmp would be shared with another file of that stem
-            result = xmp.write_sidecar(photo, text, keywords, style=style, settings=row.settings_key, persons=True)
+            style = writers.sidecar_style_for(photo, style, stem_counts([photo.parent]))
+            result = writers.sidecar(photo, text, keywords, style=style, settings=row.settings_key, persons=True)
             written = result.path
         elif writer == "embed":
-            if is_read_only(photo):
-                raise LoupeError("the photo is read-only (make it writable, or save to a sidecar)")
-            data = photo.read_bytes()
-            result = xmp.embed(data, text, keywords, suffix=photo.suffix, settings=row.settings_key, persons=True)
-            if result.changed and result.data is not None:
-                atomic_write(photo, result.data, like=photo)
-            st = photo.stat()
-            new_location = (st.st_size, st.st_mtime_ns, hash_bytes(result.data if result.data is not None else data))
+            result, new_location, _ = writers.embed(photo, text, keywords, settings=row.settings_key, persons=True)
             written = photo
     except OSError as exc:
         raise CaptionNotSaved(f"Could not save the caption of {photo.name}: {os_reason(exc)}.") from None
@@ -119,10 +108,10 @@ def set_caption(index: Index, path: str, caption: str, *, write: str | None, sid
     with index.transaction() as db:
         index.set_person_caption(db, row.id, text)
         if new_location is not None:
-            size, mtime_ns, file_hash = new_location
             # These bytes carry what the last scan wrote, with the person's caption: not redone.
-            index.add_alias(db, file_hash, row.id, row.written_key)
-            index.set_location(db, row.id, str(photo), size, mtime_ns, file_hash)
+            index.add_alias(db, new_location.file_hash, row.id, row.written_key)
+            index.set_location(db, row.id, str(photo), new_location.size, new_location.mtime_ns,
+                               new_location.file_hash)
         index.clear_failure(db, str(photo))
 
     if written is None:

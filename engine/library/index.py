@@ -15,16 +15,17 @@ import os
 import re
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from ..errors import LoupeError, UsageError
 from ..images import is_photo_name
 from ..results import Label
 
 # 2: photos.caption_by (a caption the person wrote), failures, notices, the review's index
-SCHEMA_VERSION = 2
+# 3: photos.task_keys (the key each task's result was made with; library/keys.py migrates 2's)
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_S = 10.0  # how long to wait for another Loupe holding the write lock
 KEEP_SCAN_ITEMS = 20  # scans whose per-photo rows (status, reason) are kept for export
 CAPTION_BY = ("loupe", "person")  # who wrote a photo's caption
@@ -41,12 +42,13 @@ CREATE TABLE IF NOT EXISTS photos(
     caption TEXT NOT NULL,
     labels TEXT NOT NULL,               -- JSON [{"name", "score", "index"}]
     label_text TEXT NOT NULL,           -- label names, for full-text search
-    settings_key TEXT NOT NULL,         -- models + options that made caption/labels
+    settings_key TEXT NOT NULL,         -- every task's models + options together (keys.py combined)
     model_ids TEXT NOT NULL,            -- JSON, as the engine reported them
     written_key TEXT,                   -- what Loupe last wrote for it (writer:style:settings)
     scan_id INTEGER,
     done_at REAL NOT NULL,
-    caption_by TEXT NOT NULL DEFAULT 'loupe'  -- "person": the person's own; a scan keeps it
+    caption_by TEXT NOT NULL DEFAULT 'loupe',  -- "person": the person's own; a scan keeps it
+    task_keys TEXT NOT NULL DEFAULT '{}'        -- JSON {task: key}: what made each result (keys.py)
 );
 CREATE TABLE IF NOT EXISTS hashes(
     hash TEXT PRIMARY KEY,
@@ -150,11 +152,13 @@ class PhotoRow:
     settings_key: str
     written_key: str | None
     caption_by: str = "loupe"  # one of CAPTION_BY
+    task_keys: Mapping[str, str] = field(default_factory=dict)  # task -> the key its result was made with
 
     @classmethod
     def from_row(cls, r: sqlite3.Row) -> "PhotoRow":
         return cls(r["id"], r["hash"], r["path"], r["size"], r["mtime_ns"], r["file_hash"], r["caption"],
-                   _labels(r["labels"]), r["settings_key"], r["written_key"], r["caption_by"])
+                   _labels(r["labels"]), r["settings_key"], r["written_key"], r["caption_by"],
+                   json.loads(r["task_keys"] or "{}"))
 
 
 @dataclass(frozen=True)
@@ -241,6 +245,8 @@ class Index:
         columns = {r[1] for r in self.db.execute("PRAGMA table_info(photos)")}
         if "caption_by" not in columns:  # v1: every caption so far is Loupe's
             self.db.execute("ALTER TABLE photos ADD COLUMN caption_by TEXT NOT NULL DEFAULT 'loupe'")
+        if "task_keys" not in columns:  # v2: one combined key; keys.ResultKeys reads it as before
+            self.db.execute("ALTER TABLE photos ADD COLUMN task_keys TEXT NOT NULL DEFAULT '{}'")
         for statement in _statements(_INDEXES):
             self.db.execute(statement)
         self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -334,7 +340,7 @@ class Index:
     # -- photos
 
     _ROW = ("p.id, p.hash, p.path, p.size, p.mtime_ns, p.file_hash, p.caption, p.labels, p.settings_key,"
-            " p.written_key, p.caption_by")
+            " p.written_key, p.caption_by, p.task_keys")
 
     def snapshot(self) -> tuple[dict[str, PhotoRow], dict[str, Known]]:
         """(path -> record, every content hash seen -> Known), read once at scan start so the
@@ -354,7 +360,7 @@ class Index:
     def save_result(
         self, db: sqlite3.Connection, *, content_hash: str, path: str, size: int, mtime_ns: int,
         caption: str, labels: tuple[Label, ...], settings_key: str, model_ids: dict[str, str], scan_id: int,
-        photo_id: int | None = None, caption_by: str = "loupe",
+        photo_id: int | None = None, caption_by: str = "loupe", task_keys: Mapping[str, str] | None = None,
     ) -> int:
         """Insert a photo's caption and labels, or refresh record `photo_id` (redone with new
         settings: it keeps its identity). `caption_by`: who wrote `caption` (CAPTION_BY).
@@ -366,6 +372,7 @@ class Index:
         values = (
             path, Path(path).name, size, mtime_ns, content_hash, caption, labels_json, label_text,
             settings_key, json.dumps(model_ids, sort_keys=True), scan_id, time.time(), caption_by,
+            json.dumps(dict(task_keys or {}), sort_keys=True),
         )
         if photo_id is None:
             row = db.execute("SELECT id FROM photos WHERE hash=?", (content_hash,)).fetchone()
@@ -374,14 +381,16 @@ class Index:
         if photo_id is None:
             cur = db.execute(
                 "INSERT INTO photos(path, name, size, mtime_ns, file_hash, caption, labels, label_text,"
-                " settings_key, model_ids, scan_id, done_at, caption_by, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " settings_key, model_ids, scan_id, done_at, caption_by, task_keys, hash)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (*values, content_hash),
             )
             photo_id = int(cur.lastrowid)
         else:
             db.execute(
                 "UPDATE photos SET path=?, name=?, size=?, mtime_ns=?, file_hash=?, caption=?, labels=?,"
-                " label_text=?, settings_key=?, model_ids=?, scan_id=?, done_at=?, caption_by=?, written_key=NULL"
+                " label_text=?, settings_key=?, model_ids=?, scan_id=?, done_at=?, caption_by=?, task_keys=?,"
+                " written_key=NULL"
                 " WHERE id=?",
                 (*values, photo_id),
             )
@@ -408,6 +417,10 @@ class Index:
             " ON CONFLICT(hash) DO UPDATE SET photo_id=excluded.photo_id, written_key=excluded.written_key",
             (content_hash, photo_id, written_key),
         )
+
+    def set_task_keys(self, db: sqlite3.Connection, photo_id: int, task_keys: Mapping[str, str]) -> None:
+        """Record which key each of the photo's results was made with (keys.py's migration)."""
+        db.execute("UPDATE photos SET task_keys=? WHERE id=?", (json.dumps(dict(task_keys), sort_keys=True), photo_id))
 
     def set_written(self, db: sqlite3.Connection, photo_id: int, written_key: str | None) -> None:
         db.execute("UPDATE photos SET written_key=? WHERE id=?", (written_key, photo_id))

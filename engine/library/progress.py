@@ -1,4 +1,4 @@
-"""Scan progress: what the callback receives, the rate/ETA meter, and a tqdm bar for the CLI."""
+"""Scan progress: what the callback receives, the throughput meter, and a tqdm bar for the CLI."""
 from __future__ import annotations
 
 import contextlib
@@ -18,13 +18,13 @@ PHASES = ("finding", "checking", "captioning", "writing", "finished")
 @dataclass(frozen=True)
 class ScanProgress:
     """One report. `done` counts every photo handled (captioned, already done, duplicate or
-    failed). Reports come at least once per photo handled and at the start of each batch,
-    at most ~10 a second (a batch start, the first and the last always); the first comes
-    before any model work, in phase "finding" with total 0."""
+    failed) and moves photo by photo. Reports come at least once per photo handled and at the
+    start of each batch, at most ~10 a second (a batch start, the first and the last always);
+    the first comes before any model work, in phase "finding" with total 0."""
 
     done: int
     total: int
-    rate: float  # photos captioned per second over the last ~20 s (photos already done do not count)
+    rate: float  # photos captioned per second, measured over the last batches (skips do not count)
     eta_s: float | None  # seconds left for the photos still to caption; None until there is a rate
     path: str  # the photo just handled
     inferred: int = 0  # captioned in this run
@@ -42,8 +42,8 @@ class ScanProgress:
 
     @property
     def fraction(self) -> float:
-        """Share of the folder handled, counting the batch being captioned by its progress."""
-        return min(1.0, (self.done + self.working * self.batch) / self.total) if self.total else 1.0
+        """Share of the folder handled: the count, photo by photo (never ahead of it)."""
+        return min(1.0, self.done / self.total) if self.total else 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,20 +52,84 @@ class ScanProgress:
 ProgressCallback = Callable[[ScanProgress], None]
 
 
-class Meter:
-    """Rate over a sliding window, so a resumed scan's fast skips do not distort the ETA for long."""
+class Throughput:
+    """Photos per second, end to end (decode, models, writes), measured between batches'
+    results over the last `window` batches. The first batch carries the models' first load:
+    it counts (from its start) only until a second batch has finished."""
 
-    def __init__(self, window_s: float = 20.0) -> None:
-        self.window_s = window_s
-        self.samples: deque[tuple[float, int]] = deque()
+    def __init__(self, window: int = 8) -> None:
+        self.finished: deque[tuple[float, int]] = deque(maxlen=window + 1)  # (when, photos)
+        self.origin: float | None = None  # the first batch's start
 
-    def rate(self, done: int, now: float | None = None) -> float:
-        now = time.perf_counter() if now is None else now
-        self.samples.append((now, done))
-        while len(self.samples) > 2 and now - self.samples[1][0] > self.window_s:
-            self.samples.popleft()
-        t0, d0 = self.samples[0]
-        return (done - d0) / (now - t0) if now > t0 else 0.0
+    def start(self, now: float) -> None:
+        if self.origin is None:
+            self.origin = now
+
+    def finish(self, photos: int, now: float) -> None:
+        if photos > 0 and self.origin is not None:
+            self.finished.append((now, photos))
+
+    def rate(self) -> float:
+        if not self.finished:
+            return 0.0
+        if len(self.finished) == 1:
+            (when, photos), = self.finished
+            return photos / (when - self.origin) if when > self.origin else 0.0  # type: ignore[operator]
+        seconds = self.finished[-1][0] - self.finished[0][0]
+        return sum(n for _, n in list(self.finished)[1:]) / seconds if seconds > 0 else 0.0
+
+    def eta(self, photos: int, now: float) -> float | None:
+        """Seconds for `photos` more, less the time since the last batch's results."""
+        rate = self.rate()
+        if rate <= 0:
+            return None
+        return max(0.0, photos / rate - (now - self.finished[-1][0]))
+
+
+class Reporter:
+    """The scan's reports to `progress` (at most ~10 a second unless forced)."""
+
+    def __init__(self, progress: ProgressCallback | None, summary: Any) -> None:
+        self.progress = progress
+        self.summary = summary
+        self.expect_skip: set[str] = set()  # photos likely done already: not counted in the time left
+        self.meter = Throughput()
+        self.batch_now = 0  # photos in the batch being captioned
+        self.batch_path = ""  # its first photo
+        self.working = 0.0
+        self.last = -1.0
+
+    def batch(self, paths: list[str]) -> None:
+        self.meter.start(time.perf_counter())
+        self.batch_now, self.working = len(paths), 0.0
+        self.batch_path = paths[0] if paths else ""
+        if paths:
+            self(self.batch_path, "captioning", force=True)
+
+    def step(self, fraction: float) -> None:
+        self.working = fraction
+        self(self.batch_path, "captioning")
+
+    def computed(self, photos: int) -> None:
+        self.meter.finish(photos, time.perf_counter())
+        self.batch_now, self.working = 0, 0.0
+
+    def __call__(self, path: str, phase: str, force: bool = False) -> None:
+        if self.progress is None:
+            return
+        now = time.perf_counter()
+        if not force and now - self.last < 0.1:
+            return
+        self.last = now
+        s = self.summary
+        to_caption = max(0, s.total - s.handled() - len(self.expect_skip))
+        eta = self.meter.eta(to_caption, now)
+        if eta is None and phase == "finished":
+            eta = 0.0
+        batch = self.batch_now if phase == "captioning" else 0
+        self.progress(ScanProgress(s.handled(), s.total, self.meter.rate(), eta, path, s.done,
+                                   s.skipped + s.duplicates, s.failed, current="" if phase == "finished" else path,
+                                   phase=phase, batch=batch, working=self.working if batch else 0.0))
 
 
 @contextlib.contextmanager

@@ -1,16 +1,17 @@
 """The same scan on a Ray cluster: `library.scan(folder, ray_address="local" | ADDRESS)`.
 
-The driver (this process) runs the local scanner's own stages for everything that touches the
-index or the person's files, and Ray Data runs the two that need compute:
+Only the compute stage changes (`RayCompute` for compute.LocalCompute); the driver (this
+process) runs the scan's other stages, which touch the index or the person's files:
 
-    driver   walk, hash, skip (Scan.load / Scan.route, unchanged; decoding is left to Ray)
+    driver   plan (walk, identify, decide), as a local scan
     CPU task decode + preprocess each photo to be done through `Engine.prepare` (the same
              tensor as a local scan; the models' preprocessing only, no weights loaded),
              one task per block of about a batch of photos
     actors   a pool of model actors, one loaded Engine each (GPUs where the cluster has
-             them, the registry's precision on each node), `Engine.infer` a batch at a time
-    driver   results stream back and go through `Scan.commit`: sidecars / embeds / renames
-             and one index transaction per batch, exactly as a local scan
+             them, the registry's precision on each node), through the engine's one batch
+             loop (`Engine.stream`) a batch at a time
+    driver   results stream back, a batch's worth at a time, into the write and record
+             stages: sidecars / embeds / renames and one index transaction per batch
 
 So photos live where every node can read them, and only the driver writes the person's files
 and the index: atomic writes, resume and undo are the local scan's. Each worker gets its
@@ -33,13 +34,14 @@ import tempfile
 import threading
 import time
 import warnings
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
-from ..errors import LoupeError, UnreadableImage, UsageError
-from ..files import os_reason, walk_photos
+from ..batching import Streak
+from ..errors import LoupeError, ModelFailed, UnreadableImage, UsageError
+from ..files import os_reason
 from ..models.registry import MODELS, TASKS
-from .rename import stem_counts
-from .scanner import Options, Photo, Scan
+from .options import Options
+from .records import Decision
 
 #: The driver's settings that reach the workers: Loupe's home and weights table, the
 #: precision/device overrides, the hub's endpoint and offline mode. (Paths only this machine
@@ -141,17 +143,18 @@ def worker_engine() -> Any:
 
 
 def decode_row(row: dict[str, Any], *, models: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """CPU task: one photo -> each model's prepared input (pickled), or why it cannot be read."""
+    """CPU task: one photo -> each needed model's prepared input (pickled), or why it cannot be read."""
     engine = worker_engine()
     try:
-        inputs = {task: engine.prepare(task, row["path"], models[task]) for task in TASKS}
+        inputs = {task: engine.prepare(task, row["path"], models[task]) for task in row["tasks"]}
     except UnreadableImage as exc:
         return {"id": row["id"], "inputs": b"", "error": exc.reason, "stage": "read"}
     return {"id": row["id"], "inputs": pickle.dumps(inputs, protocol=5), "error": "", "stage": ""}
 
 
 class ModelActor:
-    """One loaded Engine; a batch of prepared photos in, (caption, labels) per photo out."""
+    """One loaded Engine; a batch of prepared photos in, {task: result} per photo out, through
+    the engine's batch loop (a photo the models choke on gets its reason instead)."""
 
     def __init__(self, models: Mapping[str, Mapping[str, Any]], threads: int) -> None:
         import torch
@@ -167,30 +170,16 @@ class ModelActor:
         errors, stages = [str(e) for e in batch["error"]], [str(s) for s in batch["stage"]]
         ok = [i for i, e in enumerate(errors) if not e]
         started = time.perf_counter()
-        pairs = self.infer([pickle.loads(blobs[i]) for i in ok]) if ok else []
-        seconds = (time.perf_counter() - started) / max(1, len(ok))
         results: list[bytes] = [b""] * len(ids)
-        for i, pair in zip(ok, pairs):
-            if isinstance(pair, str):
-                errors[i], stages[i] = pair, "models"
+        items = ((i, pickle.loads(blobs[i])) for i in ok)
+        for i, out in self.engine.stream(items, self.models, batch_size=max(1, len(ok))):
+            if isinstance(out, ModelFailed):
+                errors[i], stages[i] = out.reason, "models"
             else:
-                results[i] = pickle.dumps(pair, protocol=5)
+                results[i] = pickle.dumps(out, protocol=5)
+        seconds = (time.perf_counter() - started) / max(1, len(ok))
         return {"id": ids, "result": results, "error": errors, "stage": stages,
                 "seconds": [seconds if i in ok else 0.0 for i in range(len(ids))]}
-
-    def infer(self, inputs: list[dict[str, Any]]) -> list[Any]:
-        """(Caption, Labels) per input; a photo the models choke on gets the reason instead,
-        found as a local scan finds it: by running the failed batch one photo at a time."""
-        try:
-            captions = self.engine.infer("caption", [x["caption"] for x in inputs], self.models["caption"])
-            labels = self.engine.infer("classify", [x["classify"] for x in inputs], self.models["classify"])
-        except LoupeError:
-            raise  # weights, settings: every photo's problem, the scan stops
-        except Exception as exc:
-            if len(inputs) > 1:
-                return [r for x in inputs for r in self.infer([x])]
-            return [f"the models failed on it ({type(exc).__name__}: {exc})"]
-        return list(zip(captions, labels))
 
 
 def probe_model_ids() -> dict[str, str]:
@@ -227,13 +216,14 @@ class Cluster:
         fn = self.ray.remote(num_cpus=0, num_gpus=self.actor_gpus, runtime_env=self.runtime_env)(probe_model_ids)
         return {str(k): str(v) for k, v in self.ray.get(fn.remote()).items()}
 
-    def results(self, paths: list[str], options: Options) -> "Results":
-        """Rows {id, result, error, stage, seconds} as the actors finish them, in any order."""
+    def results(self, photos: list[tuple[str, tuple[str, ...]]], options: Options) -> "Results":
+        """(path, tasks) per photo -> rows {id, result, error, stage, seconds} as the actors
+        finish them, in any order; `id` is the photo's place in `photos`."""
         import ray.data
 
         models = {task: dict(options.models[task]) for task in TASKS}
-        ds = ray.data.from_items([{"id": i, "path": p} for i, p in enumerate(paths)],
-                                 override_num_blocks=max(1, -(-len(paths) // options.batch_size)))
+        ds = ray.data.from_items([{"id": i, "path": p, "tasks": list(tasks)} for i, (p, tasks) in enumerate(photos)],
+                                 override_num_blocks=max(1, -(-len(photos) // options.batch_size)))
         # The memory a decode worker holds also keeps decoding in tasks of its own: with
         # resources equal to the actors', Ray Data would fuse it into them, and they would
         # decode photo by photo between batches while the other CPUs idle.
@@ -431,64 +421,33 @@ def _loupe_error(exc: BaseException) -> LoupeError | None:
     return None
 
 
-class RayScan(Scan):
-    """A Scan whose decode and inference run on a Ray cluster; the rest is Scan's own."""
+class RayCompute:
+    """The compute stage on a Ray cluster (the same contract as compute.LocalCompute):
+    decisions "todo" in, (decision, {task: result} | ModelFailed | UnreadableImage) back, a
+    batch's worth at a time, in the order the cluster finishes them. On Stop the results
+    already back are handed on (written and kept) and the Ray job is ended."""
 
-    def __init__(self, *args: Any, cluster: Cluster, **kwargs: Any) -> None:
+    def __init__(self, cluster: Cluster, options: Options, cancel: threading.Event,
+                 on_batch: Callable[[list[Decision]], None] | None = None) -> None:
         self.cluster = cluster
-        super().__init__(*args, **kwargs)
+        self.on_batch = on_batch
+        self.options = options
+        self.cancel = cancel
+        self.inference_s = 0.0
+        self.streak = Streak()
 
-    def decode(self, photo: Photo) -> None:
-        """Decoding happens on the cluster; the driver only hashes and routes."""
-
-    def run(self) -> Any:
-        started = time.perf_counter()
-        paths = walk_photos(self.folder, self.unreadable_folder)
-        self.summary.total = len(paths)
-        self.stems.update(stem_counts({p.parent for p in paths}))
-        photos = self.load(paths)
-        try:
-            todo, waiting = self.plan(photos)
-        finally:
-            photos.close()
-        self.record_pending()
-        while todo and not self.summary.cancelled:
-            self.stream(todo)
-            # copies of photos just done are skips now (duplicates); copies of photos that
-            # failed go once more, as a local scan would try them
-            todo, waiting = self.plan(iter(waiting))
-            self.record_pending()
-        return self.wrap_up(started)
-
-    def plan(self, photos: Iterator[Photo]) -> tuple[list[Photo], list[Photo]]:
-        """Route hashed photos (fail / skip here) -> (one photo per content to do, its copies)."""
-        todo: list[Photo] = []
-        waiting: list[Photo] = []
-        hashes: set[str] = set()
-        for photo in photos:
-            if self.cancel.is_set():
-                self.summary.cancelled = True
-                break
-            if photo.error is None and photo.file_hash in hashes:
-                waiting.append(photo)
-                continue
-            before = len(todo)
-            self.route(photo, todo)
-            if len(todo) > before:
-                hashes.add(photo.file_hash)  # type: ignore[arg-type]
-        return todo, waiting
-
-    def stream(self, todo: list[Photo]) -> None:
-        """Send `todo` through the cluster; commit results a batch at a time as they return."""
+    def __call__(self, decisions: Any) -> Iterator[list[tuple[Decision, Any]]]:
+        todo = list(decisions)
+        if not todo or self.cancel.is_set():  # stopped already: start nothing on the cluster
+            return
+        if self.on_batch is not None:
+            self.on_batch(todo[: self.options.batch_size])
         pending = dict(enumerate(todo))
         rows: queue.Queue = queue.Queue()
-        stream = self.cluster.results([str(p.path) for p in todo], self.options)
+        stream = self.cluster.results([(d.path, d.tasks) for d in todo], self.options)
 
         def pump() -> None:
             try:
-                if self.cancel.is_set():  # stopped already: start nothing on the cluster
-                    rows.put(("end", None))
-                    return
                 for row in stream.rows:
                     rows.put(("row", row))
                 rows.put(("end", None))
@@ -497,13 +456,9 @@ class RayScan(Scan):
 
         thread = threading.Thread(target=pump, name="loupe-ray-results", daemon=True)
         thread.start()
-        batch: list[Photo] = []
-        results: list[tuple[Any, Any]] = []
+        group: list[tuple[Decision, Any]] = []
         try:
-            while pending:
-                if self.cancel.is_set():
-                    self.summary.cancelled = True
-                    break
+            while pending and not self.cancel.is_set():
                 try:
                     kind, item = rows.get(timeout=0.1)
                 except queue.Empty:
@@ -512,33 +467,33 @@ class RayScan(Scan):
                     raise _loupe_error(item) or LoupeError(f"The Ray job failed: {str(item).splitlines()[0]}")
                 if kind == "end":
                     break
-                photo = pending.pop(int(item["id"]), None)
-                if photo is None:
+                decision = pending.pop(int(item["id"]), None)
+                if decision is None:
                     continue  # a result seen already (a retried block): each photo once
-                self.summary.inference_s += float(item["seconds"])
-                if item["error"]:
-                    photo.error = str(item["error"])
-                    if item["stage"] == "models":
-                        self.failures_in_a_row += 1
-                        if self.failures_in_a_row >= 3:
-                            raise LoupeError(f"The models keep failing ({photo.error}); scan stopped.")
-                    self.fail(photo)
-                    continue
-                self.failures_in_a_row = 0
-                batch.append(photo)
-                results.append(pickle.loads(item["result"]))
-                if len(batch) >= self.options.batch_size:
-                    self.commit(batch, results)
-                    batch, results = [], []
+                self.inference_s += float(item["seconds"])
+                group.append((decision, self.out(decision, item)))
+                if len(group) >= self.options.batch_size:
+                    yield group
+                    group = []
         finally:
             # Ray Data's threads must be done before Ray is shut down (they would report the
             # lost connection, or even start a new local cluster): end the execution, wait.
             stream.stop()
             thread.join(timeout=STOP_WAIT_S)
-            if batch:  # results already computed are kept, even when stopping
-                self.commit(batch, results)
-        if pending and not self.summary.cancelled:
+        if group:  # results already computed are kept, even when stopping
+            yield group
+        if pending and not self.cancel.is_set():
             raise LoupeError(f"The Ray job ended with {len(pending)} photos unanswered; scan again to resume.")
+
+    def out(self, decision: Decision, row: dict[str, Any]) -> Any:
+        """One row -> the photo's results, or its problem (three model failures in a row stop)."""
+        if not row["error"]:
+            self.streak.ok()
+            return pickle.loads(row["result"])
+        if row["stage"] == "models":
+            self.streak.failed(str(row["error"]))
+            return ModelFailed(str(row["error"]), decision.path)
+        return UnreadableImage(decision.path, str(row["error"]))
 
 
 def run(
@@ -546,32 +501,25 @@ def run(
     progress: Any = None, cancel: threading.Event | None = None,
     actors: int | None = None, actor_cpus: int | None = None,
 ) -> Any:
-    """`scanner.run_scan` with RayScan on the cluster at `address` ("local": start one).
-    Raises RayMissing without Ray; a worker's LoupeError (weights missing or damaged) as is."""
-    import functools
-
+    """`scanner.run_scan` with its compute stage on the cluster at `address` ("local": start
+    one). Raises RayMissing without Ray; a worker's LoupeError (weights missing or damaged) as is."""
     from .scanner import run_scan
 
     with connect(address) as ray:
         cluster = Cluster(ray, actors, actor_cpus)
-        probe = _ModelIds(cluster)
-        return run_scan(folder, probe, options, index, log, progress, cancel,
-                        make=functools.partial(RayScan, cluster=cluster))
 
+        def model_ids() -> dict[str, str]:
+            """Asked of a node like the actors', whose precision may differ from this machine's."""
+            try:
+                return cluster.model_ids()
+            except Exception as exc:
+                found = _loupe_error(exc)
+                if found is None:
+                    raise
+                raise found from None
 
-class _ModelIds:
-    """What Scan asks of its engine on the driver: which models and precision make the results
-    (asked of a node like the actors', whose precision may differ from this machine's)."""
+        def compute(scan: Any) -> RayCompute:
+            return RayCompute(cluster, options, scan.cancel, lambda ds: scan.report.batch([d.path for d in ds]))
 
-    def __init__(self, cluster: Cluster) -> None:
-        self.cluster = cluster
-
-    def model_ids(self) -> dict[str, str]:
-        try:
-            return self.cluster.model_ids()
-        except Exception as exc:
-            found = _loupe_error(exc)
-            if found is None:
-                raise
-            raise found from None
-
+        return run_scan(folder, model_ids, compute,
+                        options, index, log, progress, cancel)

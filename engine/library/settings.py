@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ..errors import UsageError
-from ..models.registry import Option
+from ..models.spec import Option
 
 # Labels the classifier is less sure of than this are kept in the index (and found by search)
 # but not written into the photo's keywords (XMP dc:subject, IPTC Keywords): a keyword a

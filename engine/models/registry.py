@@ -10,99 +10,13 @@ first use.
 """
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..device import NATIVE_BF16, X86_AVX2, X86_VNNI
 from ..errors import UsageError
-from ..weights import Source, WeightFile
+from .spec import NATIVE_BF16, X86_AVX2, X86_VNNI, ModelSpec, Option, Source, WeightFile
 
-
-@dataclass(frozen=True)
-class Option:
-    """One option a model takes: its default and limits, written once for every front end.
-
-    `kind` is int or str. For int options `minimum`/`maximum` bound the value; for str
-    options `maximum` is the length limit and an empty string means "none" (None)."""
-
-    name: str  # the keyword the model's predict() takes
-    label: str  # what a person reads beside the control
-    kind: type
-    default: Any
-    minimum: int = 0
-    maximum: int = 0
-    help: str = ""
-    cli: str = ""  # the command-line flag, e.g. "--max-tokens"
-
-    def check(self, value: Any) -> Any:
-        """The value, normalised; raises UsageError naming the option and its limits."""
-        if self.kind is str:
-            if value is None:
-                return None
-            if not isinstance(value, str):
-                raise UsageError(f"{self.label}: text expected")
-            value = value.strip()
-            if len(value) > self.maximum:
-                raise UsageError(f"{self.label} is limited to {self.maximum} characters")
-            return value or None
-        if isinstance(value, bool) or not isinstance(value, int):
-            try:
-                if isinstance(value, float) and value.is_integer():
-                    value = int(value)
-                else:
-                    raise TypeError
-            except TypeError:
-                raise UsageError(f"{self.label} must be a whole number from {self.minimum} to {self.maximum}") from None
-        if not self.minimum <= value <= self.maximum:
-            raise UsageError(f"{self.label} must be from {self.minimum} to {self.maximum} (got {value})")
-        return value
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What Loupe knows about one model before loading it."""
-
-    name: str  # the weights' name: `loupe models download NAME`
-    task: str  # "caption" or "classify": what the engine and front ends call it by
-    title: str
-    summary: str  # what the task does, in a sentence (the command's help)
-    source: Source  # where the weights come from, every file pinned to size and sha256
-    loader: str  # "module:Class" implementing engine.models.base.Model; its `input_size`
-    # (the short edge its own preprocessing resizes to) comes from the weights' own processor
-    # config or transforms, and is the size every entry point decodes a photo at
-    batch_size: int  # photos per forward pass (measured in bench/)
-    license: str
-    options: tuple[Option, ...] = field(default_factory=tuple)
-    # CPU class (engine.device.cpu_class()) -> the precision that runs it fastest at equal
-    # fidelity there, from the bench (bench/README.md); a class not listed runs fp32.
-    # LOUPE_PRECISION overrides.
-    precisions: Mapping[str, str] = field(default_factory=dict)
-    # the precisions this model can run in; LOUPE_PRECISION=int8 means fp32 for one without it
-    supported: tuple[str, ...] = ("fp32", "bf16")
-
-    def model_class(self) -> Any:
-        module, _, cls = self.loader.partition(":")
-        return getattr(importlib.import_module(module), cls)
-
-    def option(self, name: str) -> Option:
-        for opt in self.options:
-            if opt.name == name:
-                return opt
-        raise KeyError(name)
-
-    def defaults(self) -> dict[str, Any]:
-        return {opt.name: opt.default for opt in self.options}
-
-    def check_options(self, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Every option of this model, defaults filled in, each checked against its limits.
-
-        Raises UsageError for an unknown option or a value outside its limits."""
-        given = dict(options or {})
-        unknown = set(given) - {opt.name for opt in self.options}
-        if unknown:
-            raise UsageError(f"{self.task}: unknown option(s) {', '.join(sorted(unknown))}")
-        return {opt.name: opt.check(given.get(opt.name, opt.default)) for opt in self.options}
+__all__ = ["MODELS", "TASKS", "ModelSpec", "Option", "Source", "WeightFile", "for_task", "by_name", "lookup",
+           "split_options"]
 
 
 # Pinned from the public repositories. Salesforce/blip-image-captioning-base has no safetensors

@@ -1,0 +1,90 @@
+"""The compute stage, on this machine: decode + infer, photo results in batches.
+
+    compute = LocalCompute(engine, options, cancel)
+    for group in compute(decisions):        # Decision "todo" in, in order
+        for decision, out in group:          # out: {task: result}, ModelFailed or UnreadableImage
+            ...
+
+Loader threads decode each photo once per model it needs, through `Engine.prepare` (the same
+decode and preprocessing as `loupe caption` and the Caption tab: same tensor, same answer), a
+few photos ahead; the engine's one batch loop (`batching.stream`) runs them a batch at a time.
+A group is one batch's results, recorded together. `ray_scan.RayCompute` is the other compute
+stage (the same contract, on a cluster); a new backend is one class like these.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
+
+from ..batching import Inference, stream
+from ..errors import ModelFailed, UnreadableImage
+from .readahead import readahead
+from .records import Decision
+
+Out = Mapping[str, Any] | ModelFailed | UnreadableImage
+
+
+class Compute(Protocol):
+    """A compute stage: decisions "todo" in, groups of (decision, out) back, a batch each."""
+
+    inference_s: float  # seconds spent computing
+
+    def __call__(self, decisions: Iterable[Decision]) -> Iterator[list[tuple[Decision, Out]]]: ...
+
+
+class LocalCompute:
+    """Decode in `workers` threads, infer in the engine's batch loop; see the module."""
+
+    def __init__(self, engine: Inference, models: Mapping[str, Mapping[str, Any]], *, batch_size: int,
+                 workers: int, cancel: threading.Event,
+                 on_batch: Callable[[list[Decision]], None] | None = None,
+                 on_step: Callable[[float], None] | None = None) -> None:
+        self.engine = engine
+        self.models = models
+        self.batch_size = batch_size
+        self.workers = workers
+        self.cancel = cancel
+        self.on_batch = on_batch
+        self.on_step = on_step
+        self.inference_s = 0.0  # from each batch's start to its results
+        self._batch_started = 0.0
+
+    def _started(self, decisions: list[Decision]) -> None:
+        self._batch_started = time.perf_counter()
+        if self.on_batch is not None:
+            self.on_batch(decisions)
+
+    def prepare(self, decision: Decision) -> Mapping[str, Any] | UnreadableImage:
+        """In a loader thread: each needed model's input for the photo, or why it cannot be read."""
+        try:
+            return {task: self.engine.prepare(task, decision.found.path, self.models[task]) for task in decision.tasks}
+        except UnreadableImage as exc:
+            return exc
+
+    def __call__(self, decisions: Iterable[Decision]) -> Iterator[list[tuple[Decision, Out]]]:
+        unreadable: dict[int, UnreadableImage] = {}
+
+        def items() -> Iterator[tuple[Decision, Mapping[str, Any]]]:
+            ahead = self.batch_size * 2 + self.workers
+            for decision, inputs in readahead(self.prepare, decisions, workers=self.workers, ahead=ahead,
+                                              cancel=self.cancel):
+                if inputs is None:  # stopped while it loaded
+                    return
+                if isinstance(inputs, UnreadableImage):
+                    unreadable[id(decision)] = inputs
+                    inputs = {}  # rides along in its batch (no task runs on it), so order is kept
+                yield decision, inputs
+
+        tasks = {task: self.models[task] for task in self.models}
+        group: list[tuple[Decision, Out]] = []
+        for decision, out in stream(self.engine, items(), tasks, batch_size=self.batch_size, cancel=self.cancel,
+                                    on_batch=self._started, on_step=self.on_step):
+            group.append((decision, unreadable.pop(id(decision), out)))
+            if len(group) >= self.batch_size:
+                self.inference_s += time.perf_counter() - self._batch_started
+                yield group
+                group = []
+        if group:
+            self.inference_s += time.perf_counter() - self._batch_started
+            yield group

@@ -1,0 +1,159 @@
+"""The write stage: one photo's caption and keywords where photo tools read them, then rename.
+
+    sidecar   XMP beside the photo (photo.jpg.xmp, or photo.xmp for Lightroom unless another
+              file shares the stem), the photo untouched
+    embed     XMP/IPTC/EXIF inside the photo, pixels untouched; refused for a read-only file
+              or one that changed since it was hashed; atomic (a copy renamed over it)
+    none      only the index
+
+`sidecar` and `embed` are the whole of each writer, used by the scan (`Writer`, one photo ->
+a `Files` record) and by `library edit` (edit.py) alike. A new writer (a format, a tool's own
+sidecar) is one function here and one choice in options.py's WRITE.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import LoupeError
+from ..files import atomic_write, hash_bytes, is_read_only, os_reason
+from . import xmp
+from .descriptions import WriteResult
+from .index import IndexUnavailable, PhotoRow
+from .records import Decision, Files, Location, Problem, Told
+from .rename import Renamer, sidecars_of
+from .settings import keyword_names
+
+
+@dataclass(frozen=True)
+class How:
+    """How the scan writes: the options that change the files, and the settings they carry."""
+
+    write: str  # options.WRITE's choices
+    sidecar_style: str
+    existing: str
+    keyword_threshold: int
+    settings: str  # keys.ResultKeys.combined: stamped into the file as loupe:settings
+
+    @property
+    def written_key(self) -> str | None:
+        """What a record's written key says when these files are up to date (None: not writing)."""
+        policy = f"{self.existing}:k{self.keyword_threshold}"
+        return {"embed": f"embed:{policy}:{self.settings}",
+                "sidecar": f"sidecar:{self.sidecar_style}:{policy}:{self.settings}"}.get(self.write)
+
+
+def sidecar_style_for(path: Path, style: str, stems: Counter[tuple[Path, str]]) -> str:
+    """`style`, unless Lightroom's photo.xmp would be shared with another file of that stem
+    (photo.jpg and photo.png, a RAW beside its JPEG): then darktable's photo.jpg.xmp."""
+    if style == "lightroom" and stems[(path.parent, path.stem.lower())] > 1:
+        return "darktable"
+    return style
+
+
+def sidecar(path: Path, caption: str, keywords: list[str], *, style: str, settings: str, existing: str = "keep",
+            persons: bool = False) -> WriteResult:
+    """Write (or update) the photo's sidecar in `style` (xmp.write_sidecar: atomic, other
+    fields kept). Raises OSError or LoupeError."""
+    return xmp.write_sidecar(path, caption, keywords, style=style, settings=settings, existing=existing,
+                             persons=persons)
+
+
+def embed(path: Path, caption: str, keywords: list[str], *, settings: str, existing: str = "keep",
+          persons: bool = False, expect_hash: str | None = None) -> tuple[WriteResult, Location, bool]:
+    """Write into the photo itself (atomic, pixels untouched) -> (what was decided, the file's
+    new bytes as a Location, whether they changed). Refused (LoupeError) for a read-only file
+    or, with `expect_hash`, one whose bytes are no longer those hashed; OSError as it comes."""
+    if is_read_only(path):
+        raise LoupeError("read-only file: not changed (make it writable, or use sidecars)")
+    data = path.read_bytes()
+    if expect_hash is not None and hash_bytes(data) != expect_hash:
+        raise LoupeError("the file changed during the scan: not written (scan again)")
+    result = xmp.embed(data, caption, keywords, suffix=path.suffix, settings=settings, existing=existing,
+                       persons=persons)
+    new = result.data if result.data is not None else data
+    if new != data:
+        atomic_write(path, new, like=path)
+    st = path.stat()
+    return result, Location(st.st_size, st.st_mtime_ns, hash_bytes(new)), new != data
+
+
+class Writer:
+    """The scan's write stage: `writer(decision, row)` -> Files, for one photo, in order:
+    its sidecar or embed (unless already up to date), then its rename. A photo that cannot be
+    written or renamed becomes a Problem in the record; the scan goes on."""
+
+    def __init__(self, how: How, told: Told, stems: Counter[tuple[Path, str]], renamer: Renamer | None) -> None:
+        self.how = how
+        self.told = told
+        self.stems = stems
+        self.renamer = renamer
+
+    def __call__(self, decision: Decision, row: PhotoRow) -> Files:
+        path = decision.found.path
+        files = Files(found_at=str(path), path=str(path))
+        key = self.how.written_key
+        if key is not None:
+            try:
+                if self.how.write == "sidecar":
+                    self.write_sidecar(files, path, row, key)
+                else:
+                    self.write_embedded(files, decision, path, row, key)
+            except IndexUnavailable:
+                raise  # the index itself failed: not this photo's problem, stop
+            except (OSError, LoupeError) as exc:
+                files.problems.append(Problem(str(path), "write", _reason(exc)))
+        if self.renamer is not None and row.caption:
+            self.rename(files, path, row)
+        return files
+
+    def keywords(self, row: PhotoRow) -> list[str]:
+        return keyword_names(row.labels, self.how.keyword_threshold)
+
+    def write_sidecar(self, files: Files, path: Path, row: PhotoRow, key: str) -> None:
+        style = sidecar_style_for(path, self.how.sidecar_style, self.stems)
+        if style != self.how.sidecar_style:
+            files.notices += self.told.notice(
+                str(path), "sidecar-name",
+                f"another photo has the name stem {path.stem!r}, so this one got {path.name}.xmp, "
+                "which Lightroom does not read; rename one of them and scan again for photo.xmp")
+        target = xmp.sidecar_path(path, style)
+        if row.written_key == key and row.path == str(path) and target.exists():
+            return  # (the written key is the record's: a copy elsewhere has its own sidecar)
+        result = sidecar(path, row.caption, self.keywords(row), style=style, settings=self.how.settings,
+                         existing=self.how.existing, persons=row.caption_by == "person")
+        self.decided(files, target, result)
+        files.written_key, files.changed = key, result.changed
+
+    def write_embedded(self, files: Files, decision: Decision, path: Path, row: PhotoRow, key: str) -> None:
+        known = decision.known
+        if known is not None and known.bytes_written_key == key:
+            return  # these very bytes are Loupe's embed for these settings
+        result, location, changed = embed(
+            path, row.caption, self.keywords(row), settings=self.how.settings, existing=self.how.existing,
+            persons=row.caption_by == "person", expect_hash=decision.found.file_hash)
+        self.decided(files, path, result)
+        files.written_key, files.changed = key, changed
+        files.location = Location(location.size, location.mtime_ns, location.file_hash, key)
+
+    def rename(self, files: Files, old: Path, row: PhotoRow) -> None:
+        try:
+            if is_read_only(old):
+                raise LoupeError("read-only file: not renamed")
+            new = self.renamer.rename(old, row.caption, sidecars_of(old))  # type: ignore[union-attr]
+        except (OSError, LoupeError) as exc:
+            files.problems.append(Problem(str(old), "rename", _reason(exc)))
+            return
+        if new is not None:
+            files.renamed_from, files.path = str(old), str(new)
+
+    def decided(self, files: Files, where: Path, result: WriteResult) -> None:
+        """Say what was done with a description someone else wrote (kept, appended, replaced)."""
+        note = result.note()
+        if note is not None:
+            files.notices += self.told.notice(str(where), result.decision, note)
+
+
+def _reason(exc: BaseException) -> str:
+    return os_reason(exc) if isinstance(exc, OSError) else str(exc)
