@@ -3,12 +3,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import Callable
+
 import gradio as gr
 
 from desktop.messages import CLASSIFIER, friendly
 from desktop.tabs.first_run import Panel, first_run_panel
 from desktop.tabs.photo_drop import photo_drop
 from desktop.tabs.caption import slider
+from desktop.share.gate import local_turn
 from desktop.tabs.working import wire
 from engine import get_engine, weights
 
@@ -20,28 +23,26 @@ def classify_photo(path: str | None, top: int | None = None) -> dict[str, float]
     if not path:
         raise gr.Error("Drop a photo first.", title="Loupe")
     options = {} if top is None else {"top": int(top)}
-    return get_engine().run_one("classify", path, **options).as_confidences()
-
-
-def classify_changed(path: str | None, top: int | None = None):
-    """A new photo is classified at once; a cleared one clears."""
-    return classify_photo(path, top) if path else None
+    with local_turn():  # a share's visitors wait behind the person at this computer
+        return get_engine().run_one("classify", path, **options).as_confidences()
 
 
 @dataclass
 class ClassifyTab:
-    panel: Panel
+    panel: Panel | None  # None without downloads
+    image: gr.Image
     button: gr.Button
     output: gr.Label
     events: list
 
 
-def build(examples: list[str]) -> ClassifyTab:
-    """Lay out and wire the tab inside the current gr.Tab."""
-    panel = first_run_panel(CLASSIFIER.name, "Download the classifier")
+def build(examples: list[str], *, run: Callable[..., dict] = classify_photo, downloads: bool = True,
+          sources: tuple[str, ...] = ("upload", "clipboard"), scroll: bool = False) -> ClassifyTab:
+    """Lay out and wire the tab, with `run(path, top) -> {label: confidence}`; as caption.build."""
+    panel = first_run_panel(CLASSIFIER.name, "Download the classifier") if downloads else None
     with gr.Row():
         with gr.Column():
-            image = photo_drop(label="Photo", sources=["upload", "clipboard"], height=360,
+            image = photo_drop(label="Photo", sources=list(sources), height=360,
                                elem_id="loupe-classify-photo")
             button = gr.Button("Classify", variant="primary", elem_id="loupe-classify-btn",
                                interactive=weights.is_installed(CLASSIFIER.name))
@@ -52,13 +53,19 @@ def build(examples: list[str]) -> ClassifyTab:
                               elem_id="loupe-labels")
     if examples:
         gr.Examples(examples=[[e] for e in examples], inputs=[image], label="Example photos")
+    def changed(path: str | None, top: int | None = None):
+        """A new photo is classified at once; a cleared one clears."""
+        return run(path, top) if path else None
+
     events = [
-        wire(button.click, classify_photo, [image, top], labels, status, "classify", api_visibility="private",
-             concurrency_id="classify", concurrency_limit=2),
-        wire(image.change, classify_changed, [image, top], labels, status, "classify", api_visibility="private",
-             concurrency_id="classify", concurrency_limit=2)]
+        wire(button.click, run, [image, top], labels, status, "classify", api_visibility="private",
+             concurrency_id="classify", concurrency_limit=2, scroll_to_output=scroll),
+        wire(image.change, changed, [image, top], labels, status, "classify", api_visibility="private",
+             concurrency_id="classify", concurrency_limit=2, scroll_to_output=scroll)]
     # The /classify API keeps its one input (a photo) and the registry's number of labels: its
     # callers send no count. A trigger of its own, never shown, so the page's button can send one.
-    api = gr.Button(visible=False)
-    api.click(classify_photo, [image], labels, api_name="classify", concurrency_id="classify", concurrency_limit=2)
-    return ClassifyTab(panel, button, labels, events)
+    if downloads:
+        api = gr.Button(visible=False)
+        api.click(classify_photo, [image], labels, api_name="classify", concurrency_id="classify",
+                  concurrency_limit=2)
+    return ClassifyTab(panel, image, button, labels, events)

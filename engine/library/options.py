@@ -17,7 +17,7 @@ from ..errors import UsageError
 from ..models.spec import Option
 from . import xmp
 from .descriptions import EXISTING_POLICIES
-from .settings import CAPTION_STYLES, DEFAULT_CAPTION_STYLE, KEYWORD_THRESHOLD
+from .settings import CAPTION_STYLES, DEFAULT_CAPTION_STYLE, HIERARCHY_ROOT, KEYWORD_THRESHOLD, check_hierarchy_root
 
 WRITERS = ("sidecar", "embed", "none")  # writers.py: one function each
 
@@ -74,6 +74,9 @@ class Options:
     existing: str = EXISTING.default
     caption_style: str = CAPTION_STYLE.default  # already folded into `models`
     keyword_threshold: int = KEYWORD_THRESHOLD.default  # percent: labels below it are not written as keywords
+    # labels' root in a keyword hierarchy a photo already has (a text option: its own flag, not
+    # in SCAN_OPTIONS, whose front ends make choice and number controls)
+    hierarchy_root: str = HIERARCHY_ROOT.default
     batch_size: int = 8
     workers: int = 2
     # task -> that model's options, checked by the registry (defaults filled in)
@@ -82,5 +85,6 @@ class Options:
     def validate(self) -> None:
         for opt in SCAN_OPTIONS:
             opt.check(getattr(self, opt.name))
+        check_hierarchy_root(self.hierarchy_root)
         if self.batch_size < 1 or self.workers < 0:
             raise UsageError("batch_size must be at least 1, workers at least 0.")
