@@ -62,12 +62,12 @@ def wire(trigger: Callable, fn: Callable, inputs: list, output: Any, status: gr.
                      "{block: 'nearest'}); go(); setTimeout(go, 300); setTimeout(go, 900); return a; }")
     scroll_output = (f"(...a) => {{ document.querySelector('#{output.elem_id}')?.scrollIntoView("
                      "{block: 'nearest'}); return a; }")
-    shown = trigger(lambda path: working_html(task) if path else "", inputs[:1], status, queue=False,
+    shown = trigger(lambda path: working_html(task) if path else "", inputs[:1], status,
                     show_progress="hidden", api_visibility="private", js=scroll_status)
     event = shown.then(fn, inputs, output, show_progress="hidden", **kwargs)
-    event.success(_done, output, status, api_visibility="private", show_progress="hidden", queue=False,
+    event.success(_done, output, status, api_visibility="private", show_progress="hidden",
                   js=scroll_output)
-    event.failure(lambda: "", None, status, api_visibility="private", show_progress="hidden", queue=False)
+    event.failure(lambda: "", None, status, api_visibility="private", show_progress="hidden")
     return event
 
 
