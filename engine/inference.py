@@ -107,6 +107,10 @@ class Engine:
         _release_freed_memory()
         return model
 
+    def load(self, task: str) -> None:
+        """`batching.Inference.load`: the model for `task` loaded now (WeightsMissing/Damaged)."""
+        self.model(task)
+
     def preparer(self, key: str) -> Any:
         """The preprocessing of a task's (or model name's) model, without its weights: an
         instance from `Model.load_preprocessing` (`input_size`, `preprocess`), loaded once.
