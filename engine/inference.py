@@ -95,6 +95,10 @@ class Engine:
                 self._models[spec.task] = self._load(spec)
             return self._models[spec.task]
 
+    def is_loaded(self, key: str) -> bool:
+        """Whether the model for a task or model name is in memory (the next request skips the load)."""
+        return lookup(key).task in self._models
+
     def _load(self, spec: ModelSpec) -> Any:
         folder = weights.model_dir(spec.name)  # WeightsMissing / WeightsDamaged say what to do
         started = time.perf_counter()
