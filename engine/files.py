@@ -101,9 +101,19 @@ def _default_mode() -> int:
     return 0o666 & ~umask
 
 
-def atomic_write(target: Path, data: bytes, *, like: Path | None = None) -> None:
-    """Write `data` to `target` atomically. Permission bits (and xattrs) come from `like`
-    (the file being replaced) when given, else from the existing target, else the umask."""
+def atomic_write(target: Path, data: bytes, *, like: Path | None = None, owner_of: Path | None = None) -> None:
+    """Write `data` to `target` atomically, keeping the file's identity.
+
+    Replacing a file (`like`, else the existing target): its permission bits, extended
+    attributes (ACLs, tags, labels) and owner and group carry over. A new file with `owner_of`
+    (a new sidecar: the photo) takes that file's owner, group and read/write bits, so the
+    photo's owner can edit it; otherwise the umask's bits. Owner and group are set where the
+    OS allows (as root, or a group the user is in); elsewhere the file is the user's, as any
+    file they write.
+
+    Renaming over a file gives the name a new inode: the caller must not use this for a file
+    with several hard links (`link_count`) unless splitting them is meant.
+    """
     folder = target.parent
     fd, tmp_name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=target.suffix, dir=folder)
     tmp = Path(tmp_name)
@@ -116,6 +126,12 @@ def atomic_write(target: Path, data: bytes, *, like: Path | None = None) -> None
         if source is not None:
             shutil.copystat(source, tmp)  # mode bits, xattrs (and times, reset just below)
             os.utime(tmp)  # the content changed: a fresh mtime tells photo tools to re-read
+            _copy_owner(os.stat(source), tmp)
+        elif owner_of is not None:
+            st = os.stat(owner_of)
+            # read/write bits only: a photo's stray execute bit is not a sidecar's
+            os.chmod(tmp, stat.S_IMODE(st.st_mode) & 0o666)
+            _copy_owner(st, tmp)
         else:
             os.chmod(tmp, _default_mode())
         os.replace(tmp, target)
@@ -126,6 +142,31 @@ def atomic_write(target: Path, data: bytes, *, like: Path | None = None) -> None
             pass
         raise
     fsync_dir(folder)
+
+
+def _copy_owner(st: os.stat_result, path: Path) -> None:
+    """chown `path` to st's owner and group where allowed. Ownership is set after the mode bits:
+    chown clears setuid/setgid, which photos and sidecars never need."""
+    if sys.platform == "win32":  # pragma: no cover
+        return
+    here = os.stat(path)
+    if (here.st_uid, here.st_gid) == (st.st_uid, st.st_gid):
+        return
+    try:
+        os.chown(path, st.st_uid, st.st_gid)
+    except PermissionError:
+        try:  # not root: the group still carries over when the user is in it
+            os.chown(path, -1, st.st_gid)
+        except PermissionError:
+            pass
+
+
+def link_count(path: Path) -> int:
+    """How many names (hard links) the file has; 1 where the OS cannot say."""
+    try:
+        return max(1, os.stat(path).st_nlink)
+    except OSError:
+        return 1
 
 
 def cleanup_stale(folder: str | os.PathLike[str], *, older_than: float | None = None) -> int:

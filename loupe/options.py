@@ -51,9 +51,12 @@ def scan_option(opt: Option, *, help: str | None = None) -> Callable[[Callable],
         default, show = None, False
     else:
         default, show = opt.default, True
+    metavar = None
     if opt.choices:
         kind: Any = click.Choice(opt.values())
+    elif opt.kind is str:
+        kind, metavar = str, opt.name.split("_")[-1].upper()
     else:
-        kind = click.IntRange(opt.minimum, opt.maximum)
+        kind, metavar = click.IntRange(opt.minimum, opt.maximum), "PCT"
     return click.option(opt.cli, opt.name, type=kind, default=default, show_default=show,
-                        metavar=None if opt.choices else "PCT", help=f"{text}.")
+                        metavar=metavar, help=f"{text}.")

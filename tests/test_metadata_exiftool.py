@@ -51,7 +51,7 @@ def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
 
 def tags(path: Path) -> dict:
     """Every tag exiftool finds, as `Group1:Name` -> value (lists for list values)."""
-    out = subprocess.run(["exiftool", "-j", "-G1", "-a", "-struct", str(path)],
+    out = subprocess.run(["exiftool", "-j", "-G1", "-a", "-struct", "-validate", "-all", str(path)],
                          capture_output=True, text=True, encoding="utf-8", check=True)
     return json.loads(out.stdout, object_pairs_hook=_no_duplicates)[0]
 
@@ -68,7 +68,8 @@ def exiftool_set(path: Path, *assignments: str) -> None:
 
 def make_photo(path: Path, seed: int = 1, *assignments: str) -> Path:
     """A real photo of the suffix's format, with a camera Make and an XMP Rating set by exiftool."""
-    kwargs = {"lossless": True} if path.suffix == ".webp" else {}
+    # (a TIFF states its resolution, as cameras and scanners write it: exiftool -validate asks)
+    kwargs = {"lossless": True} if path.suffix == ".webp" else {"dpi": (300, 300)} if path.suffix == ".tif" else {}
     Image.fromarray(photo_array(seed)).save(path, FORMATS[path.suffix], **kwargs)
     exiftool_set(path, "-EXIF:Make=LoupeCam", "-XMP-xmp:Rating=4", *assignments)
     return path
@@ -85,7 +86,9 @@ def descriptions(t: dict) -> tuple:
 
 
 def assert_clean(t: dict) -> None:
+    """No warning or error reading the file, and `exiftool -validate` finds nothing."""
     assert "ExifTool:Warning" not in t and "ExifTool:Error" not in t, t.get("ExifTool:Warning") or t.get("ExifTool:Error")
+    assert t.get("ExifTool:Validate") == "OK", t.get("ExifTool:Validate")
 
 
 # -- embedded: JPEG, PNG, TIFF, WebP

@@ -77,6 +77,7 @@ def scan(
     existing: str | None = None,
     caption_style: str | None = None,
     keyword_threshold: int | None = None,
+    hierarchy_root: str | None = None,
     db_path: str | os.PathLike[str] | None = None,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
@@ -93,6 +94,8 @@ def scan(
 ("keep", "replace" or "append"; see descriptions.py). `caption_style`: a key of CAPTION_STYLES
     ("detailed" or "quick"), setting the captioner's options. `keyword_threshold`: percent (see
     KEYWORD_THRESHOLD); labels less sure than it are indexed but not written as keywords.
+    `hierarchy_root`: where a photo or sidecar already keeps a keyword hierarchy, labels go in
+    it under this root (HIERARCHY_ROOT; None: the setting, else "Loupe").
     `model_options`: the models' options by name, as in the registry (`top=5`, `prefix=...`;
     an explicit `num_beams=` wins over the style), checked before any file is touched.
     A photo whose caption the person wrote (`set_caption`) keeps it; the scan says so once.
@@ -114,7 +117,8 @@ def scan(
     from .settings import style_options
 
     chosen = resolve({"write": write, "sidecar_style": sidecar_style, "rename": rename, "existing": existing,
-                      "caption_style": caption_style, "keyword_threshold": keyword_threshold}, load_settings())
+                      "caption_style": caption_style, "keyword_threshold": keyword_threshold,
+                      "hierarchy_root": hierarchy_root}, load_settings())
     models = split_options(style_options(chosen["caption_style"], model_options))
     folder_path = Path(folder).expanduser()
     if not folder_path.is_dir():

@@ -4,7 +4,7 @@ A photo's description lives in up to three places that photo tools read (the Met
 Group's guidance keeps them in sync): XMP `dc:description`, IPTC IIM Caption-Abstract and
 EXIF ImageDescription. Loupe writes its caption to all the places it writes, unless one of
 them already holds a description *someone else* wrote: non-empty, not a camera's default
-text, and not what Loupe wrote there last time. Then the `existing` policy decides:
+text (see `boilerplate`), and not what Loupe wrote there last time. Then the `existing` policy decides:
 
   * "keep" (default): the person's text stays where it is and is copied into the places that
     were empty (or held Loupe's or a camera's text), so every tool shows the same; Loupe's
@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..errors import UsageError
+from .boilerplate import is_boilerplate
+from .limits import IPTC_CAPTION_BYTES, is_cut_copy
 
 # What the CLI (`--existing`) and the Library tab offer; the first is the default.
 EXISTING_POLICIES = ("keep", "replace", "append")
@@ -30,24 +32,6 @@ DECISIONS = ("written", "kept", "appended", "replaced")
 # One line (Explorer, Lightroom's grid and most captions views show a single line), plain
 # ASCII (an ASCII description plus an ASCII caption stays ASCII in EXIF).
 APPEND_SEPARATOR = " | "
-
-# Text cameras and a few programs put in ImageDescription (and some copy into IPTC/XMP)
-# by themselves. Nobody typed it, so it is no one's description: Loupe may write over it.
-# Compared case-insensitively, with runs of whitespace as one space.
-CAMERA_DEFAULTS = frozenset(s.casefold() for s in (
-    "OLYMPUS DIGITAL CAMERA",
-    "SONY DSC",
-    "DIGITAL CAMERA",
-    "MINOLTA DIGITAL CAMERA",
-    "KONICA MINOLTA DIGITAL CAMERA",
-    "KODAK DIGITAL STILL CAMERA",
-    "PENTAX DIGITAL CAMERA",
-    "SAMSUNG CAMERA PICTURES",
-    "SAMSUNG DIGITAL CAMERA",
-    "EXIF_JPEG_PICTURE",
-    "Created with GIMP",
-    "LEAD Technologies Inc. V1.01",
-))
 
 _SPACES = re.compile(r"\s+")
 
@@ -68,9 +52,9 @@ def normalize(text: str | None) -> str:
 
 
 def is_camera_default(text: str) -> bool:
-    """True for empty text and for the camera defaults in CAMERA_DEFAULTS."""
-    key = _SPACES.sub(" ", normalize(text)).casefold()
-    return not key or key in CAMERA_DEFAULTS
+    """True for empty text and for text a camera, phone or program wrote by itself
+    (`boilerplate.is_boilerplate`: a listed string, a camera's name and model, a file name)."""
+    return is_boilerplate(normalize(text))
 
 
 def persons_part(text: str, loupe_texts: Iterable[str]) -> str:
@@ -81,8 +65,8 @@ def persons_part(text: str, loupe_texts: Iterable[str]) -> str:
     if is_camera_default(text):
         return ""
     own = [t for t in (normalize(t) for t in loupe_texts) if t]
-    if text in own:
-        return ""
+    if text in own or any(is_cut_copy(text, t, IPTC_CAPTION_BYTES) for t in own):
+        return ""  # Loupe's text, or its copy cut to IPTC's limit
     for caption in own:
         suffix = APPEND_SEPARATOR + caption
         if text.endswith(suffix):
@@ -142,7 +126,7 @@ class WriteResult:
     path: the sidecar (write_sidecar) or None. data: the photo's new bytes (embed; the input
     bytes themselves when nothing changed) or None. changed: whether anything differs from
     before. decision: one of DECISIONS. existing: the description someone else wrote, for
-    "kept", "appended" and "replaced".
+    "kept", "appended" and "replaced". cut: how many IPTC values were cut to IIM's limits.
     """
 
     changed: bool
@@ -150,6 +134,7 @@ class WriteResult:
     existing: str | None = None
     path: Path | None = None
     data: bytes | None = None
+    cut: int = 0  # IPTC values cut to IIM's limits (limits.py); XMP holds them whole
 
     @property
     def description_kept(self) -> bool:

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LoupeError, UsageError
-from ..files import os_reason
+from ..files import link_count, os_reason
 from . import writers, xmp
 from .descriptions import normalize
 from .index import Index, PhotoRow
 from .records import Location
 from .rename import stem_counts
-from .options import EDIT_OPTIONS, resolve
+from .options import EDIT_OPTIONS, HIERARCHY_ROOT, resolve
 from .settings import KEYWORD_THRESHOLD, keyword_names
 
 MAX_CAPTION = 2000  # characters; a description, not an essay
@@ -82,6 +82,7 @@ def set_caption(index: Index, path: str, caption: str, *, write: str | None, sid
                      EDIT_OPTIONS)
     writer, style = chosen["write"], chosen["sidecar_style"]
     keywords = keyword_names(row.labels, threshold)
+    root = settings.get("hierarchy_root") or HIERARCHY_ROOT.default
     if not replace_others and writer != "none":
         other = xmp.others_description(photo, style)
         if other and normalize(other) not in (normalize(row.caption), text):
@@ -91,12 +92,17 @@ def set_caption(index: Index, path: str, caption: str, *, write: str | None, sid
     result = None
     new_location: Location | None = None
     try:
+        links = link_count(photo)
+        if writer == "embed" and links > 1:
+            writer = "sidecar"  # rewriting it would split its hard links into separate files
         if writer == "sidecar":
             style = writers.sidecar_style_for(photo, style, stem_counts([photo.parent]))
-            result = writers.sidecar(photo, text, keywords, style=style, settings=row.settings_key, persons=True)
+            result = writers.sidecar(photo, text, keywords, style=style, settings=row.settings_key, persons=True,
+                                     hierarchy_root=root)
             written = result.path
         elif writer == "embed":
-            result, new_location, _ = writers.embed(photo, text, keywords, settings=row.settings_key, persons=True)
+            result, new_location, _ = writers.embed(photo, text, keywords, settings=row.settings_key, persons=True,
+                                     hierarchy_root=root)
             written = photo
     except OSError as exc:
         raise CaptionNotSaved(f"Could not save the caption of {photo.name}: {os_reason(exc)}.") from None
@@ -118,6 +124,8 @@ def set_caption(index: Index, path: str, caption: str, *, write: str | None, sid
         message = "Saved in the library (not written to the photo, as chosen)."
     else:
         message = f"Saved; written {'to' if writer == 'sidecar' else 'into'} {written.name}."
+        if writer == "sidecar" and write == "embed" and links > 1:
+            message += f" The photo has {links} hard links, which embedding would split into separate files."
     if result is not None and result.decision == "replaced" and result.existing \
             and normalize(result.existing) != normalize(row.caption):
         message += f" It replaces the description that was there ({_short(result.existing)})."

@@ -20,6 +20,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from .limits import IPTC_CAPTION_BYTES, IPTC_KEYWORD_BYTES, cut_keywords, cut_utf8
+
 IPTC_UTF8 = "\x1b%G"
 _CHARSET = "Iptc.Envelope.CharacterSet"
 _CAPTION = "Iptc.Application2.Caption"
@@ -39,13 +41,24 @@ class Legacy:
     description: str = ""
 
 
-def decode(raw: bytes) -> str:
-    """Bytes of an IPTC or EXIF string: UTF-8 when valid, else Windows-1252, else Latin-1."""
-    for codec in ("utf-8", "cp1252"):
-        try:
-            return raw.decode(codec)
-        except UnicodeDecodeError:
-            pass
+def decode(raw: bytes, limit: int | None = None, utf8: bool = False) -> str:
+    """Bytes of an IPTC or EXIF string: UTF-8 when valid, else Windows-1252, else Latin-1.
+
+    UTF-8 that another tool cut mid-character at the dataset's size limit (`limit` bytes,
+    exactly filled) is read without the broken end, when it is known to be UTF-8: the record
+    declares it (`utf8`), or the text before the cut holds UTF-8 characters. (63 ASCII bytes
+    and one Latin-1 "é" look the same as a cut: undeclared, that stays Windows-1252.)"""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # A single "unexpected end" in the last 3 bytes and valid before it: cut, not legacy.
+        if (len(raw) == limit and exc.reason == "unexpected end of data" and exc.start >= len(raw) - 3
+                and (utf8 or any(b >= 0x80 for b in raw[: exc.start]))):
+            return raw[: exc.start].decode("utf-8")
+    try:
+        return raw.decode("cp1252")
+    except UnicodeDecodeError:
+        pass
     return raw.decode("latin-1")
 
 
@@ -66,10 +79,11 @@ def read(img: Any) -> Legacy:
     """Read from an open `pyexiv2.ImageData`. Unreadable or absent fields read as empty."""
     iptc = img.read_iptc(encoding=_BYTES)
     exif = img.read_exif(encoding=_BYTES)
-    caption = decode(_raw(_first(iptc.get(_CAPTION, ""))))
+    utf8 = _first(iptc.get(_CHARSET, "")) == IPTC_UTF8
+    caption = decode(_raw(_first(iptc.get(_CAPTION, ""))), IPTC_CAPTION_BYTES, utf8)
     keywords = iptc.get(_KEYWORDS, [])
     keywords = [keywords] if isinstance(keywords, str) else keywords
-    decoded = [decode(_raw(k)).strip() for k in keywords]
+    decoded = [decode(_raw(k), IPTC_KEYWORD_BYTES, utf8).strip() for k in keywords]
     return Legacy(
         caption=caption,
         keywords=tuple(k for k in decoded if k),
@@ -77,25 +91,62 @@ def read(img: Any) -> Legacy:
     )
 
 
-def write_exif_description(img: Any, text: str) -> None:
-    """Set IFD0 ImageDescription (UTF-8 bytes, see the module notes); other tags untouched."""
-    img.modify_exif({_DESCRIPTION: _as_bytes_str(text)}, encoding=_BYTES)
+# IFD0 tags the EXIF standard requires in a JPEG (EXIF 2.32 table 4; exiftool -validate checks
+# them). A TIFF's IFD0 is the image's own structure: exiv2 will not add image tags to it, and
+# Loupe leaves it as it is. PNG and WebP carry EXIF without them.
+_REQUIRED = dict.fromkeys((".jpg", ".jpeg", ".jpe"), (
+    "Exif.Image.XResolution", "Exif.Image.YResolution", "Exif.Image.ResolutionUnit", "Exif.Image.YCbCrPositioning"))
 
 
-def write_iptc(img: Any, *, caption: str | None, keywords: list[str] | None) -> None:
+def write_exif_description(img: Any, text: str, *, suffix: str = "", data: bytes = b"") -> None:
+    """Set IFD0 ImageDescription (UTF-8 bytes, see the module notes); other tags untouched.
+
+    When a JPEG's IFD0 lacks tags the standard requires (a JPEG that had no EXIF at all), they
+    are added with the values the photo already states, as exiftool does: the resolution of its
+    JFIF header, else the EXIF defaults (72 x 72 per inch, YCbCr centered). So a new IFD0 is a
+    valid one, and EXIF-only readers see the caption too.
+    """
+    changes = {_DESCRIPTION: _as_bytes_str(text)}
+    missing = [k for k in _REQUIRED.get(suffix.lower(), ()) if k not in img.read_exif(encoding=_BYTES)]
+    if missing:
+        x, y, unit = _jfif_density(data) or (72, 72, 2)
+        defaults = {"Exif.Image.XResolution": f"{x}/1", "Exif.Image.YResolution": f"{y}/1",
+                    "Exif.Image.ResolutionUnit": str(unit), "Exif.Image.YCbCrPositioning": "1"}
+        changes.update({k: defaults[k] for k in missing})
+    img.modify_exif(changes, encoding=_BYTES)
+
+
+def _jfif_density(data: bytes) -> tuple[int, int, int] | None:
+    """(x, y, EXIF ResolutionUnit) from a JPEG's JFIF APP0, None without one. JFIF units
+    0 (aspect ratio only), 1 (per inch), 2 (per cm) map to EXIF 1 (none), 2, 3."""
+    if data[:4] != b"\xff\xd8\xff\xe0" or data[6:11] != b"JFIF\x00" or len(data) < 18:
+        return None
+    unit, x, y = data[13], int.from_bytes(data[14:16], "big"), int.from_bytes(data[16:18], "big")
+    if not x or not y or unit > 2:
+        return None
+    return x, y, unit + 1
+
+
+def write_iptc(img: Any, *, caption: str | None, keywords: list[str] | None) -> int:
     """Set Caption-Abstract and/or the Keywords list (None: leave it); declare UTF-8.
 
-    Other datasets keep their text; those stored in a legacy encoding are re-encoded as UTF-8
-    so the declaration holds for them too. Keywords over IIM's 64 bytes are written whole:
-    cutting them would make IPTC disagree with XMP, and readers accept them.
+    Values are cut to IIM's limits (limits.py: 64 bytes a keyword, 2000 the caption) on a
+    character boundary; the caller keeps the whole text in XMP. Returns how many values were
+    cut. Other datasets keep their text; those stored in a legacy encoding are re-encoded as
+    UTF-8 so the declaration holds for them too.
     """
     changes: dict[str, Any] = {}
+    cut = 0
     if caption is not None:
-        changes[_CAPTION] = _as_bytes_str(caption)
+        short = cut_utf8(caption, IPTC_CAPTION_BYTES)
+        cut += short != caption
+        changes[_CAPTION] = _as_bytes_str(short)
     if keywords is not None:
-        changes[_KEYWORDS] = [_as_bytes_str(k) for k in keywords] if keywords else None
+        shortened, n = cut_keywords(keywords)
+        cut += n
+        changes[_KEYWORDS] = [_as_bytes_str(k) for k in shortened] if shortened else None
     if not changes:
-        return
+        return cut
     detail = img.read_iptc_detail(encoding=_BYTES)
     if _first(detail.get(_CHARSET, {}).get("value", "")) != IPTC_UTF8:
         changes[_CHARSET] = IPTC_UTF8
@@ -110,6 +161,17 @@ def write_iptc(img: Any, *, caption: str | None, keywords: list[str] | None) -> 
         if key not in detail:
             changes[key] = version
     img.modify_iptc(changes, encoding=_BYTES)
+    return cut
+
+
+def read_png_description(img: Any) -> str:
+    """A PNG's text `Description` (tEXt, zTXt or iTXt; exiv2 reads it as the image comment)."""
+    return decode(_raw(img.read_comment(encoding=_BYTES) or ""))
+
+
+def write_png_description(img: Any, text: str) -> None:
+    """Set a PNG's text `Description`: exiv2 replaces the old chunk with one UTF-8 iTXt chunk."""
+    img.modify_comment(_as_bytes_str(text), encoding=_BYTES)
 
 
 # -- the Photoshop IPTC digest (JPEG)

@@ -17,7 +17,7 @@ from ..errors import UsageError
 from ..models.spec import Option
 from . import xmp
 from .descriptions import EXISTING_POLICIES
-from .settings import CAPTION_STYLES, DEFAULT_CAPTION_STYLE, KEYWORD_THRESHOLD
+from .settings import CAPTION_STYLES, DEFAULT_CAPTION_STYLE, HIERARCHY_ROOT, KEYWORD_THRESHOLD, check_hierarchy_root
 
 WRITERS = ("sidecar", "embed", "none")  # writers.py: one function each
 
@@ -46,7 +46,7 @@ CAPTION_STYLE = Option(
 RENAME = Option("rename", "Rename files from captions", bool, False, cli="--rename",
                 help="Rename photos after their captions (undo: loupe library undo)")
 #: every scan option, in the order front ends show them
-SCAN_OPTIONS = (CAPTION_STYLE, KEYWORD_THRESHOLD, WRITE, SIDECAR_STYLE, EXISTING, RENAME)
+SCAN_OPTIONS = (CAPTION_STYLE, KEYWORD_THRESHOLD, WRITE, SIDECAR_STYLE, EXISTING, RENAME, HIERARCHY_ROOT)
 #: the options `library edit` takes (how the person's caption is written)
 EDIT_OPTIONS = (WRITE, SIDECAR_STYLE)
 
@@ -74,6 +74,7 @@ class Options:
     existing: str = EXISTING.default
     caption_style: str = CAPTION_STYLE.default  # already folded into `models`
     keyword_threshold: int = KEYWORD_THRESHOLD.default  # percent: labels below it are not written as keywords
+    hierarchy_root: str = HIERARCHY_ROOT.default  # labels' root in an existing keyword hierarchy
     batch_size: int = 8
     workers: int = 2
     # task -> that model's options, checked by the registry (defaults filled in)
@@ -82,5 +83,6 @@ class Options:
     def validate(self) -> None:
         for opt in SCAN_OPTIONS:
             opt.check(getattr(self, opt.name))
+        check_hierarchy_root(self.hierarchy_root)
         if self.batch_size < 1 or self.workers < 0:
             raise UsageError("batch_size must be at least 1, workers at least 0.")

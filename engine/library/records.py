@@ -45,6 +45,8 @@ NOTICE_KINDS = {
     "sidecar-name": ("sidecar name changed", "sidecar names changed"),
     "duplicate": ("duplicate", "duplicates"),
     "own-caption": ("own caption kept", "own captions kept"),
+    "hard-links": ("hard-linked photo given a sidecar", "hard-linked photos given sidecars"),
+    "iptc-limit": ("note on IPTC's size limits", "notes on IPTC's size limits"),
 }
 
 

@@ -56,8 +56,8 @@ class Scan:
         self.report = Reporter(progress, self.summary)
         self.stems: Counter[tuple[Path, str]] = Counter()
         how = How(options.write, options.sidecar_style, options.existing, options.keyword_threshold,
-                  self.keys.combined)
-        self.write = Writer(how, self.told, self.stems, Renamer(log) if options.rename else None)
+                  self.keys.combined, options.hierarchy_root)
+        self.write = Writer(how, self.told, self.stems, Renamer(log) if options.rename else None, str(folder))
         self.compute = compute(self)
         self.entries: list[Entry] = []  # waiting for the next transaction
 

@@ -17,6 +17,24 @@ KEYWORD_THRESHOLD = Option(
          "(labels below it are still searchable)",
 )
 
+# Where a sidecar or photo already keeps a keyword hierarchy (Lightroom's
+# lr:hierarchicalSubject, digiKam's TagsList), Loupe's labels go into it too under this root
+# ("Loupe|tabby cat"), so tools that read the hierarchy first (Immich, Lightroom) see them.
+HIERARCHY_ROOT = Option(
+    "hierarchy_root", "Keyword hierarchy root", str, "Loupe", maximum=40, cli="--hierarchy-root",
+    setting="hierarchy_root",
+    help="Where a photo already has a keyword hierarchy (Lightroom, digiKam), put Loupe's labels "
+         "in it under this root (ROOT|label)",
+)
+
+
+def check_hierarchy_root(root: str) -> str:
+    """`root`, or UsageError (one line) when it is empty or holds a hierarchy separator."""
+    if not isinstance(root, str) or not root.strip() or any(c in root for c in "|/\n"):
+        raise UsageError("The keyword hierarchy root must be a plain word or phrase (no | or /).")
+    return root.strip()
+
+
 # style -> (what a person reads, the captioner's options it sets)
 CAPTION_STYLES: dict[str, tuple[str, dict[str, Any]]] = {
     "detailed": ("Detailed (slower)", {"num_beams": 3}),

@@ -12,18 +12,20 @@ sidecar) is one function here and one choice in options.py's WRITE.
 """
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LoupeError
-from ..files import atomic_write, hash_bytes, is_read_only, os_reason
+from ..files import atomic_write, hash_bytes, is_read_only, link_count, os_reason
 from . import xmp
 from .descriptions import WriteResult
 from .index import IndexUnavailable, PhotoRow
+from .limits import IPTC_LIMIT_NOTE
 from .records import Decision, Files, Location, Problem, Told
 from .rename import Renamer, sidecars_of
-from .settings import keyword_names
+from .settings import HIERARCHY_ROOT, keyword_names
 
 
 @dataclass(frozen=True)
@@ -35,11 +37,14 @@ class How:
     existing: str
     keyword_threshold: int
     settings: str  # keys.ResultKeys.combined: stamped into the file as loupe:settings
+    hierarchy_root: str = HIERARCHY_ROOT.default  # labels' root in an existing keyword hierarchy
 
     @property
     def written_key(self) -> str | None:
         """What a record's written key says when these files are up to date (None: not writing)."""
         policy = f"{self.existing}:k{self.keyword_threshold}"
+        if self.hierarchy_root != HIERARCHY_ROOT.default:
+            policy += f":h{hashlib.sha256(self.hierarchy_root.encode()).hexdigest()[:8]}"
         return {"embed": f"embed:{policy}:{self.settings}",
                 "sidecar": f"sidecar:{self.sidecar_style}:{policy}:{self.settings}"}.get(self.write)
 
@@ -53,15 +58,17 @@ def sidecar_style_for(path: Path, style: str, stems: Counter[tuple[Path, str]]) 
 
 
 def sidecar(path: Path, caption: str, keywords: list[str], *, style: str, settings: str, existing: str = "keep",
-            persons: bool = False) -> WriteResult:
+            persons: bool = False, hierarchy_root: str = HIERARCHY_ROOT.default) -> WriteResult:
     """Write (or update) the photo's sidecar in `style` (xmp.write_sidecar: atomic, other
-    fields kept). Raises OSError or LoupeError."""
+    fields kept, a new sidecar given the photo's owner, group and mode). Raises OSError or
+    LoupeError."""
     return xmp.write_sidecar(path, caption, keywords, style=style, settings=settings, existing=existing,
-                             persons=persons)
+                             persons=persons, hierarchy_root=hierarchy_root)
 
 
 def embed(path: Path, caption: str, keywords: list[str], *, settings: str, existing: str = "keep",
-          persons: bool = False, expect_hash: str | None = None) -> tuple[WriteResult, Location, bool]:
+          persons: bool = False, expect_hash: str | None = None,
+          hierarchy_root: str = HIERARCHY_ROOT.default) -> tuple[WriteResult, Location, bool]:
     """Write into the photo itself (atomic, pixels untouched) -> (what was decided, the file's
     new bytes as a Location, whether they changed). Refused (LoupeError) for a read-only file
     or, with `expect_hash`, one whose bytes are no longer those hashed; OSError as it comes."""
@@ -71,7 +78,7 @@ def embed(path: Path, caption: str, keywords: list[str], *, settings: str, exist
     if expect_hash is not None and hash_bytes(data) != expect_hash:
         raise LoupeError("the file changed during the scan: not written (scan again)")
     result = xmp.embed(data, caption, keywords, suffix=path.suffix, settings=settings, existing=existing,
-                       persons=persons)
+                       persons=persons, hierarchy_root=hierarchy_root)
     new = result.data if result.data is not None else data
     if new != data:
         atomic_write(path, new, like=path)
@@ -84,8 +91,10 @@ class Writer:
     its sidecar or embed (unless already up to date), then its rename. A photo that cannot be
     written or renamed becomes a Problem in the record; the scan goes on."""
 
-    def __init__(self, how: How, told: Told, stems: Counter[tuple[Path, str]], renamer: Renamer | None) -> None:
+    def __init__(self, how: How, told: Told, stems: Counter[tuple[Path, str]], renamer: Renamer | None,
+                 folder: str = "") -> None:
         self.how = how
+        self.folder = folder  # the scanned folder: notes said once per scan are said for it
         self.told = told
         self.stems = stems
         self.renamer = renamer
@@ -122,7 +131,8 @@ class Writer:
         if row.written_key == key and row.path == str(path) and target.exists():
             return  # (the written key is the record's: a copy elsewhere has its own sidecar)
         result = sidecar(path, row.caption, self.keywords(row), style=style, settings=self.how.settings,
-                         existing=self.how.existing, persons=row.caption_by == "person")
+                         existing=self.how.existing, persons=row.caption_by == "person",
+                         hierarchy_root=self.how.hierarchy_root)
         self.decided(files, target, result)
         files.written_key, files.changed = key, result.changed
 
@@ -130,9 +140,17 @@ class Writer:
         known = decision.known
         if known is not None and known.bytes_written_key == key:
             return  # these very bytes are Loupe's embed for these settings
+        links = link_count(path)
+        if links > 1:  # rewriting it would split its names into separate files (see README)
+            files.notices += self.told.notice(
+                str(path), "hard-links", f"has {links} hard links: embedding would split them into separate "
+                f"files, so its caption went to a sidecar ({xmp.sidecar_path(path, self.how.sidecar_style).name})")
+            self.write_sidecar(files, path, row, key)
+            return
         result, location, changed = embed(
             path, row.caption, self.keywords(row), settings=self.how.settings, existing=self.how.existing,
-            persons=row.caption_by == "person", expect_hash=decision.found.file_hash)
+            persons=row.caption_by == "person", expect_hash=decision.found.file_hash,
+            hierarchy_root=self.how.hierarchy_root)
         self.decided(files, path, result)
         files.written_key, files.changed = key, changed
         files.location = Location(location.size, location.mtime_ns, location.file_hash, key)
@@ -153,6 +171,8 @@ class Writer:
         note = result.note()
         if note is not None:
             files.notices += self.told.notice(str(where), result.decision, note)
+        if result.cut:  # IPTC's size limits: said once per scan (summary.py counts notices by kind)
+            files.notices += self.told.notice(self.folder, "iptc-limit", IPTC_LIMIT_NOTE)
 
 
 def _reason(exc: BaseException) -> str:

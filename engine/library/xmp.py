@@ -20,9 +20,9 @@ from __future__ import annotations
 import io
 import re
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from ..errors import LoupeError
 from . import iptc_exif
@@ -33,14 +33,24 @@ from .descriptions import EXISTING_POLICIES as EXISTING_POLICIES
 from .descriptions import WriteResult as WriteResult
 from .descriptions import check_policy, persons_part, plan
 from ..files import atomic_write, is_read_only
+from .limits import IPTC_CAPTION_BYTES, IPTC_KEYWORD_BYTES, cut_keywords, cut_utf8, is_cut_copy
 
 X_NS = "adobe:ns:meta/"
 RDF_NS = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 DC_NS = "http://purl.org/dc/elements/1.1/"
 XML_NS = "http://www.w3.org/XML/1998/namespace"
 LOUPE_NS = "http://ns.loupe.app/xmp/1.0/"
+LR_NS = "http://ns.adobe.com/lightroom/1.0/"
+DIGIKAM_NS = "http://www.digikam.org/ns/1.0/"
+# Keyword hierarchies other tools keep, and the separator each uses in a path.
+HIERARCHIES = {"lightroom": (LR_NS, "hierarchicalSubject", "Bag", "|"),
+               "digikam": (DIGIKAM_NS, "TagsList", "Seq", "/")}
+# Where Loupe's labels go in an existing hierarchy: "Loupe|tabby cat" (a setting:
+# settings.HIERARCHY_ROOT).
+DEFAULT_HIERARCHY_ROOT = "Loupe"
 
-_PREFERRED = {X_NS: "x", RDF_NS: "rdf", DC_NS: "dc", LOUPE_NS: "loupe", XML_NS: "xml"}
+_PREFERRED = {X_NS: "x", RDF_NS: "rdf", DC_NS: "dc", LOUPE_NS: "loupe", XML_NS: "xml", LR_NS: "lr",
+              DIGIKAM_NS: "digiKam"}
 # Formats exiv2 can write XMP into without touching pixel data.
 EMBED_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp"})
 SIDECAR_STYLES = ("darktable", "lightroom")
@@ -146,12 +156,23 @@ class PacketFields:
     loupe_caption: str | None  # loupe:caption: the caption Loupe wrote last time
     subjects: list[str]  # dc:subject
     loupe_subjects: list[str]  # loupe:subjects: the dc:subject entries Loupe added last time
+    # key of HIERARCHIES -> the paths the packet holds there (only hierarchies it has)
+    hierarchies: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    loupe_paths: tuple[str, ...] = ()  # loupe:hierarchy: the hierarchy paths Loupe added last time
+
+    def others_hierarchies(self) -> dict[str, tuple[str, ...]]:
+        """`hierarchies` without the paths Loupe added."""
+        return {kind: tuple(p for p in paths if p not in self.loupe_paths) for kind, paths in self.hierarchies.items()}
 
 
 def read_packet(existing: bytes | None) -> PacketFields:
     """Read Loupe's fields from a packet (None or empty: an empty packet). Raises XmpError."""
     _root, _prefixes, descriptions = _load(existing)
-    text, caption, subjects, loupe_subjects = "", None, [], []
+    text, caption, subjects, loupe_subjects, loupe_paths = "", None, [], [], []
+    kinds = {_q(ns, name): kind for kind, (ns, name, _c, _s) in HIERARCHIES.items()}
+    held: dict[str, list[str]] = {}
+    for child in (c for d in descriptions for c in d if c.tag in kinds):
+        held.setdefault(kinds[child.tag], []).extend(_li_texts(child))
     for desc in descriptions:
         for key, value in desc.attrib.items():
             if key == _q(LOUPE_NS, "caption"):
@@ -163,11 +184,14 @@ def read_packet(existing: bytes | None) -> PacketFields:
                 caption = (child.text or "").strip()
             elif child.tag == _q(LOUPE_NS, "subjects"):
                 loupe_subjects += _li_texts(child)
+            elif child.tag == _q(LOUPE_NS, "hierarchy"):
+                loupe_paths += _li_texts(child)
             elif child.tag == _q(DC_NS, "subject"):
                 subjects += _li_texts(child)
             elif child.tag == _q(DC_NS, "description") and not text:
                 text = _default_text(child)
-    return PacketFields(text, caption, _dedupe(subjects), _dedupe(loupe_subjects))
+    return PacketFields(text, caption, _dedupe(subjects), _dedupe(loupe_subjects),
+                        {kind: tuple(_dedupe(paths)) for kind, paths in held.items()}, tuple(_dedupe(loupe_paths)))
 
 
 def _default_text(prop: ET.Element) -> str:
@@ -195,13 +219,24 @@ def merge_packet(
     description: str | None = None,
     other_subjects: Sequence[str] = (),
     settings: str = "",
+    hierarchies: Mapping[str, Sequence[str]] | None = None,
+    hierarchy_root: str = DEFAULT_HIERARCHY_ROOT,
 ) -> MergeResult:
     """Return a full XMP packet: `existing` (or an empty one) with Loupe's fields merged in.
 
     caption goes to loupe:caption; `description` (decided by `descriptions.plan`) to
     dc:description x-default, None leaving dc:description as it is. dc:subject keeps the
     keywords others wrote (plus `other_subjects`, e.g. from IPTC) and replaces the ones Loupe
-    added last time with `subjects`. Raises XmpError for a packet that is not XMP.
+    added last time with `subjects`. An IPTC keyword in `other_subjects` that is a cut copy
+    (limits.py) of a longer keyword is that keyword, not another one.
+
+    Keyword hierarchies (Lightroom's lr:hierarchicalSubject, digiKam's TagsList) that the
+    packet holds get Loupe's labels too, as `hierarchy_root|label`: tools that read the
+    hierarchy first (Immich, Lightroom) then see them. Loupe's entries from last time
+    (loupe:hierarchy) are replaced; others' are kept. `hierarchies` (key of HIERARCHIES ->
+    paths; the photo's own, when this packet is its sidecar) starts a hierarchy the packet
+    lacks with the photo's paths, so a reader that takes the sidecar's hierarchy over the
+    photo's loses none of them. Raises XmpError for a packet that is not XMP.
     """
     caption = _clean(caption)
     subjects = _dedupe([_clean(s) for s in subjects])
@@ -210,18 +245,24 @@ def merge_packet(
 
     # What Loupe wrote last time, then drop every loupe: field (Loupe owns the namespace).
     prev_subjects: set[str] = set()
+    prev_paths: set[str] = set()
     for desc in descriptions:
         for key in [k for k in desc.attrib if k.startswith(f"{{{LOUPE_NS}}}")]:
             del desc.attrib[key]
         for child in [c for c in desc if c.tag.startswith(f"{{{LOUPE_NS}}}")]:
             if child.tag == _q(LOUPE_NS, "subjects"):
                 prev_subjects.update(_li_texts(child))
+            elif child.tag == _q(LOUPE_NS, "hierarchy"):
+                prev_paths.update(_li_texts(child))
             desc.remove(child)
 
     # dc:subject: others' keywords kept, Loupe's previous ones replaced by the new ones.
     subject_props = [(d, c) for d in descriptions for c in d if c.tag == _q(DC_NS, "subject")]
-    found = [t for _, c in subject_props for t in _li_texts(c)] + [_clean(s) for s in other_subjects]
-    kept = [s for s in _dedupe(found) if s not in prev_subjects]
+    in_xmp = [t for _, c in subject_props for t in _li_texts(c)]
+    whole = [*in_xmp, *prev_subjects, *subjects]
+    legacy = [o for o in (_clean(s) for s in other_subjects)
+              if not any(is_cut_copy(o, w, IPTC_KEYWORD_BYTES) for w in whole)]
+    kept = [s for s in _dedupe(in_xmp + legacy) if s not in prev_subjects]
     added = [s for s in subjects if s not in kept]
     final = kept + added
     if subject_props:
@@ -242,7 +283,11 @@ def merge_packet(
     if description is not None and _clean(description):
         _set_description(descriptions, main, _clean(description))
 
+    paths = _merge_hierarchies(descriptions, main, subjects, hierarchies or {}, hierarchy_root, prev_paths)
+
     # Loupe's own record of what it wrote, so the next run replaces only that.
+    if paths:
+        _bag(ET.SubElement(main, _q(LOUPE_NS, "hierarchy")), paths)
     if caption:
         ET.SubElement(main, _q(LOUPE_NS, "caption")).text = caption
     if added:
@@ -251,6 +296,30 @@ def merge_packet(
         ET.SubElement(main, _q(LOUPE_NS, "settings")).text = settings
 
     return MergeResult(_serialize(root, prefixes), final)
+
+
+def _merge_hierarchies(descriptions: list[ET.Element], main: ET.Element, labels: list[str],
+                       seed: Mapping[str, Sequence[str]], root: str, prev_paths: set[str]) -> list[str]:
+    """Put `root<sep>label` into each keyword hierarchy the packet holds (or `seed` starts);
+    drop Loupe's entries from last time (`prev_paths`). Returns the entries Loupe added."""
+    root = _clean(root) or DEFAULT_HIERARCHY_ROOT
+    added: list[str] = []
+    for kind, (ns, name, container, sep) in HIERARCHIES.items():
+        props = [(d, c) for d in descriptions for c in d if c.tag == _q(ns, name)]
+        if not props and kind not in seed:
+            continue
+        found = [t for _, c in props for t in _li_texts(c)] if props else list(seed[kind])
+        others = [t for t in found if t not in prev_paths]
+        root_part = root.replace(sep, " ")
+        mine = [f"{root_part}{sep}{label.replace(sep, ' ')}" for label in labels]
+        new = [p for p in mine if p not in others]
+        entries = _dedupe(others + new)
+        for desc, prop in props:
+            desc.remove(prop)
+        if entries:
+            _bag(ET.SubElement(main if not props else props[0][0], _q(ns, name)), entries, container)
+        added += new
+    return _dedupe(added)
 
 
 def _set_description(descriptions: list[ET.Element], main: ET.Element, text: str) -> None:
@@ -396,8 +465,13 @@ def write_sidecar(
     settings: str = "",
     existing: str = "keep",
     persons: bool = False,
+    hierarchy_root: str = DEFAULT_HIERARCHY_ROOT,
 ) -> WriteResult:
     """Merge Loupe's caption and labels into (or create) the photo's sidecar.
+
+    A new sidecar takes the photo's owner, group and permission bits (files.atomic_write), so
+    whoever owns the photo can edit it. Labels go into the keyword hierarchies the sidecar or
+    the photo holds, under `hierarchy_root` (see `merge_packet`).
 
     `persons`: the caption is the person's own: it becomes the description (whatever was
     there; decision "replaced" says when that was someone else's) and is not recorded as
@@ -423,18 +497,19 @@ def write_sidecar(
         fields = read_packet(before)
     except XmpError as exc:
         raise XmpError(f"sidecar {target.name} {exc}") from None
-    own_xmp, legacy = _photo_metadata(photo)
+    own_xmp, legacy, png_text = _photo_metadata(photo)
     found = [("sidecar", _clean(fields.description)), ("xmp", _clean(own_xmp.description)),
-             ("iptc", _clean(legacy.caption)), ("exif", _clean(legacy.description))]
+             ("iptc", _clean(legacy.caption)), ("exif", _clean(legacy.description)), ("png", _clean(png_text))]
     loupe_texts = [t for t in (fields.loupe_caption, own_xmp.loupe_caption) if t]
     decided = plan(found, ("sidecar",), _clean(caption), loupe_texts, "replace" if persons else existing)
     merged = merge_packet(before, "" if persons else caption, subjects, description=decided.texts["sidecar"],
-                          settings=settings)
+                          settings=settings, hierarchies=own_xmp.others_hierarchies(),
+                          hierarchy_root=hierarchy_root)
     result = WriteResult(changed=before != merged.packet, decision=decided.decision,
                          existing=decided.existing, path=target)
     if result.changed:
         check_packet(merged.packet)
-        atomic_write(target, merged.packet)
+        atomic_write(target, merged.packet, owner_of=photo)
     return result
 
 
@@ -445,24 +520,25 @@ def others_description(photo: Path, style: str = "darktable") -> str:
         fields = read_packet(sidecar_path(photo, style).read_bytes())
     except (OSError, XmpError):
         fields = PacketFields("", None, [], [])
-    own_xmp, legacy = _photo_metadata(photo)
+    own_xmp, legacy, png_text = _photo_metadata(photo)
     loupe_texts = [t for t in (fields.loupe_caption, own_xmp.loupe_caption) if t]
-    for text in (fields.description, own_xmp.description, legacy.caption, legacy.description):
+    for text in (fields.description, own_xmp.description, legacy.caption, legacy.description, png_text):
         part = persons_part(_clean(text or ""), loupe_texts)
         if part:
             return part
     return ""
 
 
-def _photo_metadata(photo: Path) -> tuple[PacketFields, iptc_exif.Legacy]:
-    """The photo's embedded XMP fields and IPTC/EXIF description, read only. A photo whose
-    metadata exiv2 cannot read (GIF, BMP, a broken block) counts as having none: the sidecar
-    is still worth writing, and the photo itself is left as it is either way."""
+def _photo_metadata(photo: Path) -> tuple[PacketFields, iptc_exif.Legacy, str]:
+    """The photo's embedded XMP fields, IPTC/EXIF description and PNG text Description ("" for
+    other formats), read only. A photo whose metadata exiv2 cannot read (GIF, BMP, a broken
+    block) counts as having none: the sidecar is still worth writing, and the photo itself is
+    left as it is either way."""
     empty = PacketFields("", None, [], [])
     try:
         img = _pyexiv2().ImageData(photo.read_bytes())
     except (OSError, RuntimeError, ValueError):
-        return empty, iptc_exif.Legacy()
+        return empty, iptc_exif.Legacy(), ""
     try:
         try:
             fields = read_packet(img.read_raw_xmp().encode("utf-8"))
@@ -472,7 +548,13 @@ def _photo_metadata(photo: Path) -> tuple[PacketFields, iptc_exif.Legacy]:
             legacy = iptc_exif.read(img)
         except (RuntimeError, ValueError):
             legacy = iptc_exif.Legacy()
-        return fields, legacy
+        png_text = ""
+        if photo.suffix.lower() == ".png":
+            try:
+                png_text = iptc_exif.read_png_description(img)
+            except (RuntimeError, ValueError):
+                pass
+        return fields, legacy, png_text
     finally:
         img.close()
 
@@ -486,6 +568,7 @@ def embed(
     settings: str = "",
     existing: str = "keep",
     persons: bool = False,
+    hierarchy_root: str = DEFAULT_HIERARCHY_ROOT,
 ) -> WriteResult:
     """The photo's bytes with Loupe's caption and labels in its metadata, as the MWG asks:
     description in XMP dc:description, IPTC Caption-Abstract and EXIF ImageDescription,
@@ -494,7 +577,11 @@ def embed(
     or is the caption everywhere when it is the person's own (`persons`, as in `write_sidecar`).
 
     WebP has no IPTC (its container defines only EXIF and XMP chunks, and exiv2 silently drops
-    IPTC there), so a WebP gets XMP and EXIF only.
+    IPTC there), so a WebP gets XMP and EXIF only. A PNG's text `Description` (tEXt/iTXt) is
+    read as one more place, and kept in sync where the PNG has one. IPTC values are cut to
+    IIM's limits (`WriteResult.cut` counts them); a new EXIF IFD0 gets the tags the standard
+    requires (see `iptc_exif.write_exif_description`). Labels also go into the keyword
+    hierarchies the photo's XMP holds, under `hierarchy_root`.
     Returns WriteResult(data=new bytes; the input itself when nothing changed). Raises XmpError
     for formats exiv2 cannot write or metadata it cannot parse, UsageError for a bad policy.
     """
@@ -513,19 +600,30 @@ def embed(
             before = raw.encode("utf-8") if raw.strip() else None
             fields = read_packet(before)
             legacy = iptc_exif.read(img)  # a WebP's IPTC reads as empty
+            png_text = iptc_exif.read_png_description(img) if suffix == ".png" else ""
             found = [(place, _clean(text)) for place, text in
-                     (("xmp", fields.description), ("iptc", legacy.caption), ("exif", legacy.description))]
+                     (("xmp", fields.description), ("iptc", legacy.caption), ("exif", legacy.description),
+                      ("png", png_text))]
             targets = ("xmp", "iptc", "exif") if carries_iptc else ("xmp", "exif")
+            if _clean(png_text):
+                targets += ("png",)
             loupe_texts = [fields.loupe_caption] if fields.loupe_caption else []
             decided = plan(found, targets, _clean(caption), loupe_texts, "replace" if persons else existing)
             merged = merge_packet(before, "" if persons else caption, subjects, description=decided.texts["xmp"],
-                                  other_subjects=legacy.keywords, settings=settings)
+                                  other_subjects=legacy.keywords, settings=settings, hierarchy_root=hierarchy_root)
             # Each pyexiv2 modify_* rewrites the file in memory: only the blocks that change.
             if decided.texts["exif"] is not None:
-                iptc_exif.write_exif_description(img, decided.texts["exif"])
+                iptc_exif.write_exif_description(img, decided.texts["exif"], suffix=suffix, data=data)
+            if decided.texts.get("png") is not None:
+                iptc_exif.write_png_description(img, decided.texts["png"])
+            cut = 0
             if carries_iptc:
-                keywords = merged.subjects if tuple(merged.subjects) != legacy.keywords else None
-                iptc_exif.write_iptc(img, caption=decided.texts["iptc"], keywords=keywords)
+                iptc_text = decided.texts["iptc"]
+                if iptc_text is not None and cut_utf8(iptc_text, IPTC_CAPTION_BYTES) == _clean(legacy.caption):
+                    iptc_text = None  # already there, cut to the limit
+                shortened, _n = cut_keywords(merged.subjects)
+                keywords = merged.subjects if tuple(shortened) != legacy.keywords else None
+                cut = iptc_exif.write_iptc(img, caption=iptc_text, keywords=keywords)
             img.modify_raw_xmp(merged.packet.decode("utf-8"))
             new = img.get_bytes()
         finally:
@@ -538,7 +636,7 @@ def embed(
         new = iptc_exif.update_jpeg_iptc_digest(new)
     changed = new != data
     return WriteResult(changed=changed, decision=decided.decision, existing=decided.existing,
-                       data=new if changed else data)
+                       data=new if changed else data, cut=cut if changed else 0)
 
 
 def _short(exc: BaseException) -> str:
