@@ -31,6 +31,7 @@ import gradio as gr
 from desktop import activity
 from desktop.reveal import show_in_folder
 from engine import library, weights
+from engine.names import shown
 from engine.errors import Cancelled, LoupeError
 from engine.library.options import CAPTION_STYLE, EXISTING, RENAME, SIDECAR_STYLE, WRITE
 from engine.models.registry import Option, for_task
@@ -149,16 +150,16 @@ def _summary_line(summary: Any) -> str:
         parts.append(f"{summary.write_failed} not written")
     if summary.renamed:
         parts.append(f"{summary.renamed} renamed")
-    return ", ".join(parts) + summary.decisions_text() + "."
+    return shown(", ".join(parts) + summary.decisions_text() + ".")
 
 
 def summary_markdown(summary: Any) -> str:
     """The problems and the decisions Loupe took, as a Markdown list (first 200 of each)."""
     lines: list[str] = []
-    for title, rows in (("Problems", [(p.path, p.reason) for p in summary.problems]),
+    for title, rows in (("Problems", summary.problem_lines()),  # read-only places: one line per folder
                         ("Decided for you", [(n.path, n.message) for n in summary.notices])):
         if rows:
-            lines += ["", f"**{title}**"] + [f"- {Path(path).name}: {text}" for path, text in rows[:200]]
+            lines += ["", f"**{title}**"] + [f"- {shown(Path(path).name)}: {shown(text)}" for path, text in rows[:200]]
             if len(rows) > 200:
                 lines.append(f"- … and {len(rows) - 200} more (Export lists them all)")
     return "\n".join(lines).strip()

@@ -78,6 +78,7 @@ def scan(
     caption_style: str | None = None,
     keyword_threshold: int | None = None,
     hierarchy_root: str | None = None,
+    exclude: str | None = None,
     db_path: str | os.PathLike[str] | None = None,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
@@ -95,7 +96,9 @@ def scan(
     ("detailed" or "quick"), setting the captioner's options. `keyword_threshold`: percent (see
     KEYWORD_THRESHOLD); labels less sure than it are indexed but not written as keywords.
     `hierarchy_root`: where a photo or sidecar already keeps a keyword hierarchy, labels go in
-    it under this root (HIERARCHY_ROOT; None: the setting, else "Loupe").
+    it under this root (HIERARCHY_ROOT; None: the setting, else "Loupe"). `exclude`: glob
+    patterns separated by ";" to leave out (options.EXCLUDE; leave_out.py says what a scan
+    always leaves out and how .loupeignore files add patterns).
     `model_options`: the models' options by name, as in the registry (`top=5`, `prefix=...`;
     an explicit `num_beams=` wins over the style), checked before any file is touched.
     A photo whose caption the person wrote (`set_caption`) keeps it; the scan says so once.
@@ -118,7 +121,7 @@ def scan(
 
     chosen = resolve({"write": write, "sidecar_style": sidecar_style, "rename": rename, "existing": existing,
                       "caption_style": caption_style, "keyword_threshold": keyword_threshold,
-                      "hierarchy_root": hierarchy_root}, load_settings())
+                      "hierarchy_root": hierarchy_root, "exclude": exclude}, load_settings())
     models = split_options(style_options(chosen["caption_style"], model_options))
     folder_path = Path(folder).expanduser()
     if not folder_path.is_dir():

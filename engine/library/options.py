@@ -45,8 +45,14 @@ CAPTION_STYLE = Option(
 )
 RENAME = Option("rename", "Rename files from captions", bool, False, cli="--rename",
                 help="Rename photos after their captions (undo: loupe library undo)")
+EXCLUDE = Option(
+    "exclude", "Leave out", str, None, maximum=2000, cli="--exclude", setting="library_exclude",
+    help="Leave out files and folders matching these glob patterns, separated by ';' (e.g. "
+         "'Screenshots/;*-thumb.jpg'); a .loupeignore file in a folder adds patterns, one per line "
+         "(what a scan always leaves out: see the README)",
+)
 #: every scan option, in the order front ends show them
-SCAN_OPTIONS = (CAPTION_STYLE, KEYWORD_THRESHOLD, WRITE, SIDECAR_STYLE, EXISTING, RENAME, HIERARCHY_ROOT)
+SCAN_OPTIONS = (CAPTION_STYLE, KEYWORD_THRESHOLD, WRITE, SIDECAR_STYLE, EXISTING, RENAME, HIERARCHY_ROOT, EXCLUDE)
 #: the options `library edit` takes (how the person's caption is written)
 EDIT_OPTIONS = (WRITE, SIDECAR_STYLE)
 
@@ -75,6 +81,7 @@ class Options:
     caption_style: str = CAPTION_STYLE.default  # already folded into `models`
     keyword_threshold: int = KEYWORD_THRESHOLD.default  # percent: labels below it are not written as keywords
     hierarchy_root: str = HIERARCHY_ROOT.default  # labels' root in an existing keyword hierarchy
+    exclude: str | None = EXCLUDE.default  # the person's patterns (leave_out.py)
     batch_size: int = 8
     workers: int = 2
     # task -> that model's options, checked by the registry (defaults filled in)

@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LoupeError
+from ..images import is_raw_name
 from ..files import atomic_write, hash_bytes, is_read_only, link_count, os_reason
 from . import xmp
 from .descriptions import WriteResult
 from .index import IndexUnavailable, PhotoRow
 from .limits import IPTC_LIMIT_NOTE
-from .records import Decision, Files, Location, Problem, Told
+from .records import READ_ONLY_FOLDER, Decision, Files, Location, Problem, Told
 from .rename import Renamer, sidecars_of
 from .settings import HIERARCHY_ROOT, keyword_names
 
@@ -86,6 +87,19 @@ def embed(path: Path, caption: str, keywords: list[str], *, settings: str, exist
     return result, Location(st.st_size, st.st_mtime_ns, hash_bytes(new)), new != data
 
 
+def loupe_sidecars(path: Path) -> list[Path]:
+    """The sidecars beside `path` (either style) that Loupe wrote (they hold its namespace)."""
+    out = []
+    for style in xmp.SIDECAR_STYLES:
+        side = xmp.sidecar_path(path, style)
+        try:
+            if side not in out and xmp.LOUPE_NS.encode() in side.read_bytes():
+                out.append(side)
+        except OSError:
+            continue
+    return out
+
+
 class Writer:
     """The scan's write stage: `writer(decision, row)` -> Files, for one photo, in order:
     its sidecar or embed (unless already up to date), then its rename. A photo that cannot be
@@ -105,6 +119,8 @@ class Writer:
         key = self.how.written_key
         if key is not None:
             try:
+                if is_read_only(path.parent):  # a card, a read-only share: said once per folder
+                    raise LoupeError(READ_ONLY_FOLDER)
                 if self.how.write == "sidecar":
                     self.write_sidecar(files, path, row, key)
                 else:
@@ -140,6 +156,14 @@ class Writer:
         known = decision.known
         if known is not None and known.bytes_written_key == key:
             return  # these very bytes are Loupe's embed for these settings
+        why = ("is a link: embedding would replace the link with a copy" if path.is_symlink() else
+               "is a RAW file, which Loupe never rewrites" if is_raw_name(path) else None)
+        if why is not None:
+            files.notices += self.told.notice(
+                str(path), "linked", f"{why}, so its caption went to a sidecar "
+                f"({xmp.sidecar_path(path, sidecar_style_for(path, self.how.sidecar_style, self.stems)).name})")
+            self.write_sidecar(files, path, row, key)
+            return
         links = link_count(path)
         if links > 1:  # rewriting it would split its names into separate files (see README)
             files.notices += self.told.notice(
