@@ -48,9 +48,10 @@ def json_text(text: str) -> str:
     return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
-def _shown_error(exc: UnicodeError) -> tuple[str, int]:
+def _shown_error(exc: UnicodeError) -> tuple[bytes, int]:
+    # bytes, not "\ufffd": CPython's UTF-8 encoder takes only ASCII text from an error handler
     if isinstance(exc, UnicodeEncodeError):
-        return "\ufffd" * (exc.end - exc.start), exc.end
+        return "\ufffd".encode("utf-8") * (exc.end - exc.start), exc.end
     raise exc
 
 
@@ -59,7 +60,9 @@ codecs.register_error("loupe-shown", _shown_error)
 
 def show_names_on(stream: object) -> None:
     """Make a text stream (stdout, stderr) print undecodable name bytes as U+FFFD instead of
-    failing: every line a front end prints about a photo goes through it."""
+    failing (strict) or printing bytes that are not UTF-8 (Python's surrogateescape under a C
+    locale): text is for a person; `--json` carries the exact names (json_text)."""
     reconfigure = getattr(stream, "reconfigure", None)
-    if reconfigure is not None and getattr(stream, "errors", "") == "strict":
+    if reconfigure is not None and getattr(stream, "errors", "") in ("strict", "surrogateescape") \
+            and str(getattr(stream, "encoding", "")).lower().replace("-", "") in ("utf8", "utf_8"):
         reconfigure(errors="loupe-shown")
