@@ -119,9 +119,10 @@ def scan(
     from .options import resolve
     from .settings import style_options
 
+    settings = load_settings()
     chosen = resolve({"write": write, "sidecar_style": sidecar_style, "rename": rename, "existing": existing,
                       "caption_style": caption_style, "keyword_threshold": keyword_threshold,
-                      "hierarchy_root": hierarchy_root, "exclude": exclude}, load_settings())
+                      "hierarchy_root": hierarchy_root, "exclude": exclude}, settings)
     models = split_options(style_options(chosen["caption_style"], model_options))
     folder_path = Path(folder).expanduser()
     if not folder_path.is_dir():

@@ -18,8 +18,8 @@ from .descriptions import normalize
 from .index import Index, PhotoRow
 from .records import Location
 from .rename import stem_counts
-from .options import EDIT_OPTIONS, HIERARCHY_ROOT, resolve
-from .settings import KEYWORD_THRESHOLD, keyword_names
+from .options import EDIT_OPTIONS, resolve
+from .settings import HIERARCHY_ROOT, KEYWORD_THRESHOLD, keyword_names
 
 MAX_CAPTION = 2000  # characters; a description, not an essay
 
@@ -91,18 +91,17 @@ def set_caption(index: Index, path: str, caption: str, *, write: str | None, sid
     written: Path | None = None
     result = None
     new_location: Location | None = None
+    links = link_count(photo)
+    split = writer == "embed" and links > 1  # rewriting it would split its hard links: a sidecar
     try:
-        links = link_count(photo)
-        if writer == "embed" and links > 1:
-            writer = "sidecar"  # rewriting it would split its hard links into separate files
-        if writer == "sidecar":
+        if writer == "sidecar" or split:
             style = writers.sidecar_style_for(photo, style, stem_counts([photo.parent]))
             result = writers.sidecar(photo, text, keywords, style=style, settings=row.settings_key, persons=True,
                                      hierarchy_root=root)
             written = result.path
         elif writer == "embed":
             result, new_location, _ = writers.embed(photo, text, keywords, settings=row.settings_key, persons=True,
-                                     hierarchy_root=root)
+                                                    hierarchy_root=root)
             written = photo
     except OSError as exc:
         raise CaptionNotSaved(f"Could not save the caption of {photo.name}: {os_reason(exc)}.") from None
@@ -123,8 +122,8 @@ def set_caption(index: Index, path: str, caption: str, *, write: str | None, sid
     if written is None:
         message = "Saved in the library (not written to the photo, as chosen)."
     else:
-        message = f"Saved; written {'to' if writer == 'sidecar' else 'into'} {written.name}."
-        if writer == "sidecar" and write == "embed" and links > 1:
+        message = f"Saved; written {'to' if writer == 'sidecar' or split else 'into'} {written.name}."
+        if split:
             message += f" The photo has {links} hard links, which embedding would split into separate files."
     if result is not None and result.decision == "replaced" and result.existing \
             and normalize(result.existing) != normalize(row.caption):
