@@ -31,7 +31,7 @@ import gradio as gr
 from desktop import activity
 from desktop.reveal import show_in_folder
 from engine import library, weights
-from engine.names import shown
+from engine.names import from_ui_token, shown, ui_token
 from engine.errors import Cancelled, LoupeError
 from engine.library.options import CAPTION_STYLE, EXISTING, RENAME, SIDECAR_STYLE, WRITE
 from engine.models.registry import Option, for_task
@@ -110,11 +110,11 @@ def progress_html(line: str, fraction: float | None = None, note: str = "", erro
     """The progress area: one line, a bar (empty before a scan), an optional second line."""
     width = 0.0 if fraction is None else max(0.0, min(1.0, fraction)) * 100
     cls = "lib-progress-line lib-error" if error else "lib-progress-line"
-    out = (f'<div class="{cls}" id="loupe-lib-progress-line">{html.escape(line)}</div>'
+    out = (f'<div class="{cls}" id="loupe-lib-progress-line">{html.escape(shown(line))}</div>'
            f'<div class="lib-bar" role="progressbar" aria-valuenow="{width:.0f}" aria-valuemin="0" '
            f'aria-valuemax="100"><div style="width:{width:.1f}%"></div></div>')
     if note:
-        out += f'<div class="lib-note">{html.escape(note)}</div>'
+        out += f'<div class="lib-note">{html.escape(shown(note))}</div>'
     return out
 
 
@@ -191,7 +191,7 @@ def _where(path: str, folder: str) -> str:
 
 def card_html(item: Any, folder: str) -> str:
     uri = _data_uri(item.path) if item.state != "failed" else None
-    img = (f'<img src="{uri}" alt="{html.escape(item.name)}" loading="lazy">' if uri
+    img = (f'<img src="{uri}" alt="{html.escape(shown(item.name))}" loading="lazy">' if uri
            else '<span class="lib-note">no preview</span>')
     state = ""
     if item.state == "failed":
@@ -200,11 +200,13 @@ def card_html(item: Any, folder: str) -> str:
         state = '<div class="lib-state">Changed since it was captioned</div>'
     elif item.caption_by == "person":
         state = '<div class="lib-state">Your caption</div>'
-    return (f'<button class="lib-card" data-path="{html.escape(item.path)}" title="{html.escape(item.path)}">'
-            f'<div class="lib-thumb">{img}</div><div class="lib-name">{html.escape(item.name)}</div>{state}'
+    # names that are not UTF-8: shown with U+FFFD, carried exactly as a token (engine/names.py)
+    return (f'<button class="lib-card" data-path="{html.escape(ui_token(item.path))}" '
+            f'title="{html.escape(shown(item.path))}">'
+            f'<div class="lib-thumb">{img}</div><div class="lib-name">{html.escape(shown(item.name))}</div>{state}'
             f'<div class="lib-cap">{html.escape(item.caption)}</div>'
             f'<div class="lib-labels">{html.escape(_labels_text(item))}</div>'
-            f'<div class="lib-path">{html.escape(_where(item.path, folder))}</div></button>')
+            f'<div class="lib-path">{html.escape(shown(_where(item.path, folder)))}</div></button>')
 
 
 def page_view(folder: str, text: str, state: str, page: int) -> tuple[str, str, int]:
@@ -415,10 +417,10 @@ def download_models() -> Iterator[tuple]:
 def select_photo(path: str):
     """A card was clicked ("path\nclick time"): the photo large, its caption to edit, its labels,
     where it is."""
-    path = (path or "").split("\n")[0].strip()
+    path = from_ui_token((path or "").split("\n")[0].strip())
     item = library.photo(path) if path else None
     if item is None:
-        return None, gr.update(value="", interactive=False), "", None, "", path
+        return None, gr.update(value="", interactive=False), "", None, "", ui_token(path)
     image = None
     try:
         from PIL import Image
@@ -434,7 +436,7 @@ def select_photo(path: str):
         by += " · the file changed since it was captioned: scan again to update"
     labels = {lab.name: float(lab.score) for lab in item.labels} or None
     return (image, gr.update(value=item.caption, interactive=item.state != "failed"), by, labels,
-            f"`{item.path}`", item.path)
+            f"`{shown(item.path)}`", ui_token(item.path))
 
 
 def _problem(text: str) -> str:
@@ -449,15 +451,16 @@ def save_caption(path: str, caption: str, folder: str, text: str, state: str, pa
     same text (`confirm` holds what the first one asked about). A caption that cannot be saved
     is said in the panel, naming the photo. -> (panel line, grid, page label, page, confirm)."""
     keep = gr.update()
+    path = from_ui_token(path or "")
     if not path:
         return _problem("Choose a photo in the grid first."), keep, keep, keep, None
-    confirmed = confirm == [path, caption]
+    confirmed = confirm == [ui_token(path), caption]
     try:
         result = library.set_caption(path, caption or "", replace_others=confirmed)
     except library.DescriptionExists as exc:
         return (_problem(f"This photo already has a description someone wrote: “{exc.existing}”. "
                          "Press Save again to replace it with yours, or include it in your caption."),
-                keep, keep, keep, [path, caption])
+                keep, keep, keep, [ui_token(path), caption])
     except LoupeError as exc:
         return _problem(str(exc)), keep, keep, keep, None
     grid, label, page = page_view(folder, text, state, page)
@@ -469,7 +472,7 @@ def reveal(path: str) -> str:
     if not path:
         return _problem("Choose a photo in the grid first.")
     try:
-        return show_in_folder(path)
+        return show_in_folder(from_ui_token(path))
     except LoupeError as exc:
         return _problem(str(exc))
 

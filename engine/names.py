@@ -66,3 +66,26 @@ def show_names_on(stream: object) -> None:
     if reconfigure is not None and getattr(stream, "errors", "") in ("strict", "surrogateescape") \
             and str(getattr(stream, "encoding", "")).lower().replace("-", "") in ("utf8", "utf_8"):
         reconfigure(errors="loupe-shown")
+
+
+_TOKEN = "fs64:"
+
+
+def ui_token(path: str | os.PathLike[str]) -> str:
+    """A path a web page can carry and hand back (JSON cannot hold surrogates): the path itself
+    when it is UTF-8, else "fs64:" and its bytes in URL-safe base64. `from_ui_token` reverses it."""
+    text = os.fspath(path)
+    if not _SURROGATE.search(text):
+        return text
+    import base64
+
+    return _TOKEN + base64.urlsafe_b64encode(os.fsencode(text)).decode("ascii")
+
+
+def from_ui_token(token: str) -> str:
+    """The exact path of a `ui_token` (any other text is returned as it is)."""
+    if not token.startswith(_TOKEN):
+        return token
+    import base64
+
+    return os.fsdecode(base64.urlsafe_b64decode(token[len(_TOKEN):].encode("ascii")))
