@@ -47,7 +47,7 @@ def scan_option(opt: Option, *, help: str | None = None) -> Callable[[Callable],
     if opt.kind is bool:
         return click.option(opt.cli, opt.name, is_flag=True, default=False, help=f"{text}.")
     if opt.setting:
-        text += f" (default: the {opt.setting} setting, else {opt.default})"
+        text += f" (default: the {opt.setting} setting" + (f", else {opt.default})" if opt.default is not None else ")")
         default, show = None, False
     else:
         default, show = opt.default, True
@@ -55,7 +55,7 @@ def scan_option(opt: Option, *, help: str | None = None) -> Callable[[Callable],
     if opt.choices:
         kind: Any = click.Choice(opt.values())
     elif opt.kind is str:
-        kind, metavar = str, opt.name.split("_")[-1].upper()
+        kind = str
     else:
         kind, metavar = click.IntRange(opt.minimum, opt.maximum), "PCT"
     return click.option(opt.cli, opt.name, type=kind, default=default, show_default=show,

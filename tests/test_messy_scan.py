@@ -193,3 +193,15 @@ def test_exiftool_validates_every_written_file(scanned):
     rows = json.loads(out.stdout)
     assert all(r.get("Validate") == "OK" for r in rows), [r for r in rows if r.get("Validate") != "OK"][:3]
     assert all(r.get("Description") for r in rows)
+
+
+def test_a_persons_excludes_from_the_option_and_the_setting(tmp_path):
+    from engine.paths import save_setting
+
+    for name in ("keep.jpg", "Screenshots/shot.jpg", "old-thumb.jpg"):
+        save_photo(tmp_path / "p" / name, len(name))
+    s = library.scan(tmp_path / "p", engine=FakeEngine(), db_path=tmp_path / "db", exclude="Screenshots/; *-thumb.jpg")
+    assert (s.total, s.left_out) == (1, {"excluded": 2})
+    save_setting("library_exclude", "*-thumb.jpg")
+    s = library.scan(tmp_path / "p", engine=FakeEngine(), db_path=tmp_path / "db")
+    assert (s.total, s.left_out) == (2, {"excluded": 1})
