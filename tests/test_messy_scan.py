@@ -143,6 +143,10 @@ def test_formats_people_have(scanned):
     for photo in (m.avif, m.jfif, m.jpe, m.raw[0], m.raw_jpeg_pair, *m.raw_other):
         assert str(photo) in paths, photo
     assert str(m.raw[1]) not in paths  # the RAW of a RAW+JPEG pair: captioned once, from the JPEG
+    pair = [xmp.sidecar_path(p, "darktable") for p in (m.raw_jpeg_pair, m.raw[1])]  # darktable reads IMG.dng.xmp
+    assert pair[1].name == "IMG_0101.dng.xmp"
+    jpeg_side, raw_side = xmp.read_sidecar(m.raw_jpeg_pair), xmp.read_sidecar(m.raw[1])
+    assert jpeg_side["Xmp.dc.description"] and raw_side["Xmp.dc.description"] == jpeg_side["Xmp.dc.description"]
     assert str(m.jxl) not in paths
     assert xmp.sidecar_path(m.raw[0], "darktable").name == "IMG_0100.dng.xmp"
     assert xmp.sidecar_path(m.raw[0], "darktable").exists()

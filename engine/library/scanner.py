@@ -69,6 +69,7 @@ class Scan:
         paths = walked.photos
         self.summary.total = len(paths)
         self.summary.left_out = dict(walked.left_out)
+        self.write.pairs = walked.pairs
         self.stems.update(stem_counts({p.parent for p in paths}))  # RAWs and videos share photo.xmp too
         self.report.expect_skip = {str(p) for p in paths if self.plan.likely_done(p)}
         self.report("", "checking", force=True)

@@ -28,6 +28,7 @@ class Walked:
     left_out: Counter[str] = field(default_factory=Counter)  # leave_out.REASONS key -> files
     examples: dict[str, str] = field(default_factory=dict)  # reason -> the first path left out for it
     unreadable: list[str] = field(default_factory=list)  # folders that could not be listed
+    pairs: dict[Path, Path] = field(default_factory=dict)  # the JPEG of a RAW+JPEG pair -> its RAW
 
     def leave(self, reason: str, path: str, n: int = 1) -> None:
         if n:
@@ -119,11 +120,13 @@ def walk(folder: Path, excludes: Excludes, on_error: Callable[[OSError], None] |
 def _pairs(out: Walked) -> None:
     """A RAW beside a JPEG of the same name (IMG_0101.CR2 + IMG_0101.JPG): the camera wrote one
     photo twice; it is captioned once, from the JPEG, and the RAW is counted."""
-    jpegs = {(p.parent, p.stem.lower()) for p in out.photos if p.suffix.lower() in _JPEG}
+    jpegs = {(p.parent, p.stem.lower()): p for p in out.photos if p.suffix.lower() in _JPEG}
     kept = []
     for p in out.photos:
-        if is_raw_name(p) and (p.parent, p.stem.lower()) in jpegs:
+        jpeg = jpegs.get((p.parent, p.stem.lower()))
+        if is_raw_name(p) and jpeg is not None:
             out.leave("raw-pair", str(p))
+            out.pairs[jpeg] = p
         else:
             kept.append(p)
     out.photos = kept

@@ -109,6 +109,7 @@ class Writer:
                  folder: str = "") -> None:
         self.how = how
         self.folder = folder  # the scanned folder: notes said once per scan are said for it
+        self.pairs: dict[Path, Path] = {}  # the JPEG of a RAW+JPEG pair -> its RAW (walk.Walked.pairs)
         self.told = told
         self.stems = stems
         self.renamer = renamer
@@ -144,13 +145,20 @@ class Writer:
                 f"another photo has the name stem {path.stem!r}, so this one got {path.name}.xmp, "
                 "which Lightroom does not read; rename one of them and scan again for photo.xmp")
         target = xmp.sidecar_path(path, style)
-        if row.written_key == key and row.path == str(path) and target.exists():
+        raw = self.pairs.get(path) if style == "darktable" else None
+        if row.written_key == key and row.path == str(path) and target.exists() and (
+                raw is None or xmp.sidecar_path(raw, style).exists()):
             return  # (the written key is the record's: a copy elsewhere has its own sidecar)
-        result = sidecar(path, row.caption, self.keywords(row), style=style, settings=self.how.settings,
-                         existing=self.how.existing, persons=row.caption_by == "person",
-                         hierarchy_root=self.how.hierarchy_root)
-        self.decided(files, target, result)
-        files.written_key, files.changed = key, result.changed
+        changed = False
+        # A RAW+JPEG pair is captioned once, from the JPEG; darktable and digiKam read the RAW's
+        # own IMG.CR2.xmp, so it gets the same caption (Lightroom's IMG.xmp serves both).
+        for one in (path, raw) if raw is not None else (path,):
+            result = sidecar(one, row.caption, self.keywords(row), style=style, settings=self.how.settings,
+                             existing=self.how.existing, persons=row.caption_by == "person",
+                             hierarchy_root=self.how.hierarchy_root)
+            self.decided(files, xmp.sidecar_path(one, style), result)
+            changed = changed or result.changed
+        files.written_key, files.changed = key, changed
 
     def write_embedded(self, files: Files, decision: Decision, path: Path, row: PhotoRow, key: str) -> None:
         known = decision.known
