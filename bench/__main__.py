@@ -75,6 +75,10 @@ class Runner:
         """Run one path; if other processes were busy meanwhile (> 0.3 cores), run it again
         (up to --retries times, while the run is young) and keep the least disturbed result."""
         best = None
+        if cfg.get("neighbour"):  # a CPU-bound neighbour on purpose: no waiting for quiet, no retry
+            result = self._worker_once(key, cfg, timeout)
+            self.results[key] = result
+            return result
         for attempt in range(1 + max(0, self.args.retries)):
             if attempt and time.perf_counter() - self.started > self.args.retry_budget:
                 break
@@ -98,7 +102,12 @@ class Runner:
         self.waited += time.perf_counter() - t
 
     def _worker_once(self, key: str, cfg: dict, timeout: float) -> dict:
-        self.quiet()
+        neighbour = None
+        if cfg.get("neighbour"):
+            # "one core busy": a person's laptop is never idle (a browser, a player, the window)
+            neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        else:
+            self.quiet()
         label = cfg["path"] + ("" if key == cfg["path"] else f" [{key}]")
         log(f"running {label} ...")
         t = time.perf_counter()
@@ -109,6 +118,10 @@ class Runner:
             result = {"error": f"no result within {timeout:.0f} s (machine busy?)"}
             log(f"  {label} FAILED: {result['error']}")
             return result
+        finally:
+            if neighbour is not None:
+                neighbour.kill()
+                neighbour.wait()
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
         if proc.returncode != 0 or not lines:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-6:]
@@ -174,12 +187,15 @@ def main(argv=None) -> int:
         run.worker("library-scan-12mp", {"path": "library-scan", "folder": str(folder), "rounds": 2, **loupe})
         for key, gen in (("library-scan-12mp-shipped", SHIPPED), ("library-scan-12mp-fast", FAST)):
             run.worker(key, {"path": "library-scan", "folder": str(folder), "rounds": 1, **loupe, **gen})
+        run.worker("library-scan-12mp-shipped-busy", {"path": "library-scan", "folder": str(folder), "rounds": 1,
+                                                      **loupe, **SHIPPED, "neighbour": True})
     if "tab" in only or "memory" in only:
         tab = p12[: 4 if quick else 6]
         run.worker("loupe-app", {"path": "loupe-app", "photos": tab, **loupe})
         if "tab" in only:
             run.worker("loupe-app-shipped", {"path": "loupe-app", "photos": tab, **loupe, **SHIPPED})
             run.worker("loupe-app-fast", {"path": "loupe-app", "photos": tab, **loupe, **FAST})
+            run.worker("loupe-app-shipped-busy", {"path": "loupe-app", "photos": tab, **loupe, **SHIPPED, "neighbour": True})
     if "cold" in only:
         run.quiet()
         log("timing `loupe caption photo.jpg` ...")
@@ -397,7 +413,48 @@ def report(res: dict, args: argparse.Namespace, elapsed: float) -> None:
                        f"{e['top1_agree']}/{e['n']}"))
     for text, ok, value in checks:
         print(f"  [{'met' if ok else 'NOT met':7}] {text}: {value}")
+    print_speed_targets(res)
     print(f"\nbench finished in {elapsed / 60:.1f} min")
+
+
+def _ok(r: dict | None) -> bool:
+    return bool(r) and "error" not in r
+
+
+def print_speed_targets(res: dict) -> None:
+    """Issue 24's targets (idle 2-core AVX2): the product as shipped, a busy CPU, cold start."""
+    print("Targets (issue 24, as shipped: 3 beams x 12 tokens):")
+    checks = []
+    scan, tab = res.get("library-scan-12mp-shipped"), res.get("loupe-app-shipped")
+    tut = res.get("tutorial-caption-12mp")
+    for what, r, busy_key in (("library scan as shipped", scan, "library-scan-12mp-shipped-busy"),
+                              ("Caption tab as shipped", tab, "loupe-app-shipped-busy")):
+        if _ok(r):
+            vs = f" ({tut['s_per_photo'] / r['s_per_photo']:.1f}x the tutorial)" if _ok(tut) else ""
+            checks.append((f"{what} <= 1.0 s/photo", r["s_per_photo"] <= 1.0, f"{r['s_per_photo']:.3f} s{vs}"))
+            busy = res.get(busy_key)
+            if _ok(busy):
+                ratio = busy["s_per_photo"] / r["s_per_photo"]
+                checks.append((f"{what}, one core busy, within 1.3x of idle", ratio <= 1.3,
+                               f"{busy['s_per_photo']:.3f} s = {ratio:.2f}x"))
+    cold = res.get("cold")
+    if _ok(cold):
+        checks.append(("cold `loupe caption photo.jpg` <= 5 s", cold["s"] <= 5.0, f"{cold['s']:.1f} s"))
+    win = res.get("window") or {}
+    if win.get("mounted_s"):
+        checks.append(("window UI mounted <= 5 s", win["mounted_s"] <= 5.0, f"{win['mounted_s']:.1f} s"))
+    c12, app = res.get("loupe-classify-12mp"), res.get("loupe-app")
+    if _ok(c12):
+        checks.append(("classify 12 MP >= 30 photos/s", 1 / c12["s_per_photo"] >= 30, f"{1 / c12['s_per_photo']:.1f}/s"))
+    if _ok(app):
+        checks.append(("memory, both models loaded <= 1.3 GB", app["rss_both_models_mb"] <= 1300,
+                       f"{app['rss_both_models_mb']:.0f} MB"))
+    beams = (res.get("accuracy") or {}).get("beam_tokens")
+    if beams:
+        for b, (same, n) in sorted(beams.items()):
+            checks.append((f"tokens = transformers' beam search at {b} beam(s), every photo", same == n, f"{same}/{n}"))
+    for text, ok, value in checks:
+        print(f"  [{'met' if ok else 'NOT met':7}] {text}: {value}")
 
 
 def _row(name: str, who: str, r: dict | None) -> None:
@@ -407,7 +464,9 @@ def _row(name: str, who: str, r: dict | None) -> None:
         print(f"{name:17}{who:40}  FAILED: {r['error'][:80]}")
     else:
         s = r["s_per_photo"]
-        print(f"{name:17}{who:40}{s:>9.3f}{1 / s:>10.1f}{r['peak_rss_mb']:>8.0f}MB{r['others_cores']:>8.2f}")
+        how = f"  up to {r['caption_pass']} photo(s)/pass" if r.get("caption_pass") else ""
+        how += f", {r['torch_threads_end']} torch thread(s) at the end" if r.get("torch_threads_end") else ""
+        print(f"{name:17}{who:40}{s:>9.3f}{1 / s:>10.1f}{r['peak_rss_mb']:>8.0f}MB{r['others_cores']:>8.2f}{how}")
 
 
 def print_shipped(res: dict) -> None:
@@ -422,6 +481,8 @@ def print_shipped(res: dict) -> None:
     _row("", "scan fast, 1 beam", res.get("library-scan-12mp-fast"))
     _row("Caption tab", f"1 photo as shipped, {sb} beams", res.get("loupe-app-shipped"))
     _row("", "1 photo fast, 1 beam", res.get("loupe-app-fast"))
+    _row("one core busy", f"scan as shipped, {sb} beams", res.get("library-scan-12mp-shipped-busy"))
+    _row("", f"Caption tab as shipped, {sb} beams", res.get("loupe-app-shipped-busy"))
     for a, b, what in (("library-scan-12mp-shipped", "library-scan-12mp-fast", "scan"),
                        ("loupe-app-shipped", "loupe-app-fast", "Caption tab")):
         ra, rb = res.get(a), res.get(b)

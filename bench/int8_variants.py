@@ -1,7 +1,8 @@
-"""The int8 path's variants and the beams' shared cross-attention, side by side in one process.
+"""The int8 path's variants side by side in one process.
 
     .venv/bin/python -m bench.int8_variants            # fp32 / int8 per call / per row / vision only
-    .venv/bin/python -m bench.int8_variants --beams    # cross-attention projected per photo vs per beam
+
+(Beams sharing the photo against transformers' beam search: `python -m bench.beams`.)
 
 Full-size BLIP with random weights (bench/.cache, built by `make bench`), one torch thread
 (`--threads`), CPU seconds per photo, best of 2 (CPU time: robust on a shared machine).
@@ -22,7 +23,6 @@ from bench import fixtures
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--beams", action="store_true", help="time the shared cross-attention projection instead")
     args = p.parse_args()
     warnings.filterwarnings("ignore")
     import torch
@@ -31,7 +31,7 @@ def main() -> None:
     from transformers import BlipForConditionalGeneration
 
     from engine.int8_layers import RowwiseInt8Linear
-    from engine.models.captioner import _fuse_vision_attention, _share_cross_attention_rows
+    from engine.models.captioner import _fuse_vision_attention
 
     torch.set_num_threads(args.threads)
     fixtures.ensure_models()
@@ -53,21 +53,14 @@ def main() -> None:
         with torch.inference_mode():
             return m.vision_model(pixel_values=x)[0]
 
-    if args.beams:
-        shared = copy.deepcopy(base)
-        _share_cross_attention_rows(shared)
-        variants = {"per beam": base, "per photo": shared}
-        work = [("scan as shipped, batch 8, 3 beams x 12", lambda m: gen(m, px, 3, 12), 8),
-                ("Caption tab as shipped, 1 photo, 3 beams x 12", lambda m: gen(m, px[:1], 3, 12), 1)]
-    else:
-        variants = {"fp32": base}
-        m = copy.deepcopy(base); q(m, nnqd.Linear); variants["int8 per call"] = m
-        m = copy.deepcopy(base); q(m, RowwiseInt8Linear); variants["int8 per row"] = m
-        m = copy.deepcopy(base); q(m.vision_model, RowwiseInt8Linear); variants["int8 vision per row, decoder fp32"] = m
-        work = [("vision encoder, batch 8", lambda m: enc(m, px), 8),
-                ("scan as shipped, batch 8, 3 beams x 12", lambda m: gen(m, px, 3, 12), 8),
-                ("fixed work, batch 8, 20 greedy", lambda m: gen(m, px, 1, 20), 8),
-                ("Caption tab as shipped, 1 photo, 3 beams x 12", lambda m: gen(m, px[:1], 3, 12), 1)]
+    variants = {"fp32": base}
+    m = copy.deepcopy(base); q(m, nnqd.Linear); variants["int8 per call"] = m
+    m = copy.deepcopy(base); q(m, RowwiseInt8Linear); variants["int8 per row"] = m
+    m = copy.deepcopy(base); q(m.vision_model, RowwiseInt8Linear); variants["int8 vision per row, decoder fp32"] = m
+    work = [("vision encoder, batch 8", lambda m: enc(m, px), 8),
+            ("scan as shipped, batch 8, 3 beams x 12", lambda m: gen(m, px, 3, 12), 8),
+            ("fixed work, batch 8, 20 greedy", lambda m: gen(m, px, 1, 20), 8),
+            ("Caption tab as shipped, 1 photo, 3 beams x 12", lambda m: gen(m, px[:1], 3, 12), 1)]
     best: dict = {}
     outs: dict = {}
     for _ in range(2):  # alternated: a busy neighbour slows every variant alike
@@ -83,14 +76,12 @@ def main() -> None:
         print(what)
         for name in variants:
             ratio = best[(what, first)] / best[(what, name)]
-            same = torch.equal(outs[(what, first)], outs[(what, name)]) if args.beams else None
-            print(f"  {name:36} {best[(what, name)]:6.2f}  {ratio:.2f}x" + (f"  same output: {same}" if same is not None else ""))
-    if not args.beams:
-        print("photo 0 alone vs in a batch of 8: vision max |diff|, caption (3 beams x 12) equal")
-        for name, model in variants.items():
-            diff = (enc(model, px[:1])[0] - enc(model, px)[0]).abs().max().item()
-            equal = torch.equal(gen(model, px[:1], 3, 12)[0], gen(model, px, 3, 12)[0])
-            print(f"  {name:36} {diff:.2e}  {equal}")
+            print(f"  {name:36} {best[(what, name)]:6.2f}  {ratio:.2f}x")
+    print("photo 0 alone vs in a batch of 8: vision max |diff|, caption (3 beams x 12) equal")
+    for name, model in variants.items():
+        diff = (enc(model, px[:1])[0] - enc(model, px)[0]).abs().max().item()
+        equal = torch.equal(gen(model, px[:1], 3, 12)[0], gen(model, px, 3, 12)[0])
+        print(f"  {name:36} {diff:.2e}  {equal}")
 
 
 if __name__ == "__main__":

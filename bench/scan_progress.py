@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 
-from . import fixtures
+from bench import fixtures  # absolute: the same script measures main (PYTHONPATH) for a before/after
 
 
 def main() -> None:
@@ -47,13 +47,15 @@ def main() -> None:
         end = time.perf_counter()
         captioning = [(t, p) for t, p in seen if p.phase in ("captioning", "writing") and p.total]
         moves = [(t, p.done) for t, p in captioning]
-        gaps = [b[0] - a[0] for a, b in zip(moves, moves[1:]) if b[1] > a[1]]
+        changes = [t for (t, d), (_, before) in zip(moves[1:], moves) if d > before]  # when the count moved
+        first = next((t for t, p in seen if p.phase == "captioning"), start)
+        gaps = [b - a for a, b in zip([first] + changes, changes)]
         steps = [b[1] - a[1] for a, b in zip(moves, moves[1:])]
         errors = [abs(p.eta_s - (end - t)) / (end - t) for t, p in seen
                   if p.inferred >= 2 and p.eta_s is not None and end - t > 0.5 and p.phase != "finished"]
         print(f"scan: {s.done} photos in {end - start:.1f} s ({s.rate:.2f} photos/s end to end)")
-        print(f"  count: moved by at most {max(steps or [0])} per report; longest still while captioning "
-              f"{max(gaps or [0]):.1f} s")
+        print(f"  count: moved by at most {max(steps or [0])} per report; stood still at most "
+              f"{max(gaps or [0]):.1f} s between moves (first batch, with the models' load, included)")
         if errors:
             print(f"  time left from the 2nd photo on: median error {statistics.median(errors):.0%}, "
                   f"worst {max(errors):.0%} ({len(errors)} reports)")

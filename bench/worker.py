@@ -33,6 +33,20 @@ def _where(engine, task: str = "caption") -> str:
     return f"{p.device}/{p.precision}"
 
 
+def _pass(engine, gen: dict) -> int:
+    """Photos per caption forward pass at these options (the registry's size per setting)."""
+    from engine.models.registry import for_task
+
+    spec = for_task("caption")
+    return engine._batch_asked.get("caption") or spec.batch_for(engine.placement_for(spec).precision, gen)
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def _setup_threads(cfg: dict) -> None:
     import torch
 
@@ -250,6 +264,7 @@ def library_scan(cfg: dict) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"s_per_photo": _median(rounds), "rounds": rounds, "inference_s_per_photo": _median(engine_s), "n": n,
             "placement": f"{_where(engine)} + {_where(engine, 'classify')}", "batch": batch,
+            "caption_pass": _pass(engine, gen), "torch_threads_end": _threads(),
             "decode_threads": int(cfg.get("decode_threads", 2)), **gen}
 
 
@@ -281,6 +296,7 @@ def loupe_app(cfg: dict) -> dict:
     return {"s_per_photo": _median(times), "n": len(times), "first_caption_s": first_s,
             "rss_after_caption_mb": after_caption["VmRSS"], "rss_both_models_mb": after_both["VmRSS"],
             "anon_both_models_mb": after_both.get("RssAnon"), "placement": _where(engine),
+            "caption_pass": _pass(engine, gen), "torch_threads_end": _threads(),
             "load_s": engine.load_seconds, **gen}
 
 
@@ -418,6 +434,30 @@ def _probs_diff(ref_logits, out_logits) -> dict:
             "max_top1_prob": float(p.max(-1).values.max())}
 
 
+def _beam_tokens(folder: Path, images: list) -> dict:
+    """Loupe's beam search (beams share the photo: engine/models/blip_beams.py) against
+    transformers' own, token ids per photo at 1 and 3 beams x 12 tokens, in the precision
+    Loupe runs here: {beams: [equal, n]}."""
+    import torch
+
+    from engine.inference import Engine
+
+    engine = Engine()
+    cap = engine.model("caption")
+    out = {}
+    for beams in (1, 3):
+        same = 0
+        for im in images:
+            batch = cap.collate([cap.preprocess(im)])
+            ours = cap.forward(batch, max_new_tokens=SHIPPED_TOKENS, num_beams=beams)
+            with torch.inference_mode():
+                ref = cap.model.generate(**batch, max_new_tokens=SHIPPED_TOKENS, num_beams=beams,
+                                         suppress_tokens=cap._never_generated)
+            same += bool(torch.equal(ours, ref))
+        out[beams] = [same, len(images)]
+    return out
+
+
 def accuracy(cfg: dict) -> dict:
     """bf16 (Loupe's placement here) against fp32 on the same inputs."""
     import torch
@@ -431,6 +471,7 @@ def accuracy(cfg: dict) -> dict:
     out: dict = {}
     folder = Path(cfg["model"])
     images = [load_image(p, draft_size=(384, 384)) for p in cfg["photos"]]
+    out["beam_tokens"] = _beam_tokens(folder, images)
     with torch.inference_mode():
         # BLIP vision encoder: transformers as shipped (fp32, the tutorial's model) vs Loupe.
         reference = BlipForConditionalGeneration.from_pretrained(folder).eval()

@@ -3,6 +3,8 @@
     python -m desktop              open the Loupe window
     python -m desktop --browser    serve only; print the URL (with its one-time token); Ctrl-C stops
     python -m desktop --port N     serve on port N instead of a free one
+    python -m desktop --browser --share [ADDRESS]
+                                   also share Caption and Classify on this network (desktop.share)
 """
 from __future__ import annotations
 
@@ -28,8 +30,10 @@ def build_loupe_ui() -> Any:
     import desktop.ui as ui
     from desktop.window import folder_dialog
 
+    from desktop.share.panel import add_share_panel
+
     ui.folder_picker = folder_dialog()  # None when serving to a browser: the button stays hidden
-    return ui.build_ui()
+    return add_share_panel(ui.build_ui())
 
 
 def _icon() -> str | None:
@@ -45,11 +49,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--browser", action="store_true",
                    help="do not open a window: serve and print the URL to open in a browser")
     p.add_argument("--port", type=int, default=None, help="serve on this port (default: a free one)")
+    p.add_argument("--share", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="with --browser: also share the Caption and Classify tabs on this network "
+                        "(on ADDRESS when this computer has several) for one hour; prints the link")
     return p
 
 
-def serve_in_browser(factory: Callable[[], Any], port: int | None, timings: Timings) -> int:
-    """Serve until Ctrl-C/SIGTERM; print the URL with the token once (never logged)."""
+def serve_in_browser(factory: Callable[[], Any], port: int | None, timings: Timings,
+                     share: str | None = None) -> int:
+    """Serve until Ctrl-C/SIGTERM; print the URL with the token once (never logged). `share`
+    (not None): also share on that address ("" = the only one), printing its link and QR code."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -71,6 +80,8 @@ def serve_in_browser(factory: Callable[[], Any], port: int | None, timings: Timi
             if out is not None:
                 print(f"Loupe is running. Open this address in your browser:\n\n  {server.url}\n\n"
                       "Press Ctrl-C to stop.", file=out, flush=True)
+            if share is not None and not _start_share(share, out):
+                return 1
             while not stop.wait(0.2):
                 pass
         finally:
@@ -81,12 +92,32 @@ def serve_in_browser(factory: Callable[[], Any], port: int | None, timings: Timi
     return 0
 
 
+def _start_share(address: str, out: Any) -> bool:
+    """Start the share for `--share` on `address`, print its link and QR code; False (said on
+    stderr) when it cannot start."""
+    from desktop.share import session
+    from desktop.share.qr import qr_terminal
+
+    try:
+        share = session.start_share(address)
+    except session.ShareError as exc:
+        print(f"loupe: cannot share: {exc}", file=sys.stderr if sys.stderr is not None else out)
+        return False
+    if out is not None:
+        until = time.strftime("%H:%M", time.localtime(share.ends_at))
+        print(f"Sharing Caption and Classify on this network until {until}. The link (give it only "
+              f"to whom you mean; plain HTTP, so others on this network could read what is "
+              f"sent):\n\n  {share.url}\n\n{qr_terminal(share.url)}", file=out, flush=True)
+    return True
+
+
 def main(argv: list[str] | None = None, factory: Callable[[], Any] | None = None) -> int:
     """Open the window (or serve, with `--browser`) for `factory()`'s Blocks; the exit code.
 
     `factory` builds the gradio Blocks to serve, called once in the start-up thread; default
     `build_loupe_ui`. Exit codes: 0 closed normally, 1 could not start or serve (the message is in
-    the window / on stderr and in the log), 2 no display (use `--browser`); bad arguments raise
+    the window / on stderr and in the log; also a `--share` address that cannot be used), 2 no
+    display (use `--browser`) or `--share` without `--browser`; bad arguments raise
     argparse's SystemExit(2).
     """
     args = _parser().parse_args(argv)
@@ -105,8 +136,22 @@ def main(argv: list[str] | None = None, factory: Callable[[], Any] | None = None
     log.info("Loupe desktop starting (pid %d, %s mode); log: %s", os.getpid(),
              "browser" if args.browser else "window", path)
     factory = factory or build_loupe_ui
+    err = sys.stderr if sys.stderr is not None else sys.stdout
+    share = None
+    if args.share is not None:
+        if not args.browser:
+            print("loupe: --share goes with --browser; in the window, use “Share on this network”.",
+                  file=err)
+            return 2
+        from desktop.share.session import ShareError, choose_address
+
+        try:  # before anything starts: a wrong address is said at once
+            share = choose_address(args.share or None)
+        except ShareError as exc:
+            print(f"loupe: cannot share: {exc}", file=err)
+            return 1
     if args.browser:
-        return serve_in_browser(factory, args.port, timings)
+        return serve_in_browser(factory, args.port, timings, share=share)
     from desktop.window import NoDisplay, run_window
 
     try:

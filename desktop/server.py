@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs, unquote
 
 from engine.files import pid_alive
@@ -195,12 +195,14 @@ def token_filter() -> TokenFilter:
 class Guard:
     """Pure-ASGI middleware in front of everything: Host, Origin, Sec-Fetch-Site, token cookie."""
 
-    def __init__(self, app: Any, *, port: int, token: str, temp_dir: Path) -> None:
+    def __init__(self, app: Any, *, port: int, token: str, temp_dir: Path,
+                 hosts: Iterable[str] | None = None) -> None:
         self.app = app
         self.port = port
         self.token = token.encode()
         self.cookie_name = f"loupe_token_{port}"
-        self.hosts = {f"{h}:{port}" for h in LOOPBACK_HOSTS}
+        # "host:port" values a request may name; default: the loopback names
+        self.hosts = set(hosts) if hosts else {f"{h}:{port}" for h in LOOPBACK_HOSTS}
         self.temp_dir = Path(os.path.realpath(temp_dir))
 
     # -- checks ---------------------------------------------------------------------------
@@ -403,18 +405,24 @@ class Server:
 
 def serve(blocks_factory: Callable[[], Any], *, host: str = "127.0.0.1", port: int | None = None,
           max_file_size: int | str = MAX_FILE_SIZE, start_timeout: float = 20.0,
+          network: bool = False, inside: Path | None = None, guard: Callable[..., Guard] = Guard,
           **mount_kwargs: Any) -> Server:
     """Build the Blocks from `blocks_factory()` and serve it guarded on a loopback port.
 
     `port=None` picks a free one. `mount_kwargs` go to `gr.mount_gradio_app` (theme, css, js,
     head, ...): in gradio 6 those belong to launch/mount, not to `gr.Blocks`.
+    `network=True` allows an address that is not loopback (desktop.share); then only
+    `host:port` itself is an accepted Host. `inside`: make the temp folder inside that one
+    (gradio's upload checks read GRADIO_TEMP_DIR at run time, process-wide, so a second server's
+    uploads must lie inside the first's); gradio's environment is left pointing there.
+    `guard(app, port=, token=, temp_dir=, hosts=)` builds the guard (a Guard subclass).
     """
-    if host not in ("127.0.0.1", "localhost", "::1", "[::1]"):
+    if not network and host not in ("127.0.0.1", "localhost", "::1", "[::1]"):
         raise ValueError(f"Loupe only serves on a loopback address, not {host!r}")
-    bind_host = "127.0.0.1" if host == "localhost" else host
-    url_host = "[::1]" if bind_host in ("::1", "[::1]") else host
+    bind_host = "127.0.0.1" if host == "localhost" else host.strip("[]")
+    url_host = f"[{bind_host}]" if ":" in bind_host else host
     _clean_stale_temp_dirs()
-    temp_dir = Path(tempfile.mkdtemp(prefix=f"{TEMP_DIR_PREFIX}{os.getpid()}-"))
+    temp_dir = Path(tempfile.mkdtemp(prefix=f"{TEMP_DIR_PREFIX}{os.getpid()}-", dir=inside))
     _set_gradio_env(temp_dir)
     sock = None
     try:
@@ -455,7 +463,11 @@ def serve(blocks_factory: Callable[[], Any], *, host: str = "127.0.0.1", port: i
             enable_monitoring=False, pwa=False, **mount_kwargs,
         )
         gradio_app = next(r.app for r in app.routes if isinstance(getattr(r, "app", None), GradioApp))
-        guarded = Guard(app, port=port, token=token, temp_dir=temp_dir)
+        if inside is not None:  # gradio's env and constants back to the folder holding this one
+            _release_env(temp_dir)
+            _point_gradio_constants_at(inside)
+        hosts = {f"{url_host}:{port}"} if network else None
+        guarded = guard(app, port=port, token=token, temp_dir=temp_dir, hosts=hosts)
         config = uvicorn.Config(guarded, log_config=None, access_log=False, lifespan="on",
                                 log_level="warning", timeout_graceful_shutdown=1,
                                 server_header=False, proxy_headers=False)

@@ -13,6 +13,7 @@ import logging
 import re
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import gradio as gr
@@ -24,6 +25,7 @@ from engine.units import format_size
 
 from desktop import activity
 from desktop.library_tab import CSS as LIBRARY_CSS, library_tab
+from desktop.share.gate import local_turn
 
 CAPTIONER, CLASSIFIER = for_task("caption"), for_task("classify")
 
@@ -171,23 +173,16 @@ def photo_drop(**kwargs: Any) -> gr.Image:
 def caption_photo(path: str | None, prefix: str, length: int, beams: int) -> str:
     if not path:
         raise gr.Error("Drop a photo first.", title="Loupe")
-    return get_engine().run_one("caption", path, prefix=prefix, max_new_tokens=int(length), num_beams=int(beams)).text
-
-
-def caption_changed(path: str | None, prefix: str, length: int, beams: int) -> str:
-    """A new photo (dropped, pasted or an example) is captioned at once; a cleared one clears."""
-    return caption_photo(path, prefix, length, beams) if path else ""
-
-
-def classify_changed(path: str | None):
-    return classify_photo(path) if path else None
+    with local_turn():  # a share's visitors wait behind the person at this computer
+        return get_engine().run_one("caption", path, prefix=prefix, max_new_tokens=int(length), num_beams=int(beams)).text
 
 
 @friendly
 def classify_photo(path: str | None) -> dict[str, float]:
     if not path:
         raise gr.Error("Drop a photo first.", title="Loupe")
-    return get_engine().run_one("classify", path).as_confidences()
+    with local_turn():
+        return get_engine().run_one("classify", path).as_confidences()
 
 
 def progress_words(p: weights.DownloadProgress, title: str) -> str:
@@ -361,6 +356,79 @@ def _first_run_panel(name: str, button: str):
     return banner, get, cancel, event
 
 
+
+def caption_tab(examples: list[str], *, run: Callable[..., str] = caption_photo,
+                downloads: bool = True, sources: tuple[str, ...] = ("upload", "clipboard"),
+                scroll: bool = False) -> SimpleNamespace:
+    """The Caption tab's contents (inside a `gr.Tab` or any container), wired to `run(path,
+    prefix, length, beams) -> caption`. `downloads=False` leaves out the first-run download panel
+    (desktop.share); `scroll=True` scrolls to the answer (a phone, where it is below the photo).
+    Returns image, output, button, events and panel (banner, download, cancel, download event;
+    Nones without downloads)."""
+    panel = (_first_run_panel(CAPTIONER.name, "Download the captioning model") if downloads
+             else (None, None, None, None))
+    with gr.Row():
+        with gr.Column():
+            image = photo_drop(label="Photo", sources=list(sources), height=360,
+                               elem_id="loupe-caption-photo")
+            with gr.Accordion("Options", open=False):
+                opt = CAPTIONER.option("prefix")
+                prefix = gr.Textbox(label=f"{opt.label} (optional)", placeholder="a photograph of",
+                                    max_length=opt.maximum)
+                length = _slider(CAPTIONER.option("max_new_tokens"))
+                beams = _slider(CAPTIONER.option("num_beams"))
+            button = gr.Button("Caption", variant="primary",
+                               interactive=weights.is_installed(CAPTIONER.name))
+        with gr.Column():
+            output = gr.Textbox(label="Caption (alt text)", buttons=["copy"], lines=3, interactive=False,
+                                elem_id="loupe-caption")
+    if examples:
+        gr.Examples(examples=[[e] for e in examples], inputs=[image], label="Example photos")
+    inputs = [image, prefix, length, beams]
+
+    def changed(path: str | None, prefix: str, length: int, beams: int) -> str:
+        """A new photo (dropped, pasted or an example) is captioned at once; a cleared one clears."""
+        return run(path, prefix, length, beams) if path else ""
+
+    api = {"api_name": "caption"} if downloads else {"api_visibility": "private"}
+    events = [
+        button.click(run, inputs, output, concurrency_id="caption", concurrency_limit=1,
+                     scroll_to_output=scroll, **api),
+        image.change(changed, inputs, output, api_visibility="private", scroll_to_output=scroll,
+                     concurrency_id="caption", concurrency_limit=1)]
+    return SimpleNamespace(image=image, output=output, button=button, events=events, panel=panel)
+
+
+def classify_tab(examples: list[str], *, run: Callable[..., Any] = classify_photo,
+                 downloads: bool = True, sources: tuple[str, ...] = ("upload", "clipboard"),
+                 scroll: bool = False) -> SimpleNamespace:
+    """The Classify tab's contents, wired to `run(path) -> {label: confidence}`; as caption_tab."""
+    panel = (_first_run_panel(CLASSIFIER.name, "Download the classifier") if downloads
+             else (None, None, None, None))
+    with gr.Row():
+        with gr.Column():
+            image = photo_drop(label="Photo", sources=list(sources), height=360,
+                               elem_id="loupe-classify-photo")
+            button = gr.Button("Classify", variant="primary", elem_id="loupe-classify-btn",
+                               interactive=weights.is_installed(CLASSIFIER.name))
+        with gr.Column():
+            top = CLASSIFIER.option("top").default
+            output = gr.Label(num_top_classes=top, label=f"Top {top} labels", elem_id="loupe-labels")
+    if examples:
+        gr.Examples(examples=[[e] for e in examples], inputs=[image], label="Example photos")
+
+    def changed(path: str | None):
+        return run(path) if path else None
+
+    api = {"api_name": "classify"} if downloads else {"api_visibility": "private"}
+    events = [
+        button.click(run, image, output, concurrency_id="classify", concurrency_limit=2,
+                     scroll_to_output=scroll, **api),
+        image.change(changed, image, output, api_visibility="private", scroll_to_output=scroll,
+                     concurrency_id="classify", concurrency_limit=2)]
+    return SimpleNamespace(image=image, output=output, button=button, events=events, panel=panel)
+
+
 def build_ui() -> gr.Blocks:
     with gr.Blocks(title="Loupe", fill_width=False) as demo:
         with gr.Column(elem_id="loupe-header"):
@@ -368,49 +436,13 @@ def build_ui() -> gr.Blocks:
         examples = _example_files()
         with gr.Tabs():
             with gr.Tab("Caption", id="caption"):
-                cap_missing, cap_get, cap_cancel, cap_dl = _first_run_panel(CAPTIONER.name, "Download the captioning model")
-                with gr.Row():
-                    with gr.Column():
-                        cap_image = photo_drop(label="Photo", sources=["upload", "clipboard"], height=360,
-                                             elem_id="loupe-caption-photo")
-                        with gr.Accordion("Options", open=False):
-                            opt = CAPTIONER.option("prefix")
-                            prefix = gr.Textbox(label=f"{opt.label} (optional)", placeholder="a photograph of",
-                                                max_length=opt.maximum)
-                            length = _slider(CAPTIONER.option("max_new_tokens"))
-                            beams = _slider(CAPTIONER.option("num_beams"))
-                        cap_btn = gr.Button("Caption", variant="primary",
-                                            interactive=weights.is_installed(CAPTIONER.name))
-                    with gr.Column():
-                        caption = gr.Textbox(label="Caption (alt text)", buttons=["copy"], lines=3, interactive=False,
-                                             elem_id="loupe-caption")
-                if examples:
-                    gr.Examples(examples=[[e] for e in examples], inputs=[cap_image], label="Example photos")
-                cap_inputs = [cap_image, prefix, length, beams]
-                cap_events = [
-                    cap_btn.click(caption_photo, cap_inputs, caption, api_name="caption", concurrency_id="caption",
-                                  concurrency_limit=1),
-                    cap_image.change(caption_changed, cap_inputs, caption, api_visibility="private",
-                                     concurrency_id="caption", concurrency_limit=1)]
-
+                cap = caption_tab(examples)
             with gr.Tab("Classify", id="classify"):
-                cls_missing, cls_get, cls_cancel, cls_dl = _first_run_panel(CLASSIFIER.name, "Download the classifier")
-                with gr.Row():
-                    with gr.Column():
-                        cls_image = photo_drop(label="Photo", sources=["upload", "clipboard"], height=360,
-                                             elem_id="loupe-classify-photo")
-                        cls_btn = gr.Button("Classify", variant="primary", elem_id="loupe-classify-btn",
-                                            interactive=weights.is_installed(CLASSIFIER.name))
-                    with gr.Column():
-                        top = CLASSIFIER.option("top").default
-                        labels = gr.Label(num_top_classes=top, label=f"Top {top} labels", elem_id="loupe-labels")
-                if examples:
-                    gr.Examples(examples=[[e] for e in examples], inputs=[cls_image], label="Example photos")
-                cls_events = [
-                    cls_btn.click(classify_photo, cls_image, labels, api_name="classify", concurrency_id="classify",
-                                  concurrency_limit=2),
-                    cls_image.change(classify_changed, cls_image, labels, api_visibility="private",
-                                     concurrency_id="classify", concurrency_limit=2)]
+                cls = classify_tab(examples)
+            cap_missing, cap_get, cap_cancel, cap_dl = cap.panel
+            cls_missing, cls_get, cls_cancel, cls_dl = cls.panel
+            cap_btn, caption, cap_events = cap.button, cap.output, cap.events
+            cls_btn, labels, cls_events = cls.button, cls.output, cls.events
 
             with gr.Tab("Library", id="library"):
                 library_tab(demo)

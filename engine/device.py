@@ -37,17 +37,51 @@ class Placement:
         return torch.bfloat16 if self.precision == "bf16" else torch.float32
 
 
+#: torch's CPU capability (the kernels its ATen dispatch picks, on every OS) -> the flags it implies
+_CAPABILITY_FLAGS = {"AVX2": {"avx2", "fma"}, "AVX512": {"avx2", "fma", "avx512f"}}
+
+
 @functools.lru_cache(maxsize=1)
 def cpu_flags() -> frozenset[str]:
-    """Which of CPU_FLAGS this CPU has (Linux /proc/cpuinfo; empty elsewhere)."""
+    """Which of CPU_FLAGS this CPU has. AVX2 / AVX-512 from torch's own report
+    (`torch.backends.cpu.get_cpu_capability()`: the same on Linux, Windows and macOS; honours
+    ATEN_CPU_CAPABILITY); the bf16 and VNNI extensions, which torch does not report, from the
+    OS where it says them (Linux /proc/cpuinfo, macOS sysctl), else assumed absent (the
+    class is then the safe x86-avx2)."""
+    import torch
+
+    flags = set(_CAPABILITY_FLAGS.get(torch.backends.cpu.get_cpu_capability().upper(), ()))
+    extensions = _os_cpu_flags()
+    if flags:  # torch's report wins for what it covers (ATEN_CPU_CAPABILITY can lower it)
+        extensions &= {"avx512_bf16", "amx_bf16", "amx_int8", "avx512_vnni", "avx_vnni"}
+        if "avx512f" not in flags:
+            extensions -= {"avx512_bf16", "avx512_vnni"}
+    return frozenset(CPU_FLAGS).intersection(flags | extensions)
+
+
+def _os_cpu_flags() -> set[str]:
+    """CPU_FLAGS as the OS lists them: Linux /proc/cpuinfo, macOS `sysctl machdep.cpu`; empty elsewhere."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as fh:
             for line in fh:
                 if line.startswith("flags"):
-                    return frozenset(CPU_FLAGS).intersection(line.split(":", 1)[1].split())
+                    return set(CPU_FLAGS).intersection(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return frozenset()
+    import platform
+
+    if platform.system() == "Darwin" and platform.machine() == "x86_64":
+        import subprocess
+
+        try:
+            words = subprocess.run(["sysctl", "-n", "machdep.cpu.features", "machdep.cpu.leaf7_features"],
+                                   capture_output=True, text=True, timeout=5).stdout.lower().split()
+        except (OSError, subprocess.SubprocessError):
+            return set()
+        named = {"avx2": "avx2", "fma": "fma", "avx512f": "avx512f", "avx512vnni": "avx512_vnni",
+                 "avx512bf16": "avx512_bf16"}
+        return {named[w] for w in words if w in named}
+    return set()
 
 
 def cpu_has_native_bf16() -> bool:
@@ -162,6 +196,8 @@ def describe(specs: Any = None) -> list[str]:
         why = "the precision setting"
     else:
         why = "auto"
+    if "mps" in devices:
+        devices = ["mps (Apple silicon GPU)" if d == "mps" else d for d in devices]
     line = f"Runs on: {', '.join(devices)}; " + ", ".join(f"{n} {p.precision}" for n, p in placements) + f" ({why})"
     if any(p.precision == "int8" for _, p in placements):
         line += "; int8 weights are made once from the installed ones and kept beside them"

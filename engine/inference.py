@@ -46,6 +46,7 @@ class Engine:
         self._placement = placement
         # task -> photos per forward pass; the registry's unless a bench sweep asks for others
         self.batch_sizes = {spec.task: spec.batch_size for spec in MODELS} | dict(batch_sizes or {})
+        self._batch_asked = dict(batch_sizes or {})  # a bench sweep's sizes win over the registry's
         self._load_lock = threading.Lock()
         # One forward at a time per model: torch already spreads one call over all cores,
         # and parallel calls would only fight over them and multiply peak memory.
@@ -154,9 +155,14 @@ class Engine:
         (`_stoppable`: also inside the vision encoder, before generation starts) and at each
         generation step.
         `on_step(fraction)`: how far the inputs are, 0-1, after each generation step (captions)."""
+        from .cpu_share import fit_threads
+
         model = self.model(task)
+        spec = for_task(task)
+        size = self._batch_asked.get(task) or spec.batch_for(self.placement_for(spec).precision, options)
         out: list[Any] = []
-        for chunk in _chunks(inputs, self.batch_sizes[task]):
+        for chunk in _chunks(inputs, size):
+            fit_threads()  # torch on the cores other programs leave free (cpu_share.py)
             if cancel is not None and cancel.is_set():
                 raise Cancelled("cancelled")
             step = None

@@ -38,14 +38,19 @@ def _version() -> str:
 @click.version_option(_version(), prog_name="loupe", message="%(prog)s %(version)s")
 @click.option("--browser", is_flag=True, help="Serve the app for a web browser instead of opening a window; prints the URL.")
 @click.option("--port", type=int, default=None, help="Port for the local server (default: a free one).")
+@click.option("--share", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
+              help="With --browser: also share the Caption and Classify tabs on this network for "
+                   "one hour (on ADDRESS when this computer has several); prints the link and a QR code.")
 @click.pass_context
-def cli(ctx: click.Context, browser: bool, port: int | None) -> None:
+def cli(ctx: click.Context, browser: bool, port: int | None, share: str | None) -> None:
     """Offline photo captioning and classification. With no command, opens the Loupe window."""
     if ctx.invoked_subcommand is not None:
         return
     from desktop.__main__ import run  # the window's imports (gradio, Qt) only on this path
 
     argv = (["--browser"] if browser else []) + (["--port", str(port)] if port else [])
+    if share is not None:
+        argv += ["--share"] + ([share] if share else [])
     run(argv)  # exits the process once the window (or the browser server) is closed
 
 

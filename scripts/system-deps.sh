@@ -2,10 +2,11 @@
 # Installs the Debian packages Loupe's window and its tests need, if any are missing.
 #   window: Qt WebEngine's X libraries.  tests: Xvfb, a window manager, xdotool, ImageMagick
 #   (screenshots), Debian's Chromium for the browser tests, binutils (strip) for the bundle,
-#   exiftool (libimage-exiftool-perl), the independent reader the metadata tests check against.
+#   exiftool (libimage-exiftool-perl), the independent reader the metadata tests check against;
+#   iproute2 (`ip`) for the share tests' private network namespace.
 set -eu
 WINDOW="libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libnss3 libegl1 libgl1 libxcomposite1 libxdamage1 libxrandr2 libxtst6 libxkbfile1 libasound2"
-TESTS="xvfb openbox xdotool x11-utils imagemagick chromium binutils libimage-exiftool-perl"
+TESTS="xvfb openbox xdotool x11-utils imagemagick chromium binutils libimage-exiftool-perl iproute2"
 want="$WINDOW"
 [ "${1:-}" = "--tests" ] && want="$WINDOW $TESTS"
 missing=""

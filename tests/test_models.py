@@ -223,38 +223,41 @@ def test_captions_are_never_only_debris(installed, tmp_path):
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
-def test_beams_share_one_cross_attention_projection_per_photo(tiny_dir, photos, precision, monkeypatch, tmp_path):
-    """The decoder's cross-attention keys and values are projected once per photo, not once per
-    beam, and the captions are exactly those of projecting every beam's copy."""
+def test_beams_share_the_photo_and_match_transformers_beam_search(tiny_dir, photos, precision, tmp_path):
+    """Beams of one photo share its cross-attention keys and values: projected once per photo,
+    kept once per photo (never reordered), and the token ids equal transformers' own beam
+    search at 1, 2 and 3 beams, with and without a prefix."""
+    import shutil
+
     import torch
 
     from engine.device import Placement
+    from engine.models.blip_beams import SharedImageCache
     from engine.models.captioner import Captioner
-
-    import shutil
 
     folder = shutil.copytree(tiny_dir / "blip", tmp_path / "blip")  # int8 writes its cache beside the weights
     cap = Captioner.load(folder, Placement("cpu", precision))
-    layers = [m for m in cap.model.text_decoder.modules() if "forward" in vars(m)]  # the shared ones
-    assert layers and len(layers) == 2 * cap.model.config.text_config.num_hidden_layers
+    key = next(m.crossattention.self.key for m in cap.model.text_decoder.modules() if hasattr(m, "crossattention"))
     rows: list[int] = []
-    real = type(layers[0]).forward
-
-    def counting(self, x):
-        if self is layers[0]:
-            rows.append(x.shape[0])
-        return real(self, x)
-
-    monkeypatch.setattr(type(layers[0]), "forward", counting)
+    hook = key.register_forward_hook(lambda module, args, out: rows.append(args[0].shape[0]))
     images = [load_image(p) for p in photos[:3]]
-    batch = cap.collate([cap.preprocess(im) for im in images])
-    shared = cap.forward(batch, max_new_tokens=8, num_beams=3)
-    assert rows == [3]  # 3 photos x 3 beams came in; 3 rows were projected
-    for layer in layers:
-        del layer.forward  # back to projecting every copy
-    plain = cap.forward(batch, max_new_tokens=8, num_beams=3)
-    assert rows == [3, 9]
-    assert torch.equal(shared, plain)
+    for prefix in (None, "a"):
+        batch = cap.collate([cap.preprocess(im, prefix=prefix) for im in images])
+        for beams in (1, 2, 3):
+            rows.clear()
+            ours = cap.forward(batch, max_new_tokens=8, num_beams=beams)
+            assert rows == [3]  # 3 photos x `beams` candidates came in; 3 photos were projected
+            with torch.inference_mode():
+                reference = cap.model.generate(**batch, max_new_tokens=8, num_beams=beams,
+                                               suppress_tokens=cap._never_generated)
+            assert torch.equal(ours, reference), (prefix, beams)
+    hook.remove()
+    cache = SharedImageCache(3)
+    cache.self_attention_cache.update(torch.arange(6.0).view(6, 1, 1, 1), torch.zeros(6, 1, 1, 1), 0)
+    cache.cross_attention_cache.update(torch.arange(2.0).view(2, 1, 1, 1), torch.zeros(2, 1, 1, 1), 0)
+    cache.reorder_cache(torch.tensor([2, 2, 0, 5, 3, 3]))
+    assert cache.self_attention_cache.layers[0].keys.flatten().tolist() == [2, 2, 0, 5, 3, 3]
+    assert cache.cross_attention_cache.layers[0].keys.flatten().tolist() == [0, 1]  # per photo, untouched
 
 
 def test_stop_ends_a_forward_pass_within_one_layer(installed, photos):

@@ -49,7 +49,9 @@ class Captioner(Model[Caption]):
             model = load_float()
         model.eval().to(placement.device)
         _fuse_vision_attention(model)
-        _share_cross_attention_rows(model)
+        from .blip_beams import share_image_across_beams
+
+        share_image_across_beams(model)
         return cls(model, processor, placement)
 
     @classmethod
@@ -100,6 +102,11 @@ class Captioner(Model[Caption]):
                     return torch.full((input_ids.shape[0],), stop, dtype=torch.bool)
 
             extra["stopping_criteria"] = StoppingCriteriaList([Step()])
+        if num_beams > 1:
+            from .blip_beams import SharedImageCache
+
+            # beams of one photo share its cross-attention keys/values (blip_beams.py)
+            extra["past_key_values"] = SharedImageCache(num_beams)
         with torch.inference_mode():
             out = self.model.generate(**batch, max_new_tokens=max_new_tokens, num_beams=num_beams,
                                       suppress_tokens=self._never_generated, **extra)
@@ -172,40 +179,6 @@ def _fuse_vision_attention(model: Any) -> None:
     for module in model.modules():
         if type(module) is BlipAttention and hasattr(module, "qkv") and module.num_heads * module.head_dim == module.embed_dim:
             module.forward = types.MethodType(forward, module)
-
-
-def _share_cross_attention_rows(model: Any) -> None:
-    """Project the photo's features to the decoder's cross-attention keys and values once per
-    photo, not once per caption candidate.
-
-    Beam search repeats each photo's 577 image features once per beam before the decoder sees
-    them, and the decoder's first step projects every copy through each layer's cross-attention
-    key and value layers (later steps reuse the cache). Those copies are identical rows, so the
-    projection runs on the distinct consecutive rows and is repeated after: the same numbers
-    (checked row by row with `torch.equal`, so rows that only look alike are never merged) for
-    a third of the work at 3 beams (bench/README.md, "beams"). Only modules of the expected
-    layout are changed."""
-    import types
-
-    import torch
-
-    def forward(self: Any, x: Any) -> Any:
-        run = type(self).forward
-        if x.dim() < 2 or x.shape[0] < 2:
-            return run(self, x)
-        distinct = [0] + [i for i in range(1, x.shape[0]) if not torch.equal(x[i], x[i - 1])]
-        if len(distinct) == x.shape[0]:
-            return run(self, x)
-        ends = distinct[1:] + [x.shape[0]]
-        counts = torch.tensor([end - start for start, end in zip(distinct, ends)], device=x.device)
-        return run(self, x[distinct]).repeat_interleave(counts, dim=0)
-
-    decoder = getattr(model, "text_decoder", None)
-    for module in decoder.modules() if decoder is not None else ():
-        cross = getattr(getattr(module, "crossattention", None), "self", None)
-        if cross is not None and hasattr(cross, "key") and hasattr(cross, "value"):
-            for layer in (cross.key, cross.value):
-                layer.forward = types.MethodType(forward, layer)
 
 
 # BERT vocabulary entries that are no words: [PAD] [UNK] [CLS] [SEP] [MASK], BLIP's [DEC]/[ENC]

@@ -141,6 +141,15 @@ class ModelSpec:
     precisions: Mapping[str, str] = field(default_factory=dict)
     # the precisions this model can run in; LOUPE_PRECISION=int8 means fp32 for one without it
     supported: tuple[str, ...] = ("fp32", "bf16")
+    # (precision, beam search on) -> photos per forward pass where the bench measured another
+    # size faster than batch_size (bench/README.md, "Batch size per setting")
+    batch_sizes: Mapping[tuple[str, bool], int] = field(default_factory=dict)
+
+    def batch_for(self, precision: str, options: Mapping[str, Any] | None = None) -> int:
+        """Photos per forward pass for `precision` ("fp32", "bf16", "int8") and these options
+        (beam search when `num_beams` > 1)."""
+        beams = int((options or {}).get("num_beams") or 1) > 1
+        return self.batch_sizes.get((precision, beams), self.batch_size)
 
     def model_class(self) -> Any:
         module, _, cls = self.loader.partition(":")
