@@ -195,7 +195,9 @@ def card_html(item: Any, folder: str) -> str:
            else '<span class="lib-note">no preview</span>')
     state = ""
     if item.state == "failed":
-        state = f'<div class="lib-state failed">Could not be read: {html.escape(item.reason or "")}</div>'
+        # a photo with a caption was read: what failed is writing or renaming it (a read-only card)
+        what = "Not written" if item.caption else "Could not be read"
+        state = f'<div class="lib-state failed">{what}: {html.escape(item.reason or "")}</div>'
     elif item.state == "changed":
         state = '<div class="lib-state">Changed since it was captioned</div>'
     elif item.caption_by == "person":
@@ -431,7 +433,7 @@ def select_photo(path: str):
         pass
     by = "**Your caption**" if item.caption_by == "person" else "Caption by Loupe — edit it and press Save"
     if item.state == "failed":
-        by = f"Could not be read: {item.reason or 'unknown reason'}"
+        by = f"{'Not written' if item.caption else 'Could not be read'}: {item.reason or 'unknown reason'}"
     elif item.state == "changed":
         by += " · the file changed since it was captioned: scan again to update"
     labels = {lab.name: float(lab.score) for lab in item.labels} or None

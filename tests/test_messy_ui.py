@@ -51,6 +51,8 @@ def test_library_tab_scans_the_messy_collection(installed, browser, artifacts, t
         report = page.inner_text("#loupe-lib-report")
         assert report.count("read-only") == 1 and "the card is read-only" in report, report
         page.screenshot(path=str(shots / "library-messy-scanned.png"))
+        card = page.locator("#loupe-lib-grid .lib-card", has_text="IMG_0200.jpg").first
+        assert "Not written: read-only folder" in card.inner_text()  # read and captioned, not written
 
         # the Latin-1 name: shown with U+FFFD, and its card opens the photo's detail
         card = page.locator("#loupe-lib-grid .lib-card", has_text="caf\ufffd \ufffd la plage.jpg")
