@@ -17,7 +17,8 @@ import click
 
 from engine.names import json_text
 
-from engine.library.options import CAPTION_STYLE, EXCLUDE, EXISTING, HIERARCHY_ROOT, RENAME, SIDECAR_STYLE, WRITE
+from engine.library.options import (CAPTION_STYLE, EXCLUDE, EXISTING, HIERARCHY_ROOT, REMOVE_GONE_SIDECARS, RENAME,
+                                    SIDECAR_STYLE, WRITE)
 from engine.library.review import REVIEW_STATES
 from engine.library.settings import KEYWORD_THRESHOLD
 
@@ -43,6 +44,7 @@ def library() -> None:
 @scan_option(RENAME)
 @scan_option(HIERARCHY_ROOT)
 @scan_option(EXCLUDE)
+@scan_option(REMOVE_GONE_SIDECARS)
 @model_options("caption", "classify")
 @click.option("--batch-size", type=click.IntRange(1, 256), default=None, help="Photos per batch (default: the captioner's).")
 @click.option("--workers", type=click.IntRange(0, 64), default=2, show_default=True, help="Photo loader threads (0: load inline).")
@@ -54,7 +56,8 @@ def library() -> None:
 @_DB
 @_JSON
 def scan(folder: str, write: str | None, sidecar_style: str | None, rename: bool, existing: str, caption_style: str,
-         keyword_threshold: int, hierarchy_root: str | None, exclude: str | None, batch_size: int | None, workers: int, ray_address: str | None, db: str | None, as_json: bool,
+         keyword_threshold: int, hierarchy_root: str | None, exclude: str | None,
+         remove_gone_sidecars: bool, batch_size: int | None, workers: int, ray_address: str | None, db: str | None, as_json: bool,
          **options: Any) -> int:
     """Caption and label every new photo under FOLDER (resumable)."""
     from engine import library
@@ -70,7 +73,8 @@ def scan(folder: str, write: str | None, sidecar_style: str | None, rename: bool
     with library.progress_bar() as bar, stop_on_ctrl_c(cancel):  # the bar: on stderr, only when it is a terminal
         summary = library.scan(folder, write=write, sidecar_style=sidecar_style, rename=rename, existing=existing,
                                caption_style=caption_style, keyword_threshold=keyword_threshold,
-                               hierarchy_root=hierarchy_root, exclude=exclude, db_path=db,
+                               hierarchy_root=hierarchy_root, exclude=exclude,
+                               remove_gone_sidecars=remove_gone_sidecars, db_path=db,
                                progress=bar, cancel=cancel, batch_size=batch_size, workers=workers,
                                ray_address=ray_address, **model_options)
     note(done=summary.done, skipped=summary.skipped, failed=summary.failed, written=summary.written)

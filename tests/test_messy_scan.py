@@ -209,3 +209,13 @@ def test_a_persons_excludes_from_the_option_and_the_setting(tmp_path):
     save_setting("library_exclude", "*-thumb.jpg")
     s = library.scan(tmp_path / "p", engine=FakeEngine(), db_path=tmp_path / "db")
     assert (s.total, s.left_out) == (2, {"excluded": 1})
+
+
+def test_sidecars_of_gone_photos_are_deleted_only_when_asked(tmp_path):
+    for name in ("a.jpg", "b.jpg"):
+        save_photo(tmp_path / "p" / name, len(name) + ord(name[0]))
+    library.scan(tmp_path / "p", engine=FakeEngine(), db_path=tmp_path / "db")
+    (tmp_path / "p" / "a.jpg").unlink()
+    s = library.scan(tmp_path / "p", engine=FakeEngine(), db_path=tmp_path / "db", remove_gone_sidecars=True)
+    assert s.gone == [str(tmp_path / "p" / "a.jpg")] and [n.kind for n in s.notices] == ["gone-sidecar-removed"]
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["b.jpg", "b.jpg.xmp"]

@@ -79,6 +79,7 @@ def scan(
     keyword_threshold: int | None = None,
     hierarchy_root: str | None = None,
     exclude: str | None = None,
+    remove_gone_sidecars: bool = False,
     db_path: str | os.PathLike[str] | None = None,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
@@ -98,7 +99,8 @@ def scan(
     `hierarchy_root`: where a photo or sidecar already keeps a keyword hierarchy, labels go in
     it under this root (HIERARCHY_ROOT; None: the setting, else "Loupe"). `exclude`: glob
     patterns separated by ";" to leave out (options.EXCLUDE; leave_out.py says what a scan
-    always leaves out and how .loupeignore files add patterns).
+    always leaves out and how .loupeignore files add patterns). `remove_gone_sidecars`: delete
+    the sidecars Loupe wrote for photos of the folder that are no longer there (else listed, kept).
     `model_options`: the models' options by name, as in the registry (`top=5`, `prefix=...`;
     an explicit `num_beams=` wins over the style), checked before any file is touched.
     A photo whose caption the person wrote (`set_caption`) keeps it; the scan says so once.
@@ -122,7 +124,8 @@ def scan(
     settings = load_settings()
     chosen = resolve({"write": write, "sidecar_style": sidecar_style, "rename": rename, "existing": existing,
                       "caption_style": caption_style, "keyword_threshold": keyword_threshold,
-                      "hierarchy_root": hierarchy_root, "exclude": exclude}, settings)
+                      "hierarchy_root": hierarchy_root, "exclude": exclude,
+                      "remove_gone_sidecars": remove_gone_sidecars}, settings)
     models = split_options(style_options(chosen["caption_style"], model_options))
     folder_path = Path(folder).expanduser()
     if not folder_path.is_dir():

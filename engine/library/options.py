@@ -51,8 +51,12 @@ EXCLUDE = Option(
          "'Screenshots/;*-thumb.jpg'); a .loupeignore file in a folder adds patterns, one per line "
          "(what a scan always leaves out: see the README)",
 )
+REMOVE_GONE_SIDECARS = Option(
+    "remove_gone_sidecars", "Delete the sidecars of photos no longer there", bool, False, cli="--remove-gone-sidecars",
+    help="Delete the sidecars Loupe wrote for photos of the folder that are no longer there (kept unless asked)",
+)
 #: every scan option, in the order front ends show them
-SCAN_OPTIONS = (CAPTION_STYLE, KEYWORD_THRESHOLD, WRITE, SIDECAR_STYLE, EXISTING, RENAME, HIERARCHY_ROOT, EXCLUDE)
+SCAN_OPTIONS = (CAPTION_STYLE, KEYWORD_THRESHOLD, WRITE, SIDECAR_STYLE, EXISTING, RENAME, HIERARCHY_ROOT, EXCLUDE, REMOVE_GONE_SIDECARS)
 #: the options `library edit` takes (how the person's caption is written)
 EDIT_OPTIONS = (WRITE, SIDECAR_STYLE)
 
@@ -82,6 +86,7 @@ class Options:
     keyword_threshold: int = KEYWORD_THRESHOLD.default  # percent: labels below it are not written as keywords
     hierarchy_root: str = HIERARCHY_ROOT.default  # labels' root in an existing keyword hierarchy
     exclude: str | None = EXCLUDE.default  # the person's patterns (leave_out.py)
+    remove_gone_sidecars: bool = REMOVE_GONE_SIDECARS.default
     batch_size: int = 8
     workers: int = 2
     # task -> that model's options, checked by the registry (defaults filled in)

@@ -54,6 +54,8 @@ NOTICE_KINDS = {
     "iptc-limit": ("note on IPTC's size limits", "notes on IPTC's size limits"),
     "linked": ("linked or RAW photo given a sidecar", "linked or RAW photos given sidecars"),
     "gone-sidecar": ("sidecar of a photo no longer there kept", "sidecars of photos no longer there kept"),
+    "gone-sidecar-removed": ("sidecar of a photo no longer there deleted",
+                             "sidecars of photos no longer there deleted"),
 }
 
 

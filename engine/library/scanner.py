@@ -13,6 +13,7 @@ results already in are written for up to STOP_WRITES_S and kept, the next scan d
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
@@ -169,9 +170,20 @@ class Scan:
         with self.index.transaction() as db:
             s.gone = self.index.drop_gone(db, str(self.folder), present, walked.unreadable)
         s.gone_sidecars = [str(x) for path in s.gone for x in loupe_sidecars(Path(path))]
-        told = [n for x in s.gone_sidecars for n in self.told.notice(
-            x, "gone-sidecar", "its photo is no longer there; this sidecar Loupe wrote is kept (delete it if "
-            "you no longer want it)")]
+        if self.options.remove_gone_sidecars:  # asked for: Loupe's own sidecars of gone photos go too
+            removed = []
+            for x in s.gone_sidecars:
+                try:
+                    os.unlink(x)
+                    removed.append(x)
+                except OSError as exc:
+                    s.problems.append(Problem(x, "write", f"sidecar not deleted ({os_reason(exc)})"))
+            told = [n for x in removed for n in self.told.notice(
+                x, "gone-sidecar-removed", "its photo is no longer there; this sidecar Loupe wrote was deleted, as asked")]
+        else:
+            told = [n for x in s.gone_sidecars for n in self.told.notice(
+                x, "gone-sidecar", "its photo is no longer there; this sidecar Loupe wrote is kept (delete it, "
+                "or scan with --remove-gone-sidecars)")]
         s.notices += told
         record(self.index, self.plan, self.keys, self.scan_id, [], told)
 

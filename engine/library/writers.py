@@ -88,11 +88,16 @@ def embed(path: Path, caption: str, keywords: list[str], *, settings: str, exist
 
 
 def loupe_sidecars(path: Path) -> list[Path]:
-    """The sidecars beside `path` (either style) that Loupe wrote (they hold its namespace)."""
+    """The sidecars beside `path` (either style) that Loupe wrote (they hold its namespace);
+    photo.xmp only when no other file of that stem is left (it may be theirs: a RAW's)."""
     out = []
     for style in xmp.SIDECAR_STYLES:
         side = xmp.sidecar_path(path, style)
         try:
+            if style == "lightroom" and any(
+                    p.stem.lower() == path.stem.lower() and p.suffix.lower() != ".xmp" and not p.name.endswith(".xmp")
+                    for p in path.parent.iterdir()):
+                continue
             if side not in out and xmp.LOUPE_NS.encode() in side.read_bytes():
                 out.append(side)
         except OSError:
