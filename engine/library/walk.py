@@ -106,7 +106,8 @@ def walk(folder: Path, excludes: Excludes, on_error: Callable[[OSError], None] |
             if reason is not None:
                 out.leave(reason, full)
                 continue
-            real = os.path.realpath(full)
+            # one lstat, not one per path component: the folder's real path is known
+            real = os.path.realpath(full) if os.path.islink(full) else os.path.join(real_root, name)
             if real in seen_files:
                 out.leave("same-file", full)
                 continue
