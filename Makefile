@@ -19,8 +19,14 @@ run: $(STAMP)
 browser: $(STAMP)
 	$(BIN)/loupe --browser
 
+AXE := tests/axe/node_modules/axe-core/axe.min.js
+
+$(AXE): tests/axe/package.json tests/axe/package-lock.json
+	npm ci --prefix tests/axe --no-audit --no-fund --silent
+
 test: $(STAMP)
 	sh scripts/system-deps.sh --tests
+	$(MAKE) $(AXE)
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)

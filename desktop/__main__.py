@@ -32,8 +32,8 @@ def build_loupe_ui() -> Any:
 
     from desktop.share.panel import add_share_panel
 
-    ui.folder_picker = folder_dialog()  # None when serving to a browser: the button stays hidden
-    return add_share_panel(ui.build_ui())
+    # None when serving to a browser: the Browse… button stays hidden
+    return add_share_panel(ui.build_ui(folder_picker=folder_dialog()))
 
 
 def _icon() -> str | None:

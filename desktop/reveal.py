@@ -9,6 +9,9 @@ from pathlib import Path
 from engine.errors import LoupeError
 
 
+OPENER_WAIT_S = 1.5  # how long to wait for the opener to say it could not open anything
+
+
 class RevealFailed(LoupeError):
     """The file manager could not be opened; the message says why in plain words."""
 
@@ -33,10 +36,18 @@ def show_in_folder(path: str | Path) -> str:
             raise RevealFailed(f"No file manager found (xdg-open is missing); the photo is in {photo.parent}.")
         command = [opener, str(photo.parent)]
     try:
-        subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
     except OSError as exc:
         raise RevealFailed(f"Could not open the file manager ({exc.strerror or exc}); "
                            f"the photo is in {photo.parent}.") from None
+    # xdg-open finds no file manager quickly and says so only by its exit status (3: no tool,
+    # 4: the action failed); one that opens keeps running or exits 0.
+    try:
+        code = proc.wait(timeout=OPENER_WAIT_S)
+    except subprocess.TimeoutExpired:
+        code = 0
+    if code:
+        raise RevealFailed(f"No file manager opened (this system has none set up); the photo is in {photo.parent}.")
     where = "with the photo selected" if sys.platform in ("darwin", "win32") else ""
     return f"Opened {photo.parent.name or photo.parent} in the file manager {where}".rstrip() + "."

@@ -185,6 +185,7 @@ def _install_navigation_policy() -> None:
     wq.BrowserView.WebPage.acceptNavigationRequest = accept_main
     wq.BrowserView.NavigationHandler.acceptNavigationRequest = accept_new_window
     _install_clipboard_permission(wq.BrowserView.WebPage)
+    wq.BrowserView.on_download_requested = _save_download
     wq._loupe_patched = True
 
 
@@ -226,6 +227,55 @@ def _install_clipboard_permission(page_class: Any) -> None:
         settings.setAttribute(QWebEngineSettings.WebAttribute.JavascriptCanPaste, True)
 
     page_class.__init__ = init
+
+
+_dialog_folder: dict[str, str] = {}  # where the last save or folder dialog ended: the next starts there
+
+
+def start_folder() -> str:
+    """Where a file dialog opens: the folder the person last chose, else their home folder (never
+    the folder Loupe happened to be started from)."""
+    return _dialog_folder.get("last") or str(Path.home())
+
+
+def _save_download(view: Any, download: Any) -> None:
+    """Save a download from the page (an export) where the person chooses, and say so if it fails.
+
+    Replaces pywebview 6.2's handler, which calls `setPath` (Qt 5 only): on PySide6 6.12 it raised
+    AttributeError after the Save dialog, so nothing was written and nothing said. Qt 6 takes the
+    folder and the name apart (`setDownloadDirectory`, `setDownloadFileName`)."""
+    from qtpy.QtWidgets import QFileDialog
+
+    name = (download.downloadFileName() if hasattr(download, "downloadFileName")
+            else Path(download.url().path()).name) or "download"
+    suffix = Path(name).suffix
+    chosen, _ = QFileDialog.getSaveFileName(view, "Save file", str(Path(start_folder()) / name),
+                                            f"*{suffix}" if suffix else "")
+    if not chosen:
+        download.cancel()
+        return
+    target = Path(chosen)
+    _dialog_folder["last"] = str(target.parent)
+    if hasattr(download, "setDownloadDirectory"):  # Qt 6
+        download.setDownloadDirectory(str(target.parent))
+        download.setDownloadFileName(target.name)
+        download.isFinishedChanged.connect(lambda: _download_finished(view, download, target))
+    else:  # Qt 5
+        download.setPath(str(target))
+    download.accept()
+
+
+def _download_finished(view: Any, download: Any, target: Path) -> None:
+    from qtpy.QtWebEngineCore import QWebEngineDownloadRequest
+    from qtpy.QtWidgets import QMessageBox
+
+    if download.state() == QWebEngineDownloadRequest.DownloadState.DownloadCompleted:
+        log.info("saved a download to %s", target)
+        return
+    reason = download.interruptReasonString() or "the download was interrupted"
+    log.warning("could not save a download to %s: %s", target, reason)
+    if download.state() != QWebEngineDownloadRequest.DownloadState.DownloadCancelled:
+        QMessageBox.warning(view, "Loupe", f"Could not save {target.name} in {target.parent}: {reason}.")
 
 
 def _clipboard_permission_type() -> Any:
@@ -387,7 +437,9 @@ def folder_dialog() -> Callable[[], str | None] | None:
     def pick() -> str | None:
         import webview
 
-        chosen = window.create_file_dialog(webview.FileDialog.FOLDER)
+        chosen = window.create_file_dialog(webview.FileDialog.FOLDER, directory=start_folder())
+        if chosen:
+            _dialog_folder["last"] = str(Path(chosen[0]))
         return chosen[0] if chosen else None
 
     return pick

@@ -36,6 +36,10 @@ class Inference(Protocol):
     def batch_size(self, task: str) -> int:
         """Photos per forward pass for `task` (the registry's unless set otherwise)."""
 
+    def load(self, task: str) -> None:
+        """Load `task`'s model now (else its first `infer` does): a caller timing its batches
+        (the scan's time left) keeps the one-off load out of them."""
+
     def prepare(self, task: str, photo: Any, options: Mapping[str, Any]) -> Any:
         """One photo (a path, or an image decoded by `load_image`) -> the model's input for it.
         Raises UnreadableImage. Safe from several threads; loads no model weights."""

@@ -94,6 +94,10 @@ class Engine:
                 self._models[spec.task] = self._load(spec)
             return self._models[spec.task]
 
+    def is_loaded(self, key: str) -> bool:
+        """Whether the model for a task or model name is in memory (the next request skips the load)."""
+        return lookup(key).task in self._models
+
     def _load(self, spec: ModelSpec) -> Any:
         folder = weights.model_dir(spec.name)  # WeightsMissing / WeightsDamaged say what to do
         started = time.perf_counter()
@@ -102,6 +106,10 @@ class Engine:
         self.load_seconds[spec.name] = time.perf_counter() - started
         _release_freed_memory()
         return model
+
+    def load(self, task: str) -> None:
+        """`batching.Inference.load`: the model for `task` loaded now (WeightsMissing/Damaged)."""
+        self.model(task)
 
     def preparer(self, key: str) -> Any:
         """The preprocessing of a task's (or model name's) model, without its weights: an

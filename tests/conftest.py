@@ -35,11 +35,12 @@ ARTIFACTS = ROOT / "artifacts"
 
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory) -> Path:
-    """The tiny BLIP folder and tiny ResNet file, built once per session."""
-    from tiny_models import build_tiny_blip, build_tiny_resnet
+    """The tiny BLIP and SigLIP folders and tiny ResNet file, built once per session."""
+    from tiny_models import build_tiny_blip, build_tiny_resnet, build_tiny_siglip
 
     root = tmp_path_factory.mktemp("tiny")
     build_tiny_blip(root / "blip")
+    build_tiny_siglip(root / "siglip")
     (root / "resnet").mkdir()
     build_tiny_resnet(root / "resnet" / "resnet18-f37072fd.pth")
     return root
@@ -49,11 +50,12 @@ def tiny_dir(tmp_path_factory) -> Path:
 def hub(tiny_dir):
     """A local server laid out like the real sources, serving the tiny models."""
     from fakehub import FakeHub
-    from tiny_models import REVISION
+    from tiny_models import REVISION, SIGLIP_REPO, SIGLIP_REVISION
 
     server = FakeHub()
     server.start()
     server.add_repo("Salesforce/blip-image-captioning-base", REVISION, tiny_dir / "blip")
+    server.add_repo(SIGLIP_REPO, SIGLIP_REVISION, tiny_dir / "siglip")
     server.add_files("/models", tiny_dir / "resnet")
     yield server
     server.stop()
@@ -93,11 +95,12 @@ def loupe_home(tmp_path, monkeypatch) -> Path:
 def own_hub(tiny_dir, tmp_path, monkeypatch):
     """A private local hub (faults set on it never leak into other tests) and a table naming it."""
     from fakehub import FakeHub
-    from tiny_models import REVISION, write_sources_json
+    from tiny_models import REVISION, SIGLIP_REPO, SIGLIP_REVISION, write_sources_json
 
     server = FakeHub()
     server.start()
     server.add_repo("Salesforce/blip-image-captioning-base", REVISION, tiny_dir / "blip")
+    server.add_repo(SIGLIP_REPO, SIGLIP_REVISION, tiny_dir / "siglip")
     server.add_files("/models", tiny_dir / "resnet")
     server.table = write_sources_json(tmp_path / "sources.json", server.url, tiny_dir / "blip", tiny_dir / "resnet")
     monkeypatch.setenv("LOUPE_SOURCES", str(server.table))

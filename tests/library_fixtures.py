@@ -57,6 +57,7 @@ class FakeEngine:
         self.log_path = str(log_path) if log_path else None
         self.fixed_caption = fixed_caption
         self.calls: list[tuple[str, list[str]]] = []
+        self.loaded: set[str] = set()
         self._n = 0
 
     def model_ids(self) -> dict[str, str]:
@@ -77,6 +78,9 @@ class FakeEngine:
 
     def batch_size(self, task: str) -> int:
         return self.batch
+
+    def load(self, task: str) -> None:
+        self.loaded.add(task)  # nothing to load: noted
 
     def prepare(self, task, photo, options):
         from engine.inference import load_photo

@@ -22,13 +22,14 @@ def visitor(url: str, timeout: float = 60) -> Iterator[httpx.Client]:
 
 
 def fn_index(config: dict, output_elem: str, n_inputs: int) -> int:
-    """The click event whose output is the component with `output_elem` and that has
-    `n_inputs` inputs (the Caption or Classify button)."""
+    """The first event whose output is the component with `output_elem` and that has `n_inputs`
+    inputs: the step of the Caption or Classify button's chain that answers (the button first
+    shows its working state, then runs the model)."""
     ids = {c["id"]: c for c in config["components"]}
     out = next(i for i, c in ids.items() if c.get("props", {}).get("elem_id") == output_elem)
     for index, dep in enumerate(config["dependencies"]):
         if dep["outputs"] == [out] and len(dep["inputs"]) == n_inputs and \
-                any(t[1] == "click" for t in dep["targets"]):
+                any(t[1] in ("click", "then") for t in dep["targets"]):  # the button's step that answers
             return index
     raise LookupError(output_elem)
 

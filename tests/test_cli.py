@@ -101,8 +101,8 @@ def test_usage_errors(installed, args, code, tmp_path):
 def test_models_status(installed):
     proc = loupe("models", "status", "--json")
     rows = {r["name"]: r for r in json.loads(proc.stdout)}
-    assert rows["blip-base"]["installed"] and rows["resnet18"]["installed"]
-    assert loupe("models", "verify").stdout.count(": ok") == 2
+    assert rows["blip-base"]["installed"] and rows["resnet18"]["installed"] and rows["siglip-base"]["installed"]
+    assert loupe("models", "verify").stdout.count(": ok") == 3
     assert "installed" in loupe("models", "status").stdout
 
 

@@ -416,7 +416,7 @@ def _scan_in_tab(photos: Path) -> str:
     """The Library tab's Scan, run to its end: the progress area's last line, as text."""
     import re
 
-    from desktop import library_tab
+    from desktop.tabs import library as library_tab
 
     missing = library_tab._models_missing
     library_tab._models_missing = lambda: []  # the index answers before any model is loaded
@@ -430,7 +430,8 @@ def _scan_in_tab(photos: Path) -> str:
 def test_corrupt_index_through_the_cli_and_the_ui(tmp_path):
     import gradio as gr
 
-    from desktop import library_tab, ui
+    from desktop import messages
+    from desktop.tabs import library as library_tab
     from engine import library
 
     photos = _indexed_folder(tmp_path)
@@ -443,7 +444,7 @@ def test_corrupt_index_through_the_cli_and_the_ui(tmp_path):
     message = stderr_message(proc.stderr)
     assert proc.returncode == 1 and "damaged" in message and str(db) in message, proc.stderr
     with pytest.raises(gr.Error) as info:
-        ui.friendly(library_tab.page_view)(str(photos), "p1", "all", 0)
+        messages.friendly(library_tab.page_view)(str(photos), "p1", "all", 0)
     ui_message = one_line(str(info.value.message))
     assert "damaged" in ui_message
     assert "damaged" in _scan_in_tab(photos)

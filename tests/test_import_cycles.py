@@ -81,17 +81,8 @@ def test_the_cycle_finder_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": set()}) == []
 
 
-# desktop/ui.py <-> desktop/library_tab.py: being removed by the desktop work of issue 19
-# (one module per tab, the folder picker passed in); until it lands, only that circle is let
-# through, marked as an expected failure; any other circle fails.
-PENDING = [["desktop.library_tab", "desktop.ui"]]
-
-
 @pytest.mark.parametrize("package", ["engine", "desktop"])
 def test_no_import_cycles(package):
     graph = import_graph(package)
     assert len(graph) > 5
-    found = cycles(graph)
-    if found and found == [c for c in PENDING if c[0].startswith(package + ".")]:
-        pytest.xfail(f"known circle, being removed: {found}")
-    assert found == []
+    assert cycles(graph) == []

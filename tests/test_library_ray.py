@@ -170,7 +170,7 @@ def test_the_library_tab_scans_on_the_cluster_typed_in_its_options(cluster, inst
     through Ray, to a finished scan whose photos are all in the index."""
     import re
 
-    from desktop import library_tab
+    from desktop.tabs import library as library_tab
 
     folder = tmp_path / "Trip"
     make_folder(folder, n=4)

@@ -265,7 +265,7 @@ def test_renamed_photos_keep_their_record_for_review(installed, tmp_path):
 
 
 def test_progress_line_reads_as_a_person_would_say_it():
-    from desktop.library_tab import describe_progress
+    from desktop.tabs.library import describe_progress
     from engine.library import ScanProgress
 
     p = ScanProgress(12, 240, 0.8, 285.0, "/p/IMG_0041.jpg", inferred=12, current="/p/IMG_0042.jpg",
@@ -278,7 +278,7 @@ def test_progress_line_reads_as_a_person_would_say_it():
 def test_save_shows_someone_elses_description_and_replaces_it_only_on_a_second_save(installed, tmp_path):
     """The photo panel's Save, as a click runs it: the first Save shows the description someone
     wrote and writes nothing; a second Save of the same text replaces it (exiftool reads it)."""
-    from desktop.library_tab import save_caption
+    from desktop.tabs.library import save_caption
     from engine import library
 
     folder = tmp_path / "Garden"

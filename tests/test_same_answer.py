@@ -67,14 +67,15 @@ def _cli(*args):
 
 
 def test_every_entry_point_gives_the_same_caption_and_labels(installed, folder, tmp_path):
-    from desktop import ui
+    from desktop.tabs.caption import caption_photo
+    from desktop.tabs.classify import classify_photo
     from engine import library
     from engine.models.registry import for_task
 
     beams = for_task("caption").option("num_beams").default
     tokens = for_task("caption").option("max_new_tokens").default
     # 1. the Caption and Classify tabs' handlers, with the controls at their defaults
-    tab = {str(p): (ui.caption_photo(str(p), "", tokens, beams), ui.classify_photo(str(p))) for p in folder}
+    tab = {str(p): (caption_photo(str(p), "", tokens, beams), classify_photo(str(p))) for p in folder}
     # 2. the command line, all photos in one call (batched)
     cli_captions, cli_labels = _cli("caption", *folder), _cli("classify", *folder)
     # 3. a library scan of the folder (the index holds what the scan got)

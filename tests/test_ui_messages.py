@@ -30,7 +30,7 @@ CLI = re.compile(r"loupe (models|library)|`loupe|loupe import")
 
 
 def test_upload_copies_are_named_as_dropped():
-    from desktop.ui import user_paths
+    from desktop.messages import user_paths
 
     copy = "/tmp/loupe-4242-k3j/" + "ab" * 32 + "/IMG 0042.jpg"
     assert user_paths(f"{copy}: not a photo Loupe can read", [copy, "", None]) == "IMG 0042.jpg: not a photo Loupe can read"
@@ -46,7 +46,7 @@ def test_upload_copies_are_named_as_dropped():
 def test_missing_damaged_and_offline_point_at_the_button(tiny_sources, installed, tmp_path):
     from engine import paths, weights
     from engine.errors import Unreachable, WeightsMissing
-    from desktop import ui
+    from desktop import messages as ui
 
     copy = tmp_path / "weights"
     shutil.copytree(installed, copy)
@@ -54,10 +54,10 @@ def test_missing_damaged_and_offline_point_at_the_button(tiny_sources, installed
     weights.remove("resnet18")
     missing = ui.say(WeightsMissing("resnet18: Run `loupe models download`", model="resnet18"))
     assert "Download the classifier" in missing and "Classify tab" in missing and not CLI.search(missing)
-    assert "Download the classifier" in ui._missing_text("resnet18") and not CLI.search(ui._missing_text("resnet18"))
+    assert "Download the classifier" in ui.missing_text("resnet18") and not CLI.search(ui.missing_text("resnet18"))
     cfg = copy / "blip-base" / "config.json"
     cfg.write_text(cfg.read_text().replace('"', "'", 1))  # same size, other bytes
-    banner = ui._missing_text("blip-base")
+    banner = ui.missing_text("blip-base")
     assert "damaged" in banner and "config.json" in banner and "Download the captioning model" in banner, banner
     assert not CLI.search(banner), banner
     with pytest.raises(Exception) as info:
@@ -71,7 +71,7 @@ def test_missing_damaged_and_offline_point_at_the_button(tiny_sources, installed
 
 def test_progress_says_connecting_until_bytes_flow():
     from engine import weights
-    from desktop.ui import progress_words
+    from desktop.messages import progress_words
 
     p = weights.DownloadProgress("blip-base", "", 0, 0, 0, 990_800_000, phase=weights.CONNECTING, host="huggingface.co")
     assert progress_words(p, "BLIP") == "BLIP: connecting to huggingface.co…"

@@ -383,7 +383,8 @@ def test_status_shows_small_models_in_units_that_fit(weights_copy):
 
 def test_the_window_says_damaged_too(weights_copy):
     """The Models tab and the Caption tab's banner name the damage instead of "not installed"."""
-    from desktop.ui import _missing_text, models_table
+    from desktop.messages import missing_text as _missing_text
+    from desktop.tabs.models import models_table
 
     truncate_4k(weights_copy / "blip-base" / "pytorch_model.bin")
     table = models_table()

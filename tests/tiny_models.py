@@ -4,8 +4,11 @@ The tiny BLIP folder holds the same file names as Salesforce/blip-image-captioni
 pinned revision (config.json, preprocessor_config.json, special_tokens_map.json, tokenizer.json,
 tokenizer_config.json, vocab.txt, pytorch_model.bin: a pickle, no safetensors), so the download
 and load paths are the real ones. The tiny ResNet is a full-size torchvision resnet18 state dict
-with random weights (~47 MB), saved under the real file name. Builds are byte-for-byte
-deterministic (same sha256 on every build, across processes).
+with random weights (~47 MB), saved under the real file name. The tiny SigLIP encoder holds the
+file names of google/siglip-base-patch16-224 at its pinned revision (config.json,
+preprocessor_config.json, special_tokens_map.json, spiece.model, tokenizer_config.json,
+model.safetensors), with a sentencepiece vocabulary trained here on the tiny word list. Builds
+are byte-for-byte deterministic (same sha256 on every build, across processes).
 """
 from __future__ import annotations
 
@@ -16,6 +19,17 @@ BLIP_REPO = "Salesforce/blip-image-captioning-base"
 # The pinned revision of the real table (engine.weights.SOURCES["blip-base"].revision).
 REVISION = "82a37760796d32b1411fe092ab5d4e227313294b"
 RESNET_FILE = "resnet18-f37072fd.pth"
+SIGLIP_REPO = "google/siglip-base-patch16-224"
+# The pinned revision of the real table (engine.models.registry.SIGLIP_BASE).
+SIGLIP_REVISION = "7fd15f0689c79d79e38b1c2e2e2370a7bf2761ed"
+SIGLIP_FILES = (
+    "config.json",
+    "preprocessor_config.json",
+    "special_tokens_map.json",
+    "spiece.model",
+    "tokenizer_config.json",
+    "model.safetensors",
+)
 
 # The file names of the real repo at REVISION, in the real table's order.
 BLIP_FILES = (
@@ -127,6 +141,49 @@ def build_tiny_resnet(dst_file: Path) -> Path:
     return dst_file
 
 
+def build_tiny_siglip(dst: Path) -> Path:
+    """A tiny SiglipModel + SiglipTokenizer + SiglipImageProcessor saved into `dst` (created),
+    under exactly the real repo's file names."""
+    import io
+
+    import sentencepiece as spm
+    import torch
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel, SiglipTokenizer
+
+    dst = Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    # A word-level vocabulary of the tiny word list; ids as the real spiece.model lays them out
+    # (pad 0 "<pad>", eos 1 "</s>", unk 2 "<unk>"). One thread: the same bytes on every build.
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter([" ".join(_WORDS)] * 4 + _WORDS), model_writer=model, model_type="word",
+        vocab_size=len(_WORDS) + 3, hard_vocab_limit=False, pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+        num_threads=1, minloglevel=2)
+    (dst / "spiece.model").write_bytes(model.getvalue())
+    tok = SiglipTokenizer(vocab_file=str(dst / "spiece.model"), model_max_length=64)
+    tok.save_pretrained(dst)
+    (dst / "spiece.model").write_bytes(model.getvalue())  # the trained bytes, whatever save wrote
+    special = {"eos_token": "</s>", "pad_token": "</s>", "unk_token": "<unk>"}
+    (dst / "special_tokens_map.json").write_text(json.dumps(special, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    SiglipImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}).save_pretrained(dst)
+
+    config = SiglipConfig(
+        text_config=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, max_position_embeddings=64,
+                         pad_token_id=1, bos_token_id=1, eos_token_id=1),  # the tiny vocab's </s>
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=IMAGE_SIZE, patch_size=8),
+    )
+    torch.manual_seed(SEED)
+    SiglipModel(config).eval().save_pretrained(dst)
+    for extra in dst.iterdir():
+        if extra.is_file() and extra.name not in SIGLIP_FILES:
+            extra.unlink()
+    missing = [n for n in SIGLIP_FILES if not (dst / n).is_file()]
+    assert not missing, f"tiny SigLIP lacks {missing}"
+    return dst
+
+
 from engine.weights import sha256_file  # noqa: E402  (the same hashing Loupe verifies with)
 
 
@@ -146,8 +203,11 @@ def write_sources_json(
     resnet_dir: Path,
     blip_repo: str = BLIP_REPO,
     revision: str = REVISION,
+    siglip_dir: Path | None = None,
 ) -> Path:
-    """Write a LOUPE_SOURCES override pointing both models at `hub_url` (a FakeHub)."""
+    """Write a LOUPE_SOURCES override pointing every model at `hub_url` (a FakeHub). Without
+    `siglip_dir`, the one beside `blip_dir` (the suite's tiny folder: tiny_dir/siglip)."""
+    siglip_dir = Path(siglip_dir) if siglip_dir is not None else Path(blip_dir).parent / "siglip"
     hub_url = hub_url.rstrip("/")
     data = {
         "blip-base": {
@@ -161,6 +221,13 @@ def write_sources_json(
             "kind": "url",
             "base_url": f"{hub_url}/models",
             "files": file_entries(resnet_dir),
+        },
+        "siglip-base": {
+            "kind": "hf",
+            "repo": SIGLIP_REPO,
+            "revision": SIGLIP_REVISION,
+            "endpoint": hub_url,
+            "files": file_entries(siglip_dir),
         },
     }
     path = Path(path)

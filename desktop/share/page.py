@@ -9,6 +9,7 @@ which a windowed build writes to the log: visitors' errors are not printed.)
 """
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 from typing import Any, Callable
@@ -18,8 +19,10 @@ import gradio as gr
 from engine import get_engine
 from engine.errors import LoupeError, WeightsDamaged, WeightsMissing
 
-from desktop import ui
+from desktop.messages import user_paths
 from desktop.share.gate import ShareEnded, visitor_turn
+
+log = logging.getLogger("loupe.ui")
 
 MAX_WAITING = 8  # visitors' requests the share's queue holds; more are told it is full (503)
 
@@ -52,10 +55,10 @@ def _visitor(share: Any, task: str, run: Callable[..., Any]) -> Callable[..., An
             raise gr.Error(_MISSING[task], title="Loupe", print_exception=False) from None
         except LoupeError as exc:
             share.count_refused()
-            raise gr.Error(ui.user_paths(str(exc), [path]), title="Loupe", print_exception=False) from None
+            raise gr.Error(user_paths(str(exc), [path]), title="Loupe", print_exception=False) from None
         except Exception as exc:  # a bug: the class name only, never the visitor's file
             share.count_refused()
-            ui.log.error("a visitor's %s failed: %s", task, type(exc).__name__)
+            log.error("a visitor's %s failed: %s", task, type(exc).__name__)
             raise gr.Error("Something went wrong on the sharing computer.", title="Loupe", print_exception=False) from None
         share.count(task)
         return result
@@ -68,15 +71,20 @@ def _caption(path: str, prefix: str, length: int, beams: int) -> str:
                                 num_beams=int(beams)).text
 
 
-def _classify(path: str) -> dict[str, float]:
-    return get_engine().run_one("classify", path).as_confidences()
+def _classify(path: str, top: int | None = None) -> dict[str, float]:
+    options = {} if top is None else {"top": int(top)}
+    return get_engine().run_one("classify", path, **options).as_confidences()
 
 
 def build_share_ui(share: Any) -> gr.Blocks:
     """The Blocks a share serves (called by desktop.server.serve). `share`: the
     desktop.share.session.Share it belongs to (its `ended` event, `count`, `count_refused`; not
     imported here, so session -> page stays one way)."""
-    examples = ui._example_files()
+    from desktop.tabs import caption, classify
+    from desktop.tabs.photo_drop import example_files
+    from desktop.ui import PAGE_JS, theme
+
+    examples = example_files()
     with gr.Blocks(title="Loupe (shared)", fill_width=False) as demo:
         with gr.Column(elem_id="loupe-share-header"):
             gr.Markdown(
@@ -86,10 +94,10 @@ def build_share_ui(share: Any) -> gr.Blocks:
                 "on this network could see what you send.")
         with gr.Tabs():
             with gr.Tab("Caption", id="caption"):
-                cap = ui.caption_tab(examples, run=_visitor(share, "caption", _caption),
+                cap = caption.build(examples, run=_visitor(share, "caption", _caption),
                                      downloads=False, sources=("upload",), scroll=True)
             with gr.Tab("Classify", id="classify"):
-                cls = ui.classify_tab(examples, run=_visitor(share, "classify", _classify),
+                cls = classify.build(examples, run=_visitor(share, "classify", _classify),
                                       downloads=False, sources=("upload",), scroll=True)
         for events, output, empty in ((cap.events, cap.output, ""), (cls.events, cls.output, None)):
             for event in events:
@@ -97,9 +105,9 @@ def build_share_ui(share: Any) -> gr.Blocks:
                               show_progress="hidden")
     demo.queue(max_size=MAX_WAITING, default_concurrency_limit=1)
     demo.loupe_mount_kwargs = {
-        "theme": gr.themes.Default(primary_hue="teal", font=["system-ui", "sans-serif"],
-                                   font_mono=["ui-monospace", "monospace"]),
+        "theme": theme(),  # Loupe's own: contrast at least 4.5:1
         "css": CSS,
+        "head": f"<script>{PAGE_JS}</script>",  # the same accessibility fix-ups as Loupe's page
     }
     return demo
 

@@ -64,6 +64,7 @@ class LocalCompute:
 
     def __call__(self, decisions: Iterable[Decision]) -> Iterator[list[tuple[Decision, Out]]]:
         unreadable: dict[int, UnreadableImage] = {}
+        loaded: list[bool] = []
 
         def items() -> Iterator[tuple[Decision, Mapping[str, Any]]]:
             ahead = self.batch_size * 2 + self.workers
@@ -74,6 +75,10 @@ class LocalCompute:
                 if isinstance(inputs, UnreadableImage):
                     unreadable[id(decision)] = inputs
                     inputs = {}  # rides along in its batch (no task runs on it), so order is kept
+                elif not loaded:  # the first photo to compute: load its models before timing any batch
+                    for task in decision.tasks:
+                        self.engine.load(task)
+                    loaded.append(True)
                 yield decision, inputs
 
         tasks = {task: self.models[task] for task in self.models}

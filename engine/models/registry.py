@@ -90,8 +90,47 @@ RESNET18 = ModelSpec(
     ),
 )
 
+# Search by meaning (issue 21). Chosen on the bench (bench/encoders.py, bench/README.md "Search"):
+# the best published zero-shot quality of the candidates (76.2 % ImageNet) within the limits on
+# a 2-core AVX2 CPU. Pinned at the public commit; every file's size and sha256 as published for
+# that commit (model.safetensors is an LFS object: its sha256 is the hub's LFS oid).
+# tokenizer.json (also in the repo) is not fetched: SiglipTokenizer reads spiece.model.
+SIGLIP_BASE = ModelSpec(
+    name="siglip-base",
+    task="embed",
+    title="SigLIP image-text encoder (base, patch 16, 224)",
+    summary="Find photos by what is in them: photos and words as vectors in one space (SigLIP).",
+    source=Source(
+        name="siglip-base",
+        title="SigLIP image-text encoder (base, patch 16, 224)",
+        kind="hf",
+        repo="google/siglip-base-patch16-224",
+        revision="7fd15f0689c79d79e38b1c2e2e2370a7bf2761ed",
+        files=(
+            WeightFile("config.json", 432, "cd85b3d28829722820bcb89a2cfbb4160e55fd359249a3044da724166a8d9688"),
+            WeightFile("preprocessor_config.json", 368, "d11ccb80f15d358a11bdb070e92e2d889005874b7db15823d5f10d9b2533b14a"),
+            WeightFile("special_tokens_map.json", 409, "2b6a1ff67a27e0df9ac0c7d93250fc0d87431c7b366b3d5669217104f9088a26"),
+            WeightFile("spiece.model", 798330, "1e5036bed065526c3c212dfbe288752391797c4bb1a284aa18c9a0b23fcaf8ec"),
+            WeightFile("tokenizer_config.json", 711, "d6423dae508cc3a129d22ea443841c111832a1a73125b8f25ea8736951698bcb"),
+            WeightFile("model.safetensors", 812672320, "2c63cb7d1f2e95ba501893cbb8faeb4ea9a3af295498d35097126228659c2af8"),
+        ),
+    ),
+    loader="engine.models.encoder:Encoder",
+    batch_size=8,  # the scan's batch: the encoder sees the photos the captioner sees
+    license="Apache-2.0",
+    # bench/README.md "Search": bf16 is the fastest where the CPU has native bf16 (cosine vs fp32
+    # 1.0000 image, 0.9999 text) and adds ~440 MB; elsewhere int8 (cosine 0.9998 / 0.9992, gate
+    # 0.995) adds ~340 MB with both towers loaded where fp32 adds ~755 MB (limit 700).
+    precisions={NATIVE_BF16: "bf16", X86_AVX2: "int8", X86_VNNI: "int8"},
+    supported=("fp32", "bf16", "int8"),
+)
+
 MODELS: tuple[ModelSpec, ...] = (BLIP_BASE, RESNET18)
 TASKS: tuple[str, ...] = tuple(spec.task for spec in MODELS)
+# Every model whose weights Loupe installs, verifies and imports: the scan's models and the
+# search encoder. The encoder joins MODELS (and so the scan's tasks) when the scan runs in
+# stages (issue 19); until then it is installed and run on its own (engine.library.vectors).
+INSTALLABLE: tuple[ModelSpec, ...] = MODELS + (SIGLIP_BASE,)
 
 
 def for_task(task: str) -> ModelSpec:
@@ -104,18 +143,18 @@ def for_task(task: str) -> ModelSpec:
 
 def by_name(name: str) -> ModelSpec:
     """The spec of the model called `name` (as in `loupe models`); UsageError if none."""
-    for spec in MODELS:
+    for spec in INSTALLABLE:
         if spec.name == name:
             return spec
-    raise UsageError(f"unknown model {name!r}; known: {', '.join(s.name for s in MODELS)}")
+    raise UsageError(f"unknown model {name!r}; known: {', '.join(s.name for s in INSTALLABLE)}")
 
 
 def lookup(key: str) -> ModelSpec:
-    """The spec for a task ("caption") or a model name ("blip-base")."""
-    for spec in MODELS:
+    """The spec for a task ("caption", "embed") or a model name ("blip-base")."""
+    for spec in INSTALLABLE:
         if key in (spec.task, spec.name):
             return spec
-    raise UsageError(f"unknown model {key!r}; known: {', '.join(s.name for s in MODELS)}")
+    raise UsageError(f"unknown model {key!r}; known: {', '.join(s.name for s in INSTALLABLE)}")
 
 
 def split_options(options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -13,9 +13,9 @@ from ..models.spec import Source, WeightFile
 def sources() -> dict[str, Source]:
     """Each registered model's source (engine.models.registry), with the entries of
     `LOUPE_SOURCES` (a JSON file) laid over it."""
-    from ..models.registry import MODELS
+    from ..models.registry import INSTALLABLE
 
-    table = {spec.name: spec.source for spec in MODELS}
+    table = {spec.name: spec.source for spec in INSTALLABLE}
     override = os.environ.get("LOUPE_SOURCES")
     if not override:
         return table

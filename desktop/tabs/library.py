@@ -1,16 +1,15 @@
 """The Library tab: scan a folder while watching it work, then review and correct each photo.
 
     with gr.Tab("Library"):
-        library_tab()
+        desktop.tabs.library.build(demo, folder_picker)
 
 Layout, top to bottom: the folder and Scan / Stop; the models banner (only without models);
 the progress area (always there, never 0 px); the scan's own options; the review area (a
 paged grid of the folder's photos on the left, the selected photo on the right); rename undo,
 export and the scan history.
 
-The scan runs in a thread; its handler is a generator that reads the scan's reports from a
-queue and redraws the progress area a few times a second (gradio's own gr.Progress needs a
-visible output and animates in a way that is costly when the window renders in software).
+The scan and the model download run as `desktop.jobs` jobs: a thread, and a generator handler
+that redraws the progress area a few times a second from the job's reports.
 """
 from __future__ import annotations
 
@@ -19,20 +18,21 @@ import html
 import importlib.util
 import logging
 import os
-import queue
 import threading
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 import gradio as gr
 
-from desktop import activity
+from desktop import downloads, jobs
+from desktop.messages import friendly
 from desktop.reveal import show_in_folder
 from engine import library, weights
 from engine.names import from_ui_token, shown, ui_token
-from engine.errors import Cancelled, LoupeError
+from engine.errors import LoupeError
 from engine.library.options import CAPTION_STYLE, EXISTING, RENAME, SIDECAR_STYLE, WRITE
 from engine.models.registry import Option, for_task
 from engine.units import format_size, format_duration
@@ -43,7 +43,6 @@ CAPTIONER, CLASSIFIER = for_task("caption"), for_task("classify")
 PAGE_SIZE = 48
 GRID_THUMB = 240  # px: sharp for ~150-px cards on a 1.5x screen, ~10 KB each
 PHOTO_VIEW = 1024  # px: the selected photo, shown no larger than it is
-TICK_S = 0.3  # how often the progress area is redrawn during a scan
 GRID_EVERY_S = 3.0  # how often the grid is refreshed during a scan
 
 STATE_WORDS = {"all": "All photos", "done": "Captioned", "failed": "Could not be read",
@@ -55,7 +54,10 @@ def _radio(opt: Option, **kwargs: Any) -> gr.Radio:
     return gr.Radio([(words, value) for value, words in opt.choices], value=opt.default, label=opt.label, **kwargs)
 
 
-_cancel = threading.Event()  # Stop: the running scan or model download
+# The history speaks as the progress line did ("Stopped: …"), not in the index's own words.
+HISTORY_WORDS = {"done": "Done", "cancelled": "Stopped", "interrupted": "Stopped (Loupe was closed)",
+                 "running": "Running", "failed": "Failed"}
+_cancel = threading.Event()  # Stop: the running scan
 _idle_text = "Ready. Type or choose a folder and press Scan."
 
 CSS = """
@@ -67,9 +69,7 @@ CSS = """
 .lib-bar > div {height: 100%; background: var(--color-accent)}
 .lib-note {opacity: 0.75; font-size: 0.9em}
 .lib-error {color: var(--error-text-color, #b91c1c)}
-/* the scroller is our own div: gradio's .block sets overflow on the component's wrapper */
-.lib-grid {display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: 10px;
-           max-height: 540px; overflow-y: auto; padding: 2px}
+.lib-grid {display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: 10px; padding: 2px}
 .lib-card {all: unset; box-sizing: border-box; cursor: pointer; display: flex; flex-direction: column;
            border: 1px solid var(--border-color-primary); border-radius: 6px; padding: 6px; min-width: 0}
 .lib-card:hover, .lib-card:focus-visible {border-color: var(--color-accent)}
@@ -111,7 +111,7 @@ def progress_html(line: str, fraction: float | None = None, note: str = "", erro
     width = 0.0 if fraction is None else max(0.0, min(1.0, fraction)) * 100
     cls = "lib-progress-line lib-error" if error else "lib-progress-line"
     out = (f'<div class="{cls}" id="loupe-lib-progress-line">{html.escape(shown(line))}</div>'
-           f'<div class="lib-bar" role="progressbar" aria-valuenow="{width:.0f}" aria-valuemin="0" '
+           f'<div class="lib-bar" role="progressbar" aria-label="Scan progress" aria-valuenow="{width:.0f}" aria-valuemin="0" '
            f'aria-valuemax="100"><div style="width:{width:.1f}%"></div></div>')
     if note:
         out += f'<div class="lib-note">{html.escape(shown(note))}</div>'
@@ -257,6 +257,18 @@ def models_state():
     return gr.update(visible=missing, value=_models_text()), gr.update(visible=missing)
 
 
+def models_state_all() -> list:
+    """The models row, its text and button: after models change anywhere in the app."""
+    missing = bool(_models_missing())
+    return [gr.update(visible=missing), *models_state()]
+
+
+@dataclass
+class LibraryTab:
+    models_outputs: list  # what `models_state_all` updates
+    events: list  # after which the other tabs' model state is refreshed
+
+
 def _scan_options(style: str, prefix: str, write: str, sidecar: str, existing: str, rename: bool,
                   threshold: float, cluster: str = "") -> dict[str, Any]:
     options: dict[str, Any] = {"write": write, "sidecar_style": sidecar, "existing": existing,
@@ -288,132 +300,67 @@ def run_scan(folder: str, style: str, prefix: str, write: str, sidecar: str, exi
                keep, keep, keep, keep)
         return
     _cancel.clear()
-    reports: queue.Queue = queue.Queue()
     options = _scan_options(style, prefix, write, sidecar, existing, rename, threshold, cluster)
     name = Path(folder).expanduser().name or folder
-
-    def work() -> None:
-        try:
-            summary = library.scan(folder, progress=reports.put, cancel=_cancel, **options)
-            reports.put(("done", summary))
-        except Cancelled:
-            reports.put(("cancelled", None))
-        except LoupeError as exc:
-            reports.put(("error", str(exc)))
-        except Exception as exc:  # a bug: keep the app alive, put the details in the log
-            log.exception("scan of %s failed", folder)
-            reports.put(("error", f"Something went wrong ({type(exc).__name__}); details are in the log file."))
-
-    thread = threading.Thread(target=work, name="loupe-scan", daemon=True)
     last = None
     line, fraction = f"Starting the scan of {name}…", None
-    outcome: tuple | None = None
-    try:
-        with activity.busy(f"a scan of {name}"):
-            thread.start()
-            yield progress_html(line, fraction), "", keep, keep, keep
+    yield progress_html(line, fraction), "", keep, keep, keep
+    next_grid = time.monotonic() + GRID_EVERY_S
+    for step in jobs.run(lambda report: library.scan(folder, progress=report, cancel=_cancel, **options),
+                         what=f"a scan of {name}", cancel=_cancel):
+        if isinstance(step, jobs.Outcome):
+            break
+        if step:
+            last = step[-1]
+            line, fraction = describe_progress(last)
+        if _cancel.is_set():
+            line = "Stopping… photos already captioned are kept."
+        if time.monotonic() >= next_grid:
             next_grid = time.monotonic() + GRID_EVERY_S
-            while outcome is None:
-                deadline = time.monotonic() + TICK_S
-                while outcome is None:
-                    try:
-                        item = reports.get(timeout=max(0.0, deadline - time.monotonic()))
-                    except queue.Empty:
-                        break
-                    if isinstance(item, tuple):
-                        outcome = item
-                    else:
-                        last = item
-                if last is not None:
-                    line, fraction = describe_progress(last)
-                if _cancel.is_set() and outcome is None:
-                    line = "Stopping… photos already captioned are kept."
-                grid = keep
-                if time.monotonic() >= next_grid and outcome is None:
-                    next_grid = time.monotonic() + GRID_EVERY_S
-                    try:
-                        grid, label, page = page_view(folder, text, state, 0)
-                        yield progress_html(line, fraction), keep, grid, label, page
-                        continue
-                    except LoupeError:
-                        pass  # the index is busy with the scan's own write; next time
-                yield progress_html(line, fraction), keep, keep, keep, keep
-    finally:
-        _cancel.set()  # the page went away mid-scan: stop the thread too
-        thread.join(timeout=30)
-    kind, value = outcome
+            try:
+                grid, label, page = page_view(folder, text, state, 0)
+                yield progress_html(line, fraction), keep, grid, label, page
+                continue
+            except LoupeError:
+                pass  # the index is busy with the scan's own write; next time
+        yield progress_html(line, fraction), keep, keep, keep, keep
     grid, label, page = keep, keep, keep
     try:
         grid, label, page = page_view(folder, text, state, 0)
     except LoupeError:
         pass
-    if kind == "error":
-        yield progress_html(f"Could not scan {name}: {value}", None, error=True), "", grid, label, page
-    elif kind == "cancelled" or value.cancelled:
-        done = value.done if value is not None else (getattr(last, "inferred", 0) if last else 0)
+    summary = step.value
+    if step.kind == jobs.FAILED:
+        yield progress_html(f"Could not scan {name}: {step.message}", None, error=True), "", grid, label, page
+    elif step.kind == jobs.CANCELLED or summary.cancelled:
+        done = summary.done if summary is not None else (getattr(last, "inferred", 0) if last else 0)
         yield (progress_html(f"Stopped: {done} photo{'s' if done != 1 else ''} captioned and kept; "
                              "scan again to resume.", fraction),
-               summary_markdown(value) if value is not None else "", grid, label, page)
+               summary_markdown(summary) if summary is not None else "", grid, label, page)
     else:
         took = ""
-        if value.rate:
-            took = f" · {value.rate:.1f} photos/s"
-        yield (progress_html(f"Done: {_summary_line(value)}{took}", 1.0), summary_markdown(value),
+        if summary.rate:
+            took = f" · {summary.rate:.1f} photos/s"
+        yield (progress_html(f"Done: {_summary_line(summary)}{took}", 1.0), summary_markdown(summary),
                grid, label, page)
 
 
 def stop_scan() -> None:
-    """Stop: the running scan ends between photos (the scan handler then says what was kept)."""
+    """Stop: the running scan ends between photos (the scan handler then says what was kept),
+    or the model download started here ends at once, keeping what came."""
     _cancel.set()
+    downloads.cancel()
 
 
 def download_models() -> Iterator[tuple]:
     """The in-place Download button: fetches the missing models, progress in the progress area."""
-    _cancel.clear()
     keep = gr.update()
-    for name in _models_missing():
-        title = weights.source(name).title
-        reports: queue.Queue = queue.Queue()
-
-        def work(name: str = name) -> None:
-            try:
-                weights.install(name, progress=reports.put, cancel=_cancel)
-                reports.put(("done", None))
-            except Cancelled:
-                reports.put(("cancelled", None))
-            except LoupeError as exc:
-                reports.put(("error", str(exc)))
-            except Exception as exc:
-                log.exception("download of %s failed", name)
-                reports.put(("error", f"Something went wrong ({type(exc).__name__}); details are in the log file."))
-
-        thread = threading.Thread(target=work, name="loupe-download", daemon=True)
-        outcome = None
-        line, fraction = f"{title}: starting the download…", 0.0
-        with activity.busy(f"the download of {title}"):
-            thread.start()
-            while outcome is None:
-                try:
-                    item = reports.get(timeout=TICK_S)
-                except queue.Empty:
-                    item = None
-                if isinstance(item, tuple):
-                    outcome = item
-                elif item is not None:
-                    from desktop.ui import progress_words  # ui imports this module at its top
-
-                    line = progress_words(item, title)  # "connecting to …" until bytes flow
-                    fraction = 0.0 if item.phase == weights.CONNECTING else item.fraction
-                yield progress_html(line, fraction), keep, keep
-        kind, value = outcome
-        if kind == "cancelled":
-            yield progress_html("Download stopped; what was fetched is kept and the next download resumes."), keep, keep
-            return
-        if kind == "error":
-            yield progress_html(f"{title}: {value}", error=True), keep, keep
-            return
-    banner, button = models_state()
-    yield progress_html("Models installed and verified. " + _idle_text), banner, button
+    for line, fraction, end in downloads.download(_models_missing()):
+        if end != jobs.DONE:
+            yield progress_html(line, fraction, error=end == jobs.FAILED), keep, keep
+        else:
+            banner, button = models_state()
+            yield progress_html("Models installed and verified. " + _idle_text, 1.0), banner, button
 
 
 def select_photo(path: str):
@@ -508,34 +455,37 @@ def history_rows() -> list[list[Any]]:
     rows = []
     for s in reversed(library.scans()):
         started = datetime.fromtimestamp(s["started"]).strftime("%Y-%m-%d %H:%M") if s.get("started") else ""
-        rows.append([started, s.get("folder", ""), s.get("status", ""), s.get("total", 0), s.get("done", 0),
+        status = HISTORY_WORDS.get(s.get("status", ""), s.get("status", ""))
+        rows.append([started, s.get("folder", ""), status, s.get("total", 0), s.get("done", 0),
                      s.get("skipped", 0), s.get("failed", 0), s.get("renamed", 0)])
     return rows[:50]
 
 
-def pick_folder() -> str:
-    from desktop import ui
+def pick_folder(picker: Callable[[], str | None] | None) -> Callable[[], Any]:
+    """The Browse… handler: the folder chosen in `picker` (the window's native dialog), or the
+    field unchanged when the person cancels."""
+    def handler() -> Any:
+        if picker is None:
+            raise gr.Error("The folder dialog needs the Loupe window; type the path instead.", title="Loupe")
+        return picker() or gr.update()
 
-    if ui.folder_picker is None:
-        raise gr.Error("The folder dialog needs the Loupe window; type the path instead.", title="Loupe")
-    return ui.folder_picker() or gr.update()
+    return handler
 
 
 # ------------------------------------------------------------------------- layout
 
 
-def library_tab(demo: gr.Blocks | None = None) -> None:
+def build(demo: gr.Blocks | None = None, folder_picker: Callable[[], str | None] | None = None) -> LibraryTab:
     """Build the Library tab's components and events inside the current gr.Tab; with `demo`,
-    also refresh the models banner and the scan history each time the page loads."""
-    from desktop import ui
-
-    friendly = ui.friendly
+    also refresh the models banner and the scan history each time the page loads.
+    `folder_picker` opens the window's native folder chooser (the chosen path, or None when
+    cancelled); without it (a browser) there is no Browse… button."""
     with gr.Row(equal_height=True, elem_id="loupe-lib-top"):
         folder = gr.Textbox(label="Folder of photos", show_label=False, container=False, scale=5,
                             placeholder="Folder of photos, e.g. /home/me/Pictures", elem_id="loupe-lib-folder")
-        pick = gr.Button("Browse…", scale=0, min_width=110, visible=ui.folder_picker is not None)
+        pick = gr.Button("Browse…", scale=0, min_width=110, visible=folder_picker is not None)
         scan = gr.Button("Scan", variant="primary", scale=0, min_width=110, elem_id="loupe-lib-scan")
-        stop = gr.Button("Stop", scale=0, min_width=110, elem_id="loupe-lib-stop")
+        stop = gr.Button("Stop", scale=0, min_width=110, elem_id="loupe-lib-stop", interactive=False)
     with gr.Row(visible=bool(_models_missing())) as models_row:
         models_text = gr.Markdown(_models_text(), elem_classes="loupe-banner")
         get_models = gr.Button("Download the models", variant="primary", scale=0, min_width=200,
@@ -556,10 +506,10 @@ def library_tab(demo: gr.Blocks | None = None) -> None:
             sidecar = _radio(SIDECAR_STYLE)
             existing = _radio(EXISTING, info="in the photo or its sidecar")
             rename = gr.Checkbox(RENAME.default, label=RENAME.label, info="Undo below puts the names back")
-        cluster = gr.Textbox(label="Run on a Ray cluster (optional)", visible=_ray_installed(),
-                             placeholder="local, auto or ray://head:10001",
-                             info="Leave empty to scan on this computer. The folder must be one every "
-                                  "node of the cluster can read.", elem_id="loupe-lib-ray")
+        with gr.Accordion("Advanced: scan on a Ray cluster", open=False, visible=_ray_installed()):
+            cluster = gr.Textbox(label="Ray cluster address (optional)", placeholder="local, auto or ray://head:10001",
+                                 info="Leave empty to scan on this computer. The folder must be one every "
+                                      "node of the cluster can read.", elem_id="loupe-lib-ray")
 
     with gr.Row():
         with gr.Column(scale=3, min_width=420):
@@ -608,15 +558,22 @@ def library_tab(demo: gr.Blocks | None = None) -> None:
     view = [grid, page_label, page]
     filt = [folder, text, state, page]
     scan_inputs = [folder, style, prefix, write, sidecar, existing, rename, threshold, text, state, cluster]
-    scan_event = scan.click(run_scan, scan_inputs, [progress, report, grid, page_label, page],
+    running = scan.click(lambda: gr.update(interactive=True), None, stop, queue=False, api_visibility="private",
+                         show_progress="hidden")
+    scan_event = running.then(run_scan, scan_inputs, [progress, report, grid, page_label, page],
                             api_visibility="private", concurrency_id="scan", concurrency_limit=1,
                             show_progress="hidden")
     scan_event.then(friendly(history_rows), None, history, api_visibility="private", show_progress="hidden")
+    scan_event.then(lambda: gr.update(interactive=False), None, stop, api_visibility="private",
+                    show_progress="hidden", queue=False)
     stop.click(stop_scan, None, None, api_visibility="private", show_progress="hidden", queue=False)
-    dl = get_models.click(download_models, None, [progress, models_text, get_models], api_visibility="private",
+    dl = get_models.click(lambda: gr.update(interactive=True), None, stop, queue=False, api_visibility="private",
+                          show_progress="hidden").then(download_models, None, [progress, models_text, get_models], api_visibility="private",
                           concurrency_id="download", show_progress="hidden")
     dl.then(lambda: gr.update(visible=bool(_models_missing())), None, models_row, api_visibility="private")
-    pick.click(friendly(pick_folder), None, folder, api_visibility="private")
+    dl.then(lambda: gr.update(interactive=False), None, stop, api_visibility="private", show_progress="hidden",
+            queue=False)
+    pick.click(friendly(pick_folder(folder_picker)), None, folder, api_visibility="private")
 
     def first(folder_, text_, state_, _page):
         return page_view(folder_, text_, state_, 0)
@@ -642,3 +599,4 @@ def library_tab(demo: gr.Blocks | None = None) -> None:
         demo.load(lambda: gr.update(visible=bool(_models_missing())), None, models_row, api_visibility="private")
         demo.load(friendly(history_rows), None, history, api_visibility="private", show_progress="hidden")
         demo.load(friendly(first), filt, view, api_visibility="private", show_progress="hidden")
+    return LibraryTab([models_row, models_text, get_models], [dl])
