@@ -106,7 +106,9 @@ def _print_results(photos: Sequence[str], results: list[Any], as_json: bool) -> 
                 text = f"{path}\n{text}" if "\n" in text or isinstance(result, Labels) else f"{path}: {text}"
             click.echo(text)
     if as_json:
-        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+        from engine.names import json_text
+
+        click.echo(json_text(json.dumps(payload, indent=2, ensure_ascii=False)))
     from engine.logs import note
 
     note(photos=len(results), failed=failures)
@@ -238,6 +240,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _invoke(args: list[str]) -> int:
+    from engine.names import show_names_on
+
+    show_names_on(sys.stdout)  # a name that is not UTF-8 prints with U+FFFD, never a traceback
+    show_names_on(sys.stderr)
     try:
         result = cli.main(args=args, prog_name="loupe", standalone_mode=False)
     except click.exceptions.Exit as exc:  # --help, --version
