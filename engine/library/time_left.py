@@ -96,10 +96,10 @@ class TimeLeft:
             return None
         each = self.per_photo()
         if each is None:  # the first batch: its photos' cost as its steps project it
-            if not waiting:
-                return flight
             if self.batch_start is None or not self.batch_photos:
                 return None
+            if not waiting:
+                return flight
             each = (now - self.batch_start + flight) / self.batch_photos
         if self.batch_start is None and self.last_finish is not None:  # between batches: the gap is in `each`
             return max(0.0, self.cost(waiting, each) - min(now - self.last_finish, each))
