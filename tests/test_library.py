@@ -635,3 +635,20 @@ def test_a_photo_the_models_fail_on_is_listed_and_the_scan_goes_on(tmp_path):
     with pytest.raises(LoupeError, match="keep failing"):
         library.scan(root, engine=Broken(batch_size=4))
     assert library.scans()[-1]["status"] == "failed"
+
+
+def test_a_scan_that_died_counts_the_photos_it_recorded(tmp_path):
+    """The window closed (or the process was killed) mid-scan: finish_scan never ran, yet the
+    history counts what the scan recorded, while it runs and once the next scan marks it."""
+    with index_mod.Index(tmp_path / "lib.db") as index:
+        first = index.begin_scan(str(tmp_path), "k", {})
+        with index.transaction() as db:
+            for i, status in enumerate(["done"] * 8 + ["skipped", "failed"]):
+                index.record_item(db, first, f"{tmp_path}/p{i}.jpg", None, status)
+            index.mark_item_written(db, first, f"{tmp_path}/p0.jpg")
+        running = index.scans()[-1]
+        assert (running["status"], running["done"], running["skipped"], running["failed"]) == ("running", 8, 1, 1)
+        index.begin_scan(str(tmp_path), "k", {})
+        died = index.scans()[0]
+        assert (died["status"], died["done"], died["skipped"], died["failed"], died["written"]) \
+            == ("interrupted", 8, 1, 1, 1)

@@ -115,6 +115,15 @@ CREATE INDEX IF NOT EXISTS failures_by_scan ON failures(scan_id);
 """
 
 
+# A scan's counts from its per-photo rows, for a scan that never reached finish_scan (`scans.id` = `id`).
+_KEPT = {
+    "done": "SELECT count(*) FROM scan_items i WHERE i.scan_id = scans.id AND i.status = 'done'",
+    "skipped": "SELECT count(*) FROM scan_items i WHERE i.scan_id = scans.id AND i.status = 'skipped'",
+    "failed": "SELECT count(*) FROM scan_items i WHERE i.scan_id = scans.id AND i.status = 'failed'",
+    "written": "SELECT count(*) FROM scan_items i WHERE i.scan_id = scans.id AND i.written = 1",
+}
+
+
 class IndexUnavailable(LoupeError):
     """The index file cannot be used (damaged, locked, unwritable); the message says which."""
 
@@ -292,8 +301,10 @@ class Index:
 
     def begin_scan(self, folder: str, settings_key: str, options: dict[str, Any]) -> int:
         with self.transaction() as db:
-            # A scan still "running" in the index died (crash, kill): say so.
-            db.execute("UPDATE scans SET status='interrupted' WHERE status='running'")
+            # A scan still "running" in the index died (crash, kill, the window closed): say so,
+            # with the photos it recorded before it ended (its counts are only set at its end).
+            db.execute("UPDATE scans SET status='interrupted', " + ", ".join(
+                f"{k}=({v})" for k, v in _KEPT.items()) + " WHERE status='running'")
             # Per-photo rows of old scans are only for exporting a recent scan: keep the last 20.
             db.execute(f"DELETE FROM scan_items WHERE scan_id <= (SELECT max(id) - {KEEP_SCAN_ITEMS} FROM scans)")
             cur = db.execute(
@@ -314,9 +325,10 @@ class Index:
             )
 
     def scans(self) -> list[dict[str, Any]]:
+        """Every scan, oldest first; one still running (or that died) counts what it has recorded."""
+        live = ", ".join(f"CASE WHEN status='running' THEN ({v}) ELSE {k} END AS {k}" for k, v in _KEPT.items())
         rows = self.query(
-            "SELECT id, folder, started, finished, status, total, done, skipped, failed, written, renamed"
-            " FROM scans ORDER BY id"
+            f"SELECT id, folder, started, finished, status, total, {live}, renamed FROM scans ORDER BY id"
         )
         return [dict(r) for r in rows]
 
