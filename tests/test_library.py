@@ -5,7 +5,9 @@ library logic; the same checks with the real engine and tiny models belong to th
 """
 from __future__ import annotations
 
+import csv
 import errno
+import io
 import json
 import os
 import re
@@ -450,15 +452,20 @@ def test_locked_index_is_one_clear_error(tmp_path, monkeypatch):
 def test_export_csv_and_json_of_index_and_of_one_scan(tree, tmp_path):
     root, files = tree
     summary = library.scan(root, engine=FakeEngine())
+    library.set_caption(root / "a.jpg", "Grandma's kite, 1998")
     out = tmp_path / "out"
     out.mkdir()
     assert library.export(out / "all.csv") == len(files["good"])
     text = (out / "all.csv").read_text(encoding="utf-8-sig")
-    assert text.splitlines()[0].startswith("path,name,caption,labels")
+    assert text.splitlines()[0].startswith("path,name,caption,your_caption,caption_by,labels")
+    table = {r["name"]: r for r in csv.DictReader(io.StringIO(text))}
+    assert (table["a.jpg"]["your_caption"], table["a.jpg"]["caption_by"]) == ("Grandma's kite, 1998", "person")
+    assert (table["B.JPG"]["your_caption"], table["B.JPG"]["caption_by"]) == ("", "loupe")
     assert len(text.splitlines()) == len(files["good"]) + 1 and "été à la plage.jpeg" in text
     assert library.export(out / "all.json") == len(files["good"])
     data = json.loads((out / "all.json").read_text(encoding="utf-8"))
     assert {d["path"] for d in data} == {str(p) for p in files["good"]}
+    assert [d["your_caption"] for d in data if d["name"] == "a.jpg"] == ["Grandma's kite, 1998"]
     assert all(len(d["labels"]) == 3 and {"name", "score", "index"} <= set(d["labels"][0]) for d in data)
     n = library.export(out / "scan.data", fmt="json", scan_id=summary.scan_id)
     scan_rows = json.loads((out / "scan.data").read_text(encoding="utf-8"))

@@ -13,7 +13,7 @@ from ..images import is_photo_name
 from .index import Index
 
 FORMATS = ("csv", "json")
-_CSV_COLUMNS = ("path", "name", "caption", "labels", "hash", "size", "mtime", "settings_key", "done_at")
+_CSV_COLUMNS = ("path", "name", "caption", "your_caption", "caption_by", "labels", "hash", "size", "mtime", "settings_key", "done_at")
 _SCAN_COLUMNS = ("status", "written", "reason")
 
 

@@ -496,7 +496,7 @@ class Index:
         return [Hit(r["path"], r["name"], r["caption"], _labels(r["labels"]), -float(r["rank"]), r["hash"]) for r in rows]
 
     def export_rows(self, scan_id: int | None) -> list[dict[str, Any]]:
-        cols = "p.path, p.name, p.caption, p.labels, p.hash, p.size, p.mtime_ns, p.settings_key, p.model_ids, p.done_at"
+        cols = "p.path, p.name, p.caption, p.caption_by, p.labels, p.hash, p.size, p.mtime_ns, p.settings_key, p.model_ids, p.done_at"
         if scan_id is None:
             rows = self.query(f"SELECT {cols} FROM photos p WHERE p.path IS NOT NULL ORDER BY p.path")
             return [_export_dict(r) for r in rows]
@@ -558,7 +558,9 @@ def _export_dict(r: sqlite3.Row) -> dict[str, Any]:
     return {
         "path": r["path"],
         "name": r["name"],
-        "caption": r["caption"] or "",
+        "caption": r["caption"] or "",  # what Loupe writes: the person's own where there is one
+        "your_caption": (r["caption"] or "") if r["caption_by"] == "person" else "",
+        "caption_by": r["caption_by"] or "",  # "loupe" | "person" ("" for a photo never read)
         "labels": [l.to_dict() for l in _labels(r["labels"])],
         "hash": r["hash"],
         "size": r["size"],
