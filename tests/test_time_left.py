@@ -91,3 +91,15 @@ def test_reporter_counts_photos_in_flight_and_skips_once():
     r(batch1[2], "writing", force=True)
     assert seen[-1].eta_s == pytest.approx(8.0)  # 8 photos not in a batch yet, not 13
     assert seen[-1].rate == pytest.approx(1.0)
+
+
+def test_after_one_step_the_last_batchs_pace_scaled_to_a_smaller_batch():
+    meter = TimeLeft()
+    meter.started(8, 0.0)
+    meter.step(0.1, 5.0)  # the vision pass first: steps start 5 s in
+    meter.step(1.0, 14.0)  # 10 s per whole generation for 8 photos
+    meter.finished(8, 15.0)  # 1 s after the last step
+    meter.started(4, 15.0)
+    assert meter.eta(0, 15.0) == pytest.approx(0.6 * 8 * 15.0 / 8)  # no step yet: 0.6 of a full batch
+    meter.step(0.05, 18.0)
+    assert meter.in_flight(18.0) == pytest.approx(0.95 * 10.0 * 0.6 + 1.0)
