@@ -18,21 +18,35 @@ def loupe_command() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "engine.cli"]
 
 
-def cold_start(photo: Path, repeats: int) -> dict:
-    """Process start to first caption printed, installed weights (file cache warm)."""
-    cmd = loupe_command() + ["caption", str(photo), "--max-tokens", "20", "--beams", "1"]
+#: what each cold row runs after `loupe` (the photo is appended), and issue 24's target for it
+COLD = {
+    "caption": (["caption", "--max-tokens", "20", "--beams", "1"], 5.0),
+    "classify": (["classify"], 2.5),
+}
+
+
+def cold_start(photo: Path, repeats: int, task: str = "caption", root: Path | None = None) -> dict:
+    """Process start to the result printed, installed weights (file cache warm): `loupe caption`
+    (20 greedy tokens) or `loupe classify` (the bench's ResNet-18: full-size shapes, the same
+    work as the suite's tiny one). `root`: another checkout to time instead of this one (its
+    code first on PYTHONPATH; same venv, same weights). Wall and CPU seconds (user + system,
+    from wait4: the child's own), medians of `repeats`."""
+    args, _ = COLD[task]
+    cmd = loupe_command() + args[:1] + [str(photo)] + args[1:]
     env = fixtures.env()
+    root = Path(root or fixtures.ROOT.parent)
+    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
     from .sysinfo import Contention
 
-    times, peaks = [], []
+    times, cpus, peaks = [], [], []
     with Contention() as busy:
         for _ in range(repeats):
             with tempfile.TemporaryFile() as err:
                 t = time.perf_counter()
-                proc = subprocess.Popen(cmd, env=env, cwd=fixtures.ROOT.parent, stdout=subprocess.PIPE,
+                proc = subprocess.Popen(cmd, env=env, cwd=root, stdout=subprocess.PIPE,
                                         stderr=err, text=True)
                 out_text = proc.stdout.read()
-                _, status, usage = os.wait4(proc.pid, 0)  # wait4: the child's own peak RSS
+                _, status, usage = os.wait4(proc.pid, 0)  # wait4: the child's own peak RSS and CPU
                 elapsed = time.perf_counter() - t
                 proc.stdout.close()
                 err.seek(0)
@@ -41,9 +55,11 @@ def cold_start(photo: Path, repeats: int) -> dict:
             if proc.returncode != 0 or not out_text.strip():
                 return {"error": f"`{' '.join(cmd[-6:])}` exited {proc.returncode}: {err_text.strip()[-300:]}"}
             times.append(elapsed)
+            cpus.append(usage.ru_utime + usage.ru_stime)
             peaks.append(usage.ru_maxrss / 1024)
-    return {"s": statistics.median(times), "all": times, "peak_rss_mb": max(peaks), "others_cores": busy.others_cores,
-            "command": "loupe caption photo.jpg --max-tokens 20 --beams 1"}
+    return {"s": statistics.median(times), "all": times, "cpu_s": statistics.median(cpus),
+            "peak_rss_mb": max(peaks), "others_cores": busy.others_cores,
+            "command": "loupe " + " ".join(args[:1] + ["photo.jpg"] + args[1:])}
 
 
 def window_visible(timeout: float = 120) -> dict:
@@ -79,3 +95,49 @@ def window_visible(timeout: float = 120) -> dict:
         return {"error": f"{type(exc).__name__}: {exc}"}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench.startup [--repeats N] [--against DIR]`: the cold rows and the window
+    against issue 24's targets; with `--against`, another checkout (e.g. main) timed in the
+    same loop, alternating, so a shared machine slows both alike."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m bench.startup", description=main.__doc__)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--against", type=Path, default=None, help="another checkout to time alternately")
+    p.add_argument("--no-window", action="store_true")
+    args = p.parse_args(argv)
+    fixtures.ensure_models()  # the bench's installed models
+    photo = Path(fixtures.ensure_photos(16)["12mp"][0])
+    sides = [("this", None)] + ([("against", args.against)] if args.against else [])
+    rows: dict[tuple[str, str], list[dict]] = {}
+    for _ in range(args.repeats):  # alternate: A, B, A, B ...
+        for task in COLD:
+            for side, root in sides:
+                rows.setdefault((task, side), []).append(cold_start(photo, 1, task, root))
+    from engine.device import cpu_description
+
+    print(f"Cold start (CPU class {cpu_description()}; wall and CPU s, median of {args.repeats}, file cache warm):")
+    for (task, side), runs in rows.items():
+        bad = [r for r in runs if "error" in r]
+        if bad:
+            print(f"  {task:9} {side:8} FAILED: {bad[0]['error']}")
+            continue
+        wall = statistics.median(r["s"] for r in runs)
+        cpu = statistics.median(r["cpu_s"] for r in runs)
+        target = COLD[task][1]
+        print(f"  {task:9} {side:8} {wall:5.1f} s wall, {cpu:5.1f} CPU-s, others {max(r['others_cores'] for r in runs):.2f} cores"
+              f"  [{'met' if wall <= target else 'NOT met'} <= {target} s]  `{runs[0]['command']}`")
+    if not args.no_window:
+        win = window_visible()
+        if "mounted_s" in win and win["mounted_s"]:
+            print(f"  window   this     visible {win['visible_s']:.2f} s, UI mounted {win['mounted_s']:.1f} s"
+                  f"  [{'met' if win['mounted_s'] <= 5.0 else 'NOT met'} <= 5.0 s]  {win['marks']}")
+        else:
+            print(f"  window: {win}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -51,6 +51,18 @@ def threads_for(cores: int, busy_elsewhere: float) -> int:
     return max(1, min(cores, int(cores - busy_elsewhere + (1 - FREE_ENOUGH))))
 
 
+def first_look() -> None:
+    """Take the first look now (a model starts loading), so the first `fit_threads` measures
+    over the load instead of sleeping 0.1 s for a window of its own. No-op once looked."""
+    global _last
+    with _lock:
+        if _last is None:
+            try:
+                _last = _sample()
+            except Exception:  # psutil unable to read here: fit_threads copes
+                pass
+
+
 def fit_threads() -> int:
     """Set torch's intra-op threads to the cores free right now and return the count. Cheap
     (two psutil reads); looks again only after MIN_WINDOW_S, else keeps the last choice."""

@@ -1,4 +1,4 @@
-"""Files on disk: finding photos, hashing, Loupe's atomic writes and its temp files.
+"""Files on disk: hashing, Loupe's atomic writes and its temp files.
 
 Every file Loupe writes (a sidecar, an embedded photo, settings, a manifest) goes through
 `atomic_write`: a temp file named `.loupe-tmp-<pid>-<random><ext>` in the same folder, fsync,
@@ -16,34 +16,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
 
-from .images import is_photo_name
 
 TEMP_PREFIX = ".loupe-tmp-"
-
-
-def walk_photos(folder: Path, on_error: Callable[[OSError], None] | None = None) -> list[Path]:
-    """Every photo under `folder`, sorted, skipping hidden files and folders and symlinks.
-
-    Hidden names cover Loupe's own temp files, `.git`, `.thumbnails` and macOS `._x.jpg`
-    resource forks (which carry a photo extension but are not images). Symlinks are skipped
-    because writing through them (rename over) would replace the link with a file, and
-    symlinked folders can loop.
-    """
-    found: list[Path] = []
-    # os.walk silently skips folders it cannot list unless given onerror.
-    for root, dirs, files in os.walk(folder, onerror=on_error, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in files:
-            if name.startswith(".") or not is_photo_name(name):
-                continue
-            path = Path(root, name)
-            if path.is_symlink():
-                continue
-            found.append(path)
-    found.sort()
-    return found
 
 
 # sha256 of a file's bytes: the one helper, shared with the weights pins.

@@ -25,6 +25,16 @@ EXTENSIONS: frozenset[str] = frozenset(
 MAX_PIXELS = 120_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
+# .jfif and .jpe are JPEG under names some browsers and old Windows tools save.
+EXTENSIONS = EXTENSIONS | {".jfif"}
+# Camera RAW files are captioned from the JPEG preview the camera embedded (LibRaw through
+# rawpy: the largest preview, as digiKam and darktable show before developing). Demosaicing the
+# raw itself would cost seconds a photo and give the model nothing the preview lacks.
+RAW_EXTENSIONS: frozenset[str] = frozenset({".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2"})
+# Formats Loupe knows but cannot decode here: suffix -> (reason key, why), counted as left out
+# by the scan (engine/library/leave_out.py words them) instead of being passed over silently.
+UNDECODED: dict[str, tuple[str, str]] = {}
+
 try:  # HEIC/HEIF from phones, when the optional plugin is installed.
     from pillow_heif import register_heif_opener
 
@@ -32,7 +42,41 @@ try:  # HEIC/HEIF from phones, when the optional plugin is installed.
     ALLOWED_FORMATS = ALLOWED_FORMATS + ("HEIF",)
     EXTENSIONS = EXTENSIONS | {".heic", ".heif"}
 except ImportError:  # pragma: no cover - optional
-    pass
+    UNDECODED.update({s: ("no-decoder-heif", "pillow-heif is not installed") for s in (".heic", ".heif")})
+
+from PIL import features as _features  # noqa: E402
+
+if _features.check("avif"):  # Pillow 11.3+ wheels decode AVIF (libavif) themselves
+    ALLOWED_FORMATS = ALLOWED_FORMATS + ("AVIF",)
+    EXTENSIONS = EXTENSIONS | {".avif"}
+else:  # pragma: no cover - a Pillow built without libavif
+    UNDECODED[".avif"] = ("no-decoder-avif", "this Pillow was built without AVIF")
+
+try:  # JPEG XL through the maintained Pillow plugin, when installed (Pillow has no decoder of its own)
+    import pillow_jxl  # noqa: F401
+
+    ALLOWED_FORMATS = ALLOWED_FORMATS + ("JXL",)
+    EXTENSIONS = EXTENSIONS | {".jxl"}
+except ImportError:
+    UNDECODED[".jxl"] = ("no-decoder-jxl", "pillow-jxl-plugin is not installed")
+
+try:
+    import rawpy as _rawpy
+
+    EXTENSIONS = EXTENSIONS | RAW_EXTENSIONS
+except ImportError:  # pragma: no cover - the rawpy wheel is a dependency; a source build may lack it
+    _rawpy = None
+    UNDECODED.update({s: ("no-decoder-raw", "rawpy is not installed") for s in RAW_EXTENSIONS})
+
+
+def is_raw_name(path: str | os.PathLike[str]) -> bool:
+    return Path(path).suffix.lower() in RAW_EXTENSIONS
+
+
+def undecoded_reason(path: str | os.PathLike[str]) -> str | None:
+    """The left-out reason key for a photo format Loupe cannot decode here, else None."""
+    hit = UNDECODED.get(Path(path).suffix.lower())
+    return hit[0] if hit else None
 
 
 def is_photo_name(path: str | os.PathLike[str]) -> bool:
@@ -66,7 +110,8 @@ def load_image(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(p, formats=ALLOWED_FORMATS) as im:
+            source, formats = (_raw_preview(p), ("JPEG", "TIFF")) if is_raw_name(p) else (p, ALLOWED_FORMATS)
+            with Image.open(source, formats=formats) as im:
                 width, height = im.size
                 if width * height > max_pixels:
                     raise UnreadableImage(
@@ -90,6 +135,28 @@ def load_image(
         raise UnreadableImage(p, f"damaged or truncated image ({_short(exc)})") from None
     except MemoryError:
         raise UnreadableImage(p, "image too large to decode in memory") from None
+
+
+def _raw_preview(path: Path) -> "io.BytesIO":
+    """The largest preview a camera embedded in a RAW file, as encoded bytes (JPEG, or a
+    bitmap LibRaw hands over re-encoded as TIFF). UnreadableImage when there is none."""
+    import io
+
+    if _rawpy is None:  # pragma: no cover
+        raise UnreadableImage(path, "a RAW file, and rawpy is not installed")
+    try:
+        with _rawpy.imread(str(path)) as raw:
+            thumb = raw.extract_thumb()
+    except (_rawpy.LibRawNoThumbnailError, _rawpy.LibRawUnsupportedThumbnailError):
+        raise UnreadableImage(path, "a RAW file without an embedded preview") from None
+    except (_rawpy.LibRawError, OSError, ValueError) as exc:
+        raise UnreadableImage(path, f"damaged or unsupported RAW file ({_short(exc)})") from None
+    if thumb.format == _rawpy.ThumbFormat.JPEG:
+        return io.BytesIO(bytes(thumb.data))
+    buf = io.BytesIO()
+    Image.fromarray(thumb.data).save(buf, "TIFF")
+    buf.seek(0)
+    return buf
 
 
 def _allowed_text() -> str:

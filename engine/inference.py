@@ -100,6 +100,9 @@ class Engine:
 
     def _load(self, spec: ModelSpec) -> Any:
         folder = weights.model_dir(spec.name)  # WeightsMissing / WeightsDamaged say what to do
+        from .cpu_share import first_look
+
+        first_look()  # the load is the window of the first thread choice (no extra wait)
         started = time.perf_counter()
         with weights.load_guard(spec.name, folder):  # any load failure: one LoupeError line
             model = spec.model_class().load(folder, self.placement_for(spec))

@@ -179,8 +179,22 @@ def cache_state(folder: Path, *, name: str = "int8") -> str:
     return "valid"
 
 
+def cache_state_soon(folder: Path, *, name: str = "int8") -> Callable[[], str]:
+    """`cache_state` begun now on a thread; calling the result returns its answer (waiting for
+    it). The check is mostly sha256 over the cache file (~0.33 GB for BLIP) and file reads,
+    which run outside the GIL: begun before transformers' imports (seconds of Python holding
+    the GIL), it runs on the second core meanwhile and costs a cold start nothing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="loupe-int8-check")
+    try:
+        return pool.submit(cache_state, folder, name=name).result
+    finally:
+        pool.shutdown(wait=False)  # the thread ends with its one task
+
+
 def load_int8(folder: Path, load_float: Callable[[], Any], build_empty: Callable[[], Any], *,
-              name: str = "int8") -> Any:
+              name: str = "int8", state: Callable[[], str] | None = None) -> Any:
     """The int8 model of the float weights in `folder`, in eval mode on the CPU.
 
     From the cache in `folder/.int8/` when it is valid: `build_empty()` must return the
@@ -188,9 +202,10 @@ def load_int8(folder: Path, load_float: Callable[[], Any], build_empty: Callable
     allocated), whose layers are swapped for int8 ones and filled from the cache. Otherwise
     `load_float()` (the float32 model) is quantized and the cache (re)written atomically; a
     weights folder that cannot be written only costs the next load the same quantization.
-    A cache that verifies but does not fit the skeleton is rebuilt too."""
+    A cache that verifies but does not fit the skeleton is rebuilt too. `state`: the check
+    already begun by `cache_state_soon` (else it is made here)."""
     data, manifest_path = cache_paths(folder, name)
-    state = cache_state(folder, name=name)
+    state = state() if state is not None else cache_state(folder, name=name)
     if state == "valid":
         try:
             return _from_cache(data, build_empty)

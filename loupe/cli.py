@@ -33,7 +33,20 @@ def _version() -> str:
         return "dev"
 
 
-@click.group(cls=LoggedGroup, invoke_without_command=True, epilog=EXIT_CODES,
+class _Loupe(LoggedGroup):
+    """The top group; `library` (its options import engine.library, ~0.1 s that `loupe caption`
+    and `loupe classify` never use) is added the first time it is asked for or listed."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | {"library"})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name == "library" and name not in self.commands:
+            _register_library()
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_Loupe, invoke_without_command=True, epilog=EXIT_CODES,
              context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(_version(), prog_name="loupe", message="%(prog)s %(version)s")
 @click.option("--browser", is_flag=True, help="Serve the app for a web browser instead of opening a window; prints the URL.")
@@ -93,7 +106,9 @@ def _print_results(photos: Sequence[str], results: list[Any], as_json: bool) -> 
                 text = f"{path}\n{text}" if "\n" in text or isinstance(result, Labels) else f"{path}: {text}"
             click.echo(text)
     if as_json:
-        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+        from engine.names import json_text
+
+        click.echo(json_text(json.dumps(payload, indent=2, ensure_ascii=False)))
     from engine.logs import note
 
     note(photos=len(results), failed=failures)
@@ -215,9 +230,6 @@ def _register_library() -> None:
     cli.add_command(library)
 
 
-_register_library()
-
-
 # ---------------------------------------------------------------------------- the edge
 
 
@@ -228,6 +240,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _invoke(args: list[str]) -> int:
+    from engine.names import show_names_on
+
+    show_names_on(sys.stdout)  # a name that is not UTF-8 prints with U+FFFD, never a traceback
+    show_names_on(sys.stderr)
     try:
         result = cli.main(args=args, prog_name="loupe", standalone_mode=False)
     except click.exceptions.Exit as exc:  # --help, --version

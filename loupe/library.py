@@ -15,9 +15,12 @@ from typing import Any, Iterator
 
 import click
 
-from engine.library.options import CAPTION_STYLE, EXISTING, RENAME, SIDECAR_STYLE, WRITE
+from engine.names import json_text
+
+from engine.library.options import (CAPTION_STYLE, EXCLUDE, EXISTING, HIERARCHY_ROOT, REMOVE_GONE_SIDECARS, RENAME,
+                                    SIDECAR_STYLE, WRITE)
 from engine.library.review import REVIEW_STATES
-from engine.library.settings import HIERARCHY_ROOT, KEYWORD_THRESHOLD
+from engine.library.settings import KEYWORD_THRESHOLD
 
 from .logged import LoggedGroup
 from .options import model_options, pick, scan_option
@@ -39,8 +42,9 @@ def library() -> None:
 @scan_option(SIDECAR_STYLE)
 @scan_option(EXISTING)
 @scan_option(RENAME)
-@click.option(HIERARCHY_ROOT.cli, HIERARCHY_ROOT.name, metavar="ROOT", default=None,
-              help=f"{HIERARCHY_ROOT.help} (default: the {HIERARCHY_ROOT.setting} setting, else {HIERARCHY_ROOT.default}).")
+@scan_option(HIERARCHY_ROOT)
+@scan_option(EXCLUDE)
+@scan_option(REMOVE_GONE_SIDECARS)
 @model_options("caption", "classify")
 @click.option("--batch-size", type=click.IntRange(1, 256), default=None, help="Photos per batch (default: the captioner's).")
 @click.option("--workers", type=click.IntRange(0, 64), default=2, show_default=True, help="Photo loader threads (0: load inline).")
@@ -52,7 +56,8 @@ def library() -> None:
 @_DB
 @_JSON
 def scan(folder: str, write: str | None, sidecar_style: str | None, rename: bool, existing: str, caption_style: str,
-         keyword_threshold: int, hierarchy_root: str | None, batch_size: int | None, workers: int, ray_address: str | None, db: str | None, as_json: bool,
+         keyword_threshold: int, hierarchy_root: str | None, exclude: str | None,
+         remove_gone_sidecars: bool, batch_size: int | None, workers: int, ray_address: str | None, db: str | None, as_json: bool,
          **options: Any) -> int:
     """Caption and label every new photo under FOLDER (resumable)."""
     from engine import library
@@ -68,16 +73,17 @@ def scan(folder: str, write: str | None, sidecar_style: str | None, rename: bool
     with library.progress_bar() as bar, stop_on_ctrl_c(cancel):  # the bar: on stderr, only when it is a terminal
         summary = library.scan(folder, write=write, sidecar_style=sidecar_style, rename=rename, existing=existing,
                                caption_style=caption_style, keyword_threshold=keyword_threshold,
-                               hierarchy_root=hierarchy_root, db_path=db,
+                               hierarchy_root=hierarchy_root, exclude=exclude,
+                               remove_gone_sidecars=remove_gone_sidecars, db_path=db,
                                progress=bar, cancel=cancel, batch_size=batch_size, workers=workers,
                                ray_address=ray_address, **model_options)
     note(done=summary.done, skipped=summary.skipped, failed=summary.failed, written=summary.written)
     if as_json:
-        click.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
+        click.echo(json_text(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False)))
     else:
         click.echo(summary_text(summary))
-    for problem in summary.problems:
-        click.echo(f"loupe: {problem.path}: {problem.reason}", err=True)
+    for path, reason in summary.problem_lines():  # read-only places: one line per folder
+        click.echo(f"loupe: {path}: {reason}", err=True)
     if summary.cancelled:
         click.echo(stopped_text(summary.done), err=True)
         return 130
@@ -120,6 +126,9 @@ def summary_text(summary: Any) -> str:
         f" ({summary.rate:.1f} photos/s, scan {summary.scan_id})"
     ]
     lines += [f"  {notice.path}: {notice.message}" for notice in summary.notices]
+    if summary.gone:
+        lines.append(f"  {len(summary.gone)} photo{'s' * (len(summary.gone) != 1)} no longer there "
+                     "(left out of search and export; scan history keeps them): " + ", ".join(summary.gone[:20]))
     return "\n".join(lines)
 
 
@@ -141,7 +150,7 @@ def search(words: tuple[str, ...], limit: int, db: str | None, as_json: bool) ->
     hits = library.search(query, limit=limit, db_path=db)
     note(hits=len(hits))
     if as_json:
-        click.echo(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
+        click.echo(json_text(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False)))
     if not hits:  # like grep: nothing on stdout, a line on stderr, exit 1
         click.echo(f"loupe: {library.NO_MATCH.format(words=query)}", err=True)
         return 1
@@ -236,8 +245,8 @@ def photos(folder: str | None, state: str, text: str, limit: int, offset: int, d
 
     page = library.photos(folder=folder, text=text, state=state, offset=offset, limit=limit, db_path=db)
     if as_json:
-        click.echo(json.dumps({"total": page.total, "items": [item.to_dict() for item in page.items]},
-                              indent=2, ensure_ascii=False))
+        click.echo(json_text(json.dumps({"total": page.total, "items": [item.to_dict() for item in page.items]},
+                                        indent=2, ensure_ascii=False)))
         return 0
     for item in page.items:
         extra = f"  ({item.reason})" if item.reason else ""

@@ -47,13 +47,16 @@ def scan_option(opt: Option, *, help: str | None = None) -> Callable[[Callable],
     if opt.kind is bool:
         return click.option(opt.cli, opt.name, is_flag=True, default=False, help=f"{text}.")
     if opt.setting:
-        text += f" (default: the {opt.setting} setting, else {opt.default})"
+        text += f" (default: the {opt.setting} setting" + (f", else {opt.default})" if opt.default is not None else ")")
         default, show = None, False
     else:
         default, show = opt.default, True
+    metavar = None
     if opt.choices:
         kind: Any = click.Choice(opt.values())
+    elif opt.kind is str:
+        kind = str
     else:
-        kind = click.IntRange(opt.minimum, opt.maximum)
+        kind, metavar = click.IntRange(opt.minimum, opt.maximum), "PCT"
     return click.option(opt.cli, opt.name, type=kind, default=default, show_default=show,
-                        metavar=None if opt.choices else "PCT", help=f"{text}.")
+                        metavar=metavar, help=f"{text}.")

@@ -79,6 +79,12 @@ class Messy:
     to_delete: Path | None = None
     lr_hierarchy: Path | None = None  # XMP lr:hierarchicalSubject "Family|Grandma"
     digikam_sidecar: Path | None = None  # photo whose photo.jpg.xmp has digiKam TagsList "Places/Zürich"
+    # plan-level additions (kinds 2, 5): see add_plan_kinds
+    raw_other: list[Path] = field(default_factory=list)  # the DNG under CR2/CR3/NEF/ARW/RAF/ORF/RW2 names
+    jpe: Path | None = None
+    jxl: Path | None = None  # JPEG XL signature: counted as left out unless a decoder is installed
+    excluded: list[Path] = field(default_factory=list)  # left out by the person's .loupeignore
+    app_caches: list[Path] = field(default_factory=list)  # Lightroom previews, darktable mipmaps, Capture One
 
 
 def exiftool(path: Path, *assignments: str) -> None:
@@ -180,7 +186,32 @@ def build(root: Path) -> Messy:
     sidecar = m.digikam_sidecar.with_name(m.digikam_sidecar.name + ".xmp")
     subprocess.run(["exiftool", "-q", "-q", "-o", str(sidecar), "-XMP-digiKam:TagsList=Places/Zürich",
                     "-XMP-dc:Subject=Zürich", str(m.digikam_sidecar)], check=True)
+    add_plan_kinds(m, seed)
     return m
+
+
+def add_plan_kinds(m: Messy, seed) -> None:
+    """Kinds 2 and 5 beyond the issue's examples: every RAW name, .jpe, JPEG XL, app caches,
+    a person's .loupeignore."""
+    root = m.root
+    # LibRaw reads the container, not the name: the small DNG stands in for each camera's RAW
+    dng = (root / "formats" / "IMG_0100.dng").read_bytes()
+    for i, ext in enumerate(("CR2", "CR3", "NEF", "ARW", "RAF", "ORF", "RW2")):
+        other = root / "raw" / f"DSC_{i:04d}.{ext}"
+        other.parent.mkdir(exist_ok=True)
+        other.write_bytes(dng[:-1] + bytes([dng[-1] ^ (i + 1)]))  # distinct bytes: each its own photo
+        m.raw_other.append(other)
+    m.jpe = root / "formats" / "scan.jpe"
+    Image.fromarray(photo_array(next(seed))).save(m.jpe, "JPEG")
+    m.jxl = root / "formats" / "camera.jxl"
+    m.jxl.write_bytes(b"\xff\x0a" + bytes(64))  # a bare JPEG XL codestream signature
+    for rel in ("Catalog Previews.lrdata/0/0A/preview.jpg", "darktable/mipmaps-1a2b.d/0/1.jpg",
+                "session/CaptureOne/Cache/Proxies/IMG_0001.jpg"):
+        m.app_caches.append(_photo(root / rel, next(seed)))
+    (root / "Screenshots").mkdir()
+    m.excluded = [_photo(root / "Screenshots" / "shot.png", next(seed)),
+                  _photo(root / "formats" / "download-thumb.jpg", next(seed))]
+    (root / ".loupeignore").write_text("# a person's own excludes\nScreenshots/\n*-thumb.jpg\n")
 
 
 def _png_with_description(path: Path, seed: int, text: str) -> Path:

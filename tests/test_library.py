@@ -23,7 +23,9 @@ from engine.errors import LoupeError, UsageError
 from engine import library
 from engine.library import index as index_mod
 from engine.library import xmp
-from engine.files import TEMP_PREFIX, cleanup_stale, walk_photos
+from engine.files import TEMP_PREFIX, cleanup_stale
+from engine.library.leave_out import Excludes
+from engine.library.walk import walk
 from engine.library.rename import slugify
 
 from library_fixtures import (
@@ -67,7 +69,7 @@ def test_scan_walks_tree_lists_bad_photos_and_reports_progress(tree, tmp_path):
     seen = []
     summary = library.scan(root, engine=engine, progress=seen.append)
 
-    found = set(walk_photos(root))
+    found = set(walk(root, Excludes()).photos)
     assert found == set(files["good"]) | set(files["bad"])  # mixed case found, hidden skipped
     assert summary.total == len(found)
     assert summary.done == len(files["good"])

@@ -31,6 +31,7 @@ from desktop import downloads, jobs
 from desktop.messages import friendly
 from desktop.reveal import show_in_folder
 from engine import library, weights
+from engine.names import from_ui_token, shown, ui_token
 from engine.errors import LoupeError
 from engine.library.options import CAPTION_STYLE, EXISTING, RENAME, SIDECAR_STYLE, WRITE
 from engine.models.registry import Option, for_task
@@ -109,11 +110,11 @@ def progress_html(line: str, fraction: float | None = None, note: str = "", erro
     """The progress area: one line, a bar (empty before a scan), an optional second line."""
     width = 0.0 if fraction is None else max(0.0, min(1.0, fraction)) * 100
     cls = "lib-progress-line lib-error" if error else "lib-progress-line"
-    out = (f'<div class="{cls}" id="loupe-lib-progress-line">{html.escape(line)}</div>'
+    out = (f'<div class="{cls}" id="loupe-lib-progress-line">{html.escape(shown(line))}</div>'
            f'<div class="lib-bar" role="progressbar" aria-label="Scan progress" aria-valuenow="{width:.0f}" aria-valuemin="0" '
            f'aria-valuemax="100"><div style="width:{width:.1f}%"></div></div>')
     if note:
-        out += f'<div class="lib-note">{html.escape(note)}</div>'
+        out += f'<div class="lib-note">{html.escape(shown(note))}</div>'
     return out
 
 
@@ -149,16 +150,16 @@ def _summary_line(summary: Any) -> str:
         parts.append(f"{summary.write_failed} not written")
     if summary.renamed:
         parts.append(f"{summary.renamed} renamed")
-    return ", ".join(parts) + summary.decisions_text() + "."
+    return shown(", ".join(parts) + summary.decisions_text() + ".")
 
 
 def summary_markdown(summary: Any) -> str:
     """The problems and the decisions Loupe took, as a Markdown list (first 200 of each)."""
     lines: list[str] = []
-    for title, rows in (("Problems", [(p.path, p.reason) for p in summary.problems]),
+    for title, rows in (("Problems", summary.problem_lines()),  # read-only places: one line per folder
                         ("Decided for you", [(n.path, n.message) for n in summary.notices])):
         if rows:
-            lines += ["", f"**{title}**"] + [f"- {Path(path).name}: {text}" for path, text in rows[:200]]
+            lines += ["", f"**{title}**"] + [f"- {shown(Path(path).name)}: {shown(text)}" for path, text in rows[:200]]
             if len(rows) > 200:
                 lines.append(f"- … and {len(rows) - 200} more (Export lists them all)")
     return "\n".join(lines).strip()
@@ -190,20 +191,24 @@ def _where(path: str, folder: str) -> str:
 
 def card_html(item: Any, folder: str) -> str:
     uri = _data_uri(item.path) if item.state != "failed" else None
-    img = (f'<img src="{uri}" alt="{html.escape(item.name)}" loading="lazy">' if uri
+    img = (f'<img src="{uri}" alt="{html.escape(shown(item.name))}" loading="lazy">' if uri
            else '<span class="lib-note">no preview</span>')
     state = ""
     if item.state == "failed":
-        state = f'<div class="lib-state failed">Could not be read: {html.escape(item.reason or "")}</div>'
+        # a photo with a caption was read: what failed is writing or renaming it (a read-only card)
+        what = "Not written" if item.caption else "Could not be read"
+        state = f'<div class="lib-state failed">{what}: {html.escape(item.reason or "")}</div>'
     elif item.state == "changed":
         state = '<div class="lib-state">Changed since it was captioned</div>'
     elif item.caption_by == "person":
         state = '<div class="lib-state">Your caption</div>'
-    return (f'<button class="lib-card" data-path="{html.escape(item.path)}" title="{html.escape(item.path)}">'
-            f'<div class="lib-thumb">{img}</div><div class="lib-name">{html.escape(item.name)}</div>{state}'
+    # names that are not UTF-8: shown with U+FFFD, carried exactly as a token (engine/names.py)
+    return (f'<button class="lib-card" data-path="{html.escape(ui_token(item.path))}" '
+            f'title="{html.escape(shown(item.path))}">'
+            f'<div class="lib-thumb">{img}</div><div class="lib-name">{html.escape(shown(item.name))}</div>{state}'
             f'<div class="lib-cap">{html.escape(item.caption)}</div>'
             f'<div class="lib-labels">{html.escape(_labels_text(item))}</div>'
-            f'<div class="lib-path">{html.escape(_where(item.path, folder))}</div></button>')
+            f'<div class="lib-path">{html.escape(shown(_where(item.path, folder)))}</div></button>')
 
 
 def page_view(folder: str, text: str, state: str, page: int) -> tuple[str, str, int]:
@@ -361,10 +366,10 @@ def download_models() -> Iterator[tuple]:
 def select_photo(path: str):
     """A card was clicked ("path\nclick time"): the photo large, its caption to edit, its labels,
     where it is."""
-    path = (path or "").split("\n")[0].strip()
+    path = from_ui_token((path or "").split("\n")[0].strip())
     item = library.photo(path) if path else None
     if item is None:
-        return None, gr.update(value="", interactive=False), "", None, "", path
+        return None, gr.update(value="", interactive=False), "", None, "", ui_token(path)
     image = None
     try:
         from PIL import Image
@@ -375,12 +380,12 @@ def select_photo(path: str):
         pass
     by = "**Your caption**" if item.caption_by == "person" else "Caption by Loupe — edit it and press Save"
     if item.state == "failed":
-        by = f"Could not be read: {item.reason or 'unknown reason'}"
+        by = f"{'Not written' if item.caption else 'Could not be read'}: {item.reason or 'unknown reason'}"
     elif item.state == "changed":
         by += " · the file changed since it was captioned: scan again to update"
     labels = {lab.name: float(lab.score) for lab in item.labels} or None
     return (image, gr.update(value=item.caption, interactive=item.state != "failed"), by, labels,
-            f"`{item.path}`", item.path)
+            f"`{shown(item.path)}`", ui_token(item.path))
 
 
 def _problem(text: str) -> str:
@@ -395,15 +400,16 @@ def save_caption(path: str, caption: str, folder: str, text: str, state: str, pa
     same text (`confirm` holds what the first one asked about). A caption that cannot be saved
     is said in the panel, naming the photo. -> (panel line, grid, page label, page, confirm)."""
     keep = gr.update()
+    path = from_ui_token(path or "")
     if not path:
         return _problem("Choose a photo in the grid first."), keep, keep, keep, None
-    confirmed = confirm == [path, caption]
+    confirmed = confirm == [ui_token(path), caption]
     try:
         result = library.set_caption(path, caption or "", replace_others=confirmed)
     except library.DescriptionExists as exc:
         return (_problem(f"This photo already has a description someone wrote: “{exc.existing}”. "
                          "Press Save again to replace it with yours, or include it in your caption."),
-                keep, keep, keep, [path, caption])
+                keep, keep, keep, [ui_token(path), caption])
     except LoupeError as exc:
         return _problem(str(exc)), keep, keep, keep, None
     grid, label, page = page_view(folder, text, state, page)
@@ -415,7 +421,7 @@ def reveal(path: str) -> str:
     if not path:
         return _problem("Choose a photo in the grid first.")
     try:
-        return show_in_folder(path)
+        return show_in_folder(from_ui_token(path))
     except LoupeError as exc:
         return _problem(str(exc))
 

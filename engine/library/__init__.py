@@ -39,7 +39,7 @@ from .edit import CaptionNotSaved, DescriptionExists, EditResult
 from .review import REVIEW_STATES, PhotoItem, PhotoPage
 from .options import SCAN_OPTIONS, WRITERS, Options
 from .records import NOTICE_KINDS, Notice, Problem, ScanSummary
-from .settings import CAPTION_STYLES, DEFAULT_CAPTION_STYLE, HIERARCHY_ROOT, KEYWORD_THRESHOLD
+from .settings import CAPTION_STYLES, DEFAULT_CAPTION_STYLE, KEYWORD_THRESHOLD
 from .thumbnails import thumbnail
 
 __all__ = [
@@ -78,6 +78,8 @@ def scan(
     caption_style: str | None = None,
     keyword_threshold: int | None = None,
     hierarchy_root: str | None = None,
+    exclude: str | None = None,
+    remove_gone_sidecars: bool = False,
     db_path: str | os.PathLike[str] | None = None,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
@@ -95,7 +97,10 @@ def scan(
     ("detailed" or "quick"), setting the captioner's options. `keyword_threshold`: percent (see
     KEYWORD_THRESHOLD); labels less sure than it are indexed but not written as keywords.
     `hierarchy_root`: where a photo or sidecar already keeps a keyword hierarchy, labels go in
-    it under this root (HIERARCHY_ROOT; None: the setting, else "Loupe").
+    it under this root (HIERARCHY_ROOT; None: the setting, else "Loupe"). `exclude`: glob
+    patterns separated by ";" to leave out (options.EXCLUDE; leave_out.py says what a scan
+    always leaves out and how .loupeignore files add patterns). `remove_gone_sidecars`: delete
+    the sidecars Loupe wrote for photos of the folder that are no longer there (else listed, kept).
     `model_options`: the models' options by name, as in the registry (`top=5`, `prefix=...`;
     an explicit `num_beams=` wins over the style), checked before any file is touched.
     A photo whose caption the person wrote (`set_caption`) keeps it; the scan says so once.
@@ -118,9 +123,9 @@ def scan(
 
     settings = load_settings()
     chosen = resolve({"write": write, "sidecar_style": sidecar_style, "rename": rename, "existing": existing,
-                      "caption_style": caption_style, "keyword_threshold": keyword_threshold}, settings)
-    chosen["hierarchy_root"] = resolve({"hierarchy_root": hierarchy_root}, settings, (HIERARCHY_ROOT,))["hierarchy_root"] \
-        or HIERARCHY_ROOT.default
+                      "caption_style": caption_style, "keyword_threshold": keyword_threshold,
+                      "hierarchy_root": hierarchy_root, "exclude": exclude,
+                      "remove_gone_sidecars": remove_gone_sidecars}, settings)
     models = split_options(style_options(chosen["caption_style"], model_options))
     folder_path = Path(folder).expanduser()
     if not folder_path.is_dir():

@@ -10,6 +10,7 @@ from typing import Any
 from ..errors import LoupeError, UsageError
 from ..files import atomic_write
 from ..images import is_photo_name
+from ..names import json_text
 from .index import Index
 
 FORMATS = ("csv", "json")
@@ -40,7 +41,8 @@ def _cell(value: Any) -> Any:
 
 def render(rows: list[dict[str, Any]], fmt: str, *, scan: bool) -> bytes:
     if fmt == "json":
-        return (json.dumps(rows, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+        # a name that is not UTF-8 keeps its exact str as a \udcXX escape (names.py)
+        return (json_text(json.dumps(rows, indent=2, ensure_ascii=False)) + "\n").encode("utf-8")
     buf = io.StringIO()
     columns = _CSV_COLUMNS + (_SCAN_COLUMNS if scan else ())
     writer = csv.writer(buf, lineterminator="\n")
@@ -49,8 +51,9 @@ def render(rows: list[dict[str, Any]], fmt: str, *, scan: bool) -> bytes:
         flat = dict(row)
         flat["labels"] = "; ".join(f"{l['name']} ({l['score']:.3f})" for l in row["labels"])
         writer.writerow([_cell("" if flat.get(c) is None else flat.get(c)) for c in columns])
-    # utf-8-sig: Excel opens UTF-8 captions correctly only with the BOM.
-    return buf.getvalue().encode("utf-8-sig")
+    # utf-8-sig: Excel opens UTF-8 captions correctly only with the BOM. A name that is not
+    # UTF-8 is written as the OS's own bytes (surrogateescape), so the path in the cell opens the file.
+    return buf.getvalue().encode("utf-8-sig", "surrogateescape")
 
 
 def export_index(index: Index, path: Path, fmt: str | None = None, scan_id: int | None = None) -> int:

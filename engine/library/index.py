@@ -21,6 +21,7 @@ from typing import Any, Iterator, Mapping
 
 from ..errors import LoupeError, UsageError
 from ..images import is_photo_name
+from ..names import from_db, to_db
 from ..results import Label
 
 # 2: photos.caption_by (a caption the person wrote), failures, notices, the review's index
@@ -223,11 +224,12 @@ class Index:
         try:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves (no implicit transactions).
             self.db = sqlite3.connect(
-                str(self.path), timeout=BUSY_TIMEOUT_S if timeout is None else timeout, isolation_level=None
+                str(self.path), timeout=BUSY_TIMEOUT_S if timeout is None else timeout, isolation_level=None,
+                factory=_Connection,
             )
         except sqlite3.Error as exc:
             raise _translate(exc, self.path) from None
-        self.db.row_factory = sqlite3.Row
+        self.db.row_factory = _row
         try:
             with self._errors():
                 self.db.execute("PRAGMA journal_mode=WAL")
@@ -483,6 +485,24 @@ class Index:
 
     # -- search and export
 
+    def drop_gone(self, db: sqlite3.Connection, folder: str, present: set[str],
+                  unreadable: list[str]) -> list[str]:
+        """Photos recorded under `folder` that are no longer on disk (not in `present`, the
+        walk's paths, and no file at their path; folders in `unreadable` are not judged):
+        their path is cleared, so search and export leave them out while scan history keeps
+        them (and a photo that comes back is found again by its content hash). Their paths."""
+        lo, hi = under(folder)
+        skip = [under(u)[0] for u in unreadable]
+        gone = []
+        for r in db.execute("SELECT id, path FROM photos WHERE path >= ? AND path < ?", (lo, hi)).fetchall():
+            path = r["path"]
+            if path in present or os.path.lexists(path) or any(path.startswith(u) for u in skip):
+                continue
+            db.execute("UPDATE photos SET path=NULL WHERE id=?", (r["id"],))
+            db.execute("DELETE FROM failures WHERE path=?", (path,))
+            gone.append(path)
+        return gone
+
     def search(self, words: str, limit: int = 50) -> list[Hit]:
         match = fts_query(words)
         if match is None:
@@ -580,6 +600,28 @@ _STOPWORDS = frozenset("a an the and or of on in at with to by for is are from".
 
 NO_MATCH = "no photos match {words}"
 """What a front end says when a search finds nothing; `.format(words=the text typed)`."""
+
+
+class _Connection(sqlite3.Connection):
+    """Paths are the OS's bytes (surrogate escapes, engine/names.py), which SQLite's UTF-8 text
+    cannot hold: every text parameter goes in through names.to_db, every text column comes
+    out through names.from_db (_row), so the index keeps the exact name."""
+
+    def execute(self, sql: str, parameters: Any = ()) -> sqlite3.Cursor:  # type: ignore[override]
+        return super().execute(sql, _params(parameters))
+
+    def executemany(self, sql: str, seq: Any) -> sqlite3.Cursor:  # type: ignore[override]
+        return super().executemany(sql, (_params(p) for p in seq))
+
+
+def _params(parameters: Any) -> Any:
+    if isinstance(parameters, dict):
+        return {k: to_db(v) if isinstance(v, str) else v for k, v in parameters.items()}
+    return tuple(to_db(v) if isinstance(v, str) else v for v in parameters)
+
+
+def _row(cursor: sqlite3.Cursor, values: tuple) -> sqlite3.Row:
+    return sqlite3.Row(cursor, tuple(from_db(v) if isinstance(v, str) else v for v in values))
 
 
 def fts_query(words: str) -> str | None:

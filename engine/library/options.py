@@ -45,8 +45,18 @@ CAPTION_STYLE = Option(
 )
 RENAME = Option("rename", "Rename files from captions", bool, False, cli="--rename",
                 help="Rename photos after their captions (undo: loupe library undo)")
+EXCLUDE = Option(
+    "exclude", "Leave out", str, None, maximum=2000, cli="--exclude", setting="library_exclude",
+    help="Leave out files and folders matching these glob patterns, separated by ';' (e.g. "
+         "'Screenshots/;*-thumb.jpg'); a .loupeignore file in a folder adds patterns, one per line "
+         "(what a scan always leaves out: see the README)",
+)
+REMOVE_GONE_SIDECARS = Option(
+    "remove_gone_sidecars", "Delete the sidecars of photos no longer there", bool, False, cli="--remove-gone-sidecars",
+    help="Delete the sidecars Loupe wrote for photos of the folder that are no longer there (kept unless asked)",
+)
 #: every scan option, in the order front ends show them
-SCAN_OPTIONS = (CAPTION_STYLE, KEYWORD_THRESHOLD, WRITE, SIDECAR_STYLE, EXISTING, RENAME)
+SCAN_OPTIONS = (CAPTION_STYLE, KEYWORD_THRESHOLD, WRITE, SIDECAR_STYLE, EXISTING, RENAME, HIERARCHY_ROOT, EXCLUDE, REMOVE_GONE_SIDECARS)
 #: the options `library edit` takes (how the person's caption is written)
 EDIT_OPTIONS = (WRITE, SIDECAR_STYLE)
 
@@ -74,9 +84,9 @@ class Options:
     existing: str = EXISTING.default
     caption_style: str = CAPTION_STYLE.default  # already folded into `models`
     keyword_threshold: int = KEYWORD_THRESHOLD.default  # percent: labels below it are not written as keywords
-    # labels' root in a keyword hierarchy a photo already has (a text option: its own flag, not
-    # in SCAN_OPTIONS, whose front ends make choice and number controls)
-    hierarchy_root: str = HIERARCHY_ROOT.default
+    hierarchy_root: str = HIERARCHY_ROOT.default  # labels' root in an existing keyword hierarchy
+    exclude: str | None = EXCLUDE.default  # the person's patterns (leave_out.py)
+    remove_gone_sidecars: bool = REMOVE_GONE_SIDECARS.default
     batch_size: int = 8
     workers: int = 2
     # task -> that model's options, checked by the registry (defaults filled in)

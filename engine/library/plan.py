@@ -1,6 +1,7 @@
 """The scan's first stage: walk -> identify -> a decision per photo.
 
-    walk      every photo under the folder, once (files.walk_photos; unreadable folders said)
+    walk      every photo under the folder, once, links followed; what is left out counted by
+              reason (walk.py, leave_out.py; unreadable folders said)
     identify  stat + sha256 of the bytes, taken from the index when size and mtime are
               unchanged (no re-read), in loader threads
     decide    todo (which tasks), skip (done with these settings: files only), duplicate
@@ -17,11 +18,13 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from ..files import os_reason, sha256_file, walk_photos
+from ..files import os_reason, sha256_file
 from .index import Index, Known, PhotoRow
 from .keys import ResultKeys
+from .leave_out import Excludes, parse_patterns
 from .readahead import readahead
 from .records import COPY, DUPLICATE, FAILED, SKIP, TODO, Decision, Found
+from .walk import Walked, walk
 
 
 class Plan:
@@ -30,8 +33,12 @@ class Plan:
         self.by_path, self.known = index.snapshot()
         self.in_flight: set[str] = set()  # content hashes sent to compute, not yet recorded
 
-    def walk(self, folder: Path, on_error: Callable[[OSError], None]) -> list[Path]:
-        return walk_photos(folder, on_error)
+    def walk(self, folder: Path, exclude: str | None, on_error: Callable[[OSError], None]) -> Walked:
+        """The photos under `folder` and what was left out (walk.py); `exclude`: the person's
+        patterns (options.EXCLUDE), beside any .loupeignore files."""
+        excludes = Excludes()
+        excludes.add(folder, parse_patterns(exclude))
+        return walk(folder, excludes, on_error)
 
     def likely_done(self, path: Path) -> bool:
         """Done before with these settings and unchanged since (a stat, no read)."""

@@ -9,6 +9,7 @@ column or table in index.py; its key comes from keys.py.
 """
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import replace
 from typing import Any, Mapping
 
@@ -17,7 +18,7 @@ from .descriptions import quote
 from .index import Index, PhotoRow
 from .keys import ResultKeys
 from .plan import Plan
-from .records import Entry, Notice, Told
+from .records import Entry, Notice, Problem, Told
 
 
 def row_for(entry_path: str, decision: Any, results: Mapping[str, Any], keys: ResultKeys,
@@ -48,20 +49,35 @@ def row_for(entry_path: str, decision: Any, results: Mapping[str, Any], keys: Re
     return row, notices
 
 
+# What one photo's record can raise that is about that photo's data, not the index as a whole
+# (a full disk or a damaged index still stops the scan, through Index.transaction).
+_ONE_PHOTO_ERRORS = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError, ValueError, TypeError)
+
+
 def record(index: Index, plan: Plan, keys: ResultKeys, scan_id: int, entries: list[Entry],
-           notices: list[Notice] = ()) -> None:  # type: ignore[assignment]
-    """Every entry (and `notices` told outside them) in one transaction; then `plan` knows."""
+           notices: list[Notice] = ()) -> list[Problem]:  # type: ignore[assignment]
+    """Every entry (and `notices` told outside them) in one transaction; then `plan` knows.
+    Each photo is its own savepoint: one that cannot be recorded is rolled back alone and
+    returned as a Problem (stage "record"); its batch-mates are recorded."""
     if not entries and not notices:
-        return
+        return []
     remember: list[tuple[PhotoRow, Any]] = []
+    problems: list[Problem] = []
     with index.transaction() as db:
         for entry in entries:
-            remember += _one(index, db, keys, scan_id, entry)
+            db.execute("SAVEPOINT photo")
+            try:
+                remember += _one(index, db, keys, scan_id, entry)
+            except _ONE_PHOTO_ERRORS as exc:
+                db.execute("ROLLBACK TO photo")
+                problems.append(Problem(entry.decision.path, "record", f"not recorded in the index ({exc})"))
+            db.execute("RELEASE photo")
         for n in [*notices, *(n for e in entries for n in e.notices),
                   *(n for e in entries if e.files is not None for n in e.files.notices)]:
             index.add_notice(db, n.path, n.kind, n.message)
     for row, written in remember:
         plan.remember(row, written)
+    return problems
 
 
 def clear_old_failures(index: Index, folder: str, scan_id: int) -> None:

@@ -16,7 +16,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import leave_out
 from .index import Known, PhotoRow
+
+# A photo not written because its folder is read-only (a card, a read-only share): the summary
+# says it once per folder (ScanSummary.problem_lines), not once per photo.
+READ_ONLY_FOLDER = "read-only folder: not written"
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,10 @@ NOTICE_KINDS = {
     "own-caption": ("own caption kept", "own captions kept"),
     "hard-links": ("hard-linked photo given a sidecar", "hard-linked photos given sidecars"),
     "iptc-limit": ("note on IPTC's size limits", "notes on IPTC's size limits"),
+    "linked": ("linked or RAW photo given a sidecar", "linked or RAW photos given sidecars"),
+    "gone-sidecar": ("sidecar of a photo no longer there kept", "sidecars of photos no longer there kept"),
+    "gone-sidecar-removed": ("sidecar of a photo no longer there deleted",
+                             "sidecars of photos no longer there deleted"),
 }
 
 
@@ -141,9 +150,31 @@ class ScanSummary:
     rate: float = 0.0  # photos captioned per second of this run, end to end
     problems: list[Problem] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)
+    left_out: dict[str, int] = field(default_factory=dict)  # leave_out.REASONS key -> files not looked at
+    gone: list[str] = field(default_factory=list)  # photos of this folder no longer there (dropped from search)
+    gone_sidecars: list[str] = field(default_factory=list)  # sidecars Loupe wrote for them (kept)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["left_out_text"] = leave_out.words(self.left_out)
+        out["problem_lines"] = [{"path": p, "reason": r} for p, r in self.problem_lines()]
+        return out
+
+    def problem_lines(self) -> list[tuple[str, str]]:
+        """(path, reason) per problem, except that photos not written because their folder is
+        read-only make one line per folder, with advice that works there."""
+        lines, read_only = [], Counter()
+        for p in self.problems:
+            if p.reason == READ_ONLY_FOLDER:
+                read_only[os.path.dirname(p.path)] += 1
+            else:
+                lines.append((p.path, p.reason))
+        for folder, n in read_only.items():
+            where = "the card" if any(part.upper() == "DCIM" for part in Path(folder).parts) else "the folder"
+            lines.append((folder, f"{where} is read-only ({n} photo{'s' * (n != 1)} not written): copy the photos "
+                                  "to a writable folder, or write results nowhere (--write none); the captions "
+                                  "are kept in Loupe's index"))
+        return lines
 
     def handled(self) -> int:
         return self.done + self.skipped + self.duplicates + self.failed
@@ -173,8 +204,14 @@ class ScanSummary:
         """", 1 descriptions kept, 2 duplicates": each kind of decision that occurred, counted."""
         counts = Counter(n.kind for n in self.notices if n.kind != "duplicate")
         counts["duplicate"] = self.duplicates  # every one, also those told by an earlier scan
-        return "".join(f", {counts[kind]} {words[counts[kind] != 1]}" for kind, words in NOTICE_KINDS.items()
+        text = "".join(f", {counts[kind]} {words[counts[kind] != 1]}" for kind, words in NOTICE_KINDS.items()
                        if counts[kind])
+        left = leave_out.words(self.left_out)
+        if left:
+            text += "; left out: " + ", ".join(left)
+        if self.gone:
+            text += f"; {len(self.gone)} photo{'s' * (len(self.gone) != 1)} no longer there"
+        return text
 
 
 class Told:

@@ -22,6 +22,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable
 
+from ..names import json_text
 from ..files import fsync_dir
 
 MAX_SLUG = 60
@@ -51,7 +52,7 @@ class RenameLog:
 
     def append(self, entry: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(entry, ensure_ascii=False) + "\n"
+        line = json_text(json.dumps(entry, ensure_ascii=False)) + "\n"  # exact names (names.py)
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(line)
             fh.flush()

@@ -13,6 +13,7 @@ results already in are written for up to STOP_WRITES_S and kept, the next scan d
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
@@ -32,7 +33,8 @@ from .progress import ProgressCallback, Reporter, ScanProgress
 from .record import clear_old_failures, record, row_for
 from .records import COPY, FAILED, TODO, Decision, Entry, Found, Problem, ScanSummary, Told
 from .rename import Renamer, RenameLog, recover, stem_counts
-from .writers import How, Writer
+from .walk import Walked
+from .writers import How, Writer, loupe_sidecars
 
 STOP_WRITES_S = 1.0  # after Stop, how long finished results may still be written
 SKIPS_PER_RECORD = 256  # photos done before, recorded together
@@ -64,8 +66,11 @@ class Scan:
     def run(self) -> ScanSummary:
         started = time.perf_counter()
         self.report("", "finding", force=True)
-        paths = self.plan.walk(self.folder, self.unreadable_folder)
+        walked = self.plan.walk(self.folder, self.options.exclude, self.unreadable_folder)
+        paths = walked.photos
         self.summary.total = len(paths)
+        self.summary.left_out = dict(walked.left_out)
+        self.write.pairs = walked.pairs
         self.stems.update(stem_counts({p.parent for p in paths}))  # RAWs and videos share photo.xmp too
         self.report.expect_skip = {str(p) for p in paths if self.plan.likely_done(p)}
         self.report("", "checking", force=True)
@@ -88,6 +93,7 @@ class Scan:
         s.inference_s = self.compute.inference_s
         if not s.cancelled:
             clear_old_failures(self.index, str(self.folder), self.scan_id)
+            self.gone(walked)
         s.elapsed_s = time.perf_counter() - started
         s.rate = s.done / s.elapsed_s if s.elapsed_s and s.done else 0.0
         self.report(str(self.folder), "finished", force=True)
@@ -149,7 +155,37 @@ class Scan:
 
     def record(self) -> None:
         entries, self.entries = self.entries, []
-        record(self.index, self.plan, self.keys, self.scan_id, entries)
+        for problem in record(self.index, self.plan, self.keys, self.scan_id, entries):
+            self.summary.problems.append(problem)
+            self.summary.failed += 1  # counted as done or skipped, but not recorded: done again next time
+            self.summary.done -= any(e.decision.path == problem.path and e.status == "done" for e in entries)
+            self.summary.skipped -= any(e.decision.path == problem.path and e.status == "skipped"
+                                        and e.decision.kind != "duplicate" for e in entries)
+
+    def gone(self, walked: Walked) -> None:
+        """Photos of this folder that are no longer there: out of search and export, said, and
+        the sidecars Loupe wrote for them listed (kept: a person may want them)."""
+        s = self.summary
+        present = {str(p) for p in walked.photos}
+        with self.index.transaction() as db:
+            s.gone = self.index.drop_gone(db, str(self.folder), present, walked.unreadable)
+        s.gone_sidecars = [str(x) for path in s.gone for x in loupe_sidecars(Path(path))]
+        if self.options.remove_gone_sidecars:  # asked for: Loupe's own sidecars of gone photos go too
+            removed = []
+            for x in s.gone_sidecars:
+                try:
+                    os.unlink(x)
+                    removed.append(x)
+                except OSError as exc:
+                    s.problems.append(Problem(x, "write", f"sidecar not deleted ({os_reason(exc)})"))
+            told = [n for x in removed for n in self.told.notice(
+                x, "gone-sidecar-removed", "its photo is no longer there; this sidecar Loupe wrote was deleted, as asked")]
+        else:
+            told = [n for x in s.gone_sidecars for n in self.told.notice(
+                x, "gone-sidecar", "its photo is no longer there; this sidecar Loupe wrote is kept (delete it, "
+                "or scan with --remove-gone-sidecars)")]
+        s.notices += told
+        record(self.index, self.plan, self.keys, self.scan_id, [], told)
 
     def unreadable_folder(self, exc: OSError) -> None:
         self.summary.problems.append(Problem(str(exc.filename), "read", f"folder cannot be read ({os_reason(exc)})"))

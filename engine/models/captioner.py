@@ -30,6 +30,12 @@ class Captioner(Model[Caption]):
 
     @classmethod
     def load(cls, folder: Path, placement: Placement) -> "Captioner":
+        cache_check = None
+        if placement.precision == "int8":
+            from ..quantize import cache_state_soon
+
+            # hashing the int8 cache runs on the other core while transformers imports
+            cache_check = cache_state_soon(folder)
         from transformers import BlipForConditionalGeneration, BlipProcessor
         from transformers.utils import logging as hf_logging
 
@@ -44,7 +50,8 @@ class Captioner(Model[Caption]):
             from ..quantize import empty_transformers_model, load_int8
 
             # vision encoder and text decoder (LM head included): every Linear layer
-            model = load_int8(folder, load_float, lambda: empty_transformers_model(BlipForConditionalGeneration, folder))
+            model = load_int8(folder, load_float, lambda: empty_transformers_model(BlipForConditionalGeneration, folder),
+                              state=cache_check)
         else:
             model = load_float()
         model.eval().to(placement.device)
