@@ -30,6 +30,7 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=12)
     ap.add_argument("--stop-after", type=float, default=0.3, help="share of a batch's time before Stop")
     ap.add_argument("--style", default="detailed")
+    ap.add_argument("--trace", action="store_true", help="print each report's time left beside the actual")
     args = ap.parse_args()
     fixtures.ensure_models()
     os.environ.update({k: v for k, v in fixtures.env().items() if k.startswith(("LOUPE_", "HF_", "TRANSFORMERS"))})
@@ -53,6 +54,11 @@ def main() -> None:
         steps = [b[1] - a[1] for a, b in zip(moves, moves[1:])]
         errors = [abs(p.eta_s - (end - t)) / (end - t) for t, p in seen
                   if p.inferred >= 2 and p.eta_s is not None and end - t > 0.5 and p.phase != "finished"]
+        if args.trace:
+            for t, p in seen:
+                if p.eta_s is not None and p.phase != "finished":
+                    print(f"  {t - start:6.1f} s {p.phase:10} done {p.done:2} working {p.working:.2f}: "
+                          f"said {p.eta_s:5.1f} s, took {end - t:5.1f} s")
         print(f"scan: {s.done} photos in {end - start:.1f} s ({s.rate:.2f} photos/s end to end)")
         print(f"  count: moved by at most {max(steps or [0])} per report; stood still at most "
               f"{max(gaps or [0]):.1f} s between moves (first batch, with the models' load, included)")

@@ -284,7 +284,7 @@ def edit(path: str, caption: str, write: str | None, sidecar_style: str | None, 
 @_DB
 @_JSON
 def photos(folder: str | None, state: str, text: str, limit: int, offset: int, db: str | None, as_json: bool) -> int:
-    """List the photos in the index with their state (newest scan first)."""
+    """List the photos in the index with their state (never-read photos first, then by folder and name)."""
     from engine import library
 
     page = library.photos(folder=folder, text=text, state=state, offset=offset, limit=limit, db_path=db)

@@ -5,7 +5,9 @@ library logic; the same checks with the real engine and tiny models belong to th
 """
 from __future__ import annotations
 
+import csv
 import errno
+import io
 import json
 import os
 import re
@@ -452,15 +454,20 @@ def test_locked_index_is_one_clear_error(tmp_path, monkeypatch):
 def test_export_csv_and_json_of_index_and_of_one_scan(tree, tmp_path):
     root, files = tree
     summary = library.scan(root, engine=FakeEngine())
+    library.set_caption(root / "a.jpg", "Grandma's kite, 1998")
     out = tmp_path / "out"
     out.mkdir()
     assert library.export(out / "all.csv") == len(files["good"])
     text = (out / "all.csv").read_text(encoding="utf-8-sig")
-    assert text.splitlines()[0].startswith("path,name,caption,labels")
+    assert text.splitlines()[0].startswith("path,name,caption,your_caption,caption_by,labels")
+    table = {r["name"]: r for r in csv.DictReader(io.StringIO(text))}
+    assert (table["a.jpg"]["your_caption"], table["a.jpg"]["caption_by"]) == ("Grandma's kite, 1998", "person")
+    assert (table["B.JPG"]["your_caption"], table["B.JPG"]["caption_by"]) == ("", "loupe")
     assert len(text.splitlines()) == len(files["good"]) + 1 and "été à la plage.jpeg" in text
     assert library.export(out / "all.json") == len(files["good"])
     data = json.loads((out / "all.json").read_text(encoding="utf-8"))
     assert {d["path"] for d in data} == {str(p) for p in files["good"]}
+    assert [d["your_caption"] for d in data if d["name"] == "a.jpg"] == ["Grandma's kite, 1998"]
     assert all(len(d["labels"]) == 3 and {"name", "score", "index"} <= set(d["labels"][0]) for d in data)
     n = library.export(out / "scan.data", fmt="json", scan_id=summary.scan_id)
     scan_rows = json.loads((out / "scan.data").read_text(encoding="utf-8"))
@@ -637,3 +644,20 @@ def test_a_photo_the_models_fail_on_is_listed_and_the_scan_goes_on(tmp_path):
     with pytest.raises(LoupeError, match="keep failing"):
         library.scan(root, engine=Broken(batch_size=4))
     assert library.scans()[-1]["status"] == "failed"
+
+
+def test_a_scan_that_died_counts_the_photos_it_recorded(tmp_path):
+    """The window closed (or the process was killed) mid-scan: finish_scan never ran, yet the
+    history counts what the scan recorded, while it runs and once the next scan marks it."""
+    with index_mod.Index(tmp_path / "lib.db") as index:
+        first = index.begin_scan(str(tmp_path), "k", {})
+        with index.transaction() as db:
+            for i, status in enumerate(["done"] * 8 + ["skipped", "failed"]):
+                index.record_item(db, first, f"{tmp_path}/p{i}.jpg", None, status)
+            index.mark_item_written(db, first, f"{tmp_path}/p0.jpg")
+        running = index.scans()[-1]
+        assert (running["status"], running["done"], running["skipped"], running["failed"]) == ("running", 8, 1, 1)
+        index.begin_scan(str(tmp_path), "k", {})
+        died = index.scans()[0]
+        assert (died["status"], died["done"], died["skipped"], died["failed"], died["written"]) \
+            == ("interrupted", 8, 1, 1, 1)

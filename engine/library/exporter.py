@@ -14,7 +14,7 @@ from ..names import json_text
 from .index import Index
 
 FORMATS = ("csv", "json")
-_CSV_COLUMNS = ("path", "name", "caption", "labels", "hash", "size", "mtime", "settings_key", "done_at")
+_CSV_COLUMNS = ("path", "name", "caption", "your_caption", "caption_by", "labels", "hash", "size", "mtime", "settings_key", "done_at")
 _SCAN_COLUMNS = ("status", "written", "reason")
 
 

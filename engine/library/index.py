@@ -116,6 +116,15 @@ CREATE INDEX IF NOT EXISTS failures_by_scan ON failures(scan_id);
 """
 
 
+# A scan's counts from its per-photo rows, for a scan that never reached finish_scan (`scans.id` = `id`).
+_KEPT = {
+    "done": "SELECT count(*) FROM scan_items i WHERE i.scan_id = scans.id AND i.status = 'done'",
+    "skipped": "SELECT count(*) FROM scan_items i WHERE i.scan_id = scans.id AND i.status = 'skipped'",
+    "failed": "SELECT count(*) FROM scan_items i WHERE i.scan_id = scans.id AND i.status = 'failed'",
+    "written": "SELECT count(*) FROM scan_items i WHERE i.scan_id = scans.id AND i.written = 1",
+}
+
+
 class IndexUnavailable(LoupeError):
     """The index file cannot be used (damaged, locked, unwritable); the message says which."""
 
@@ -294,8 +303,10 @@ class Index:
 
     def begin_scan(self, folder: str, settings_key: str, options: dict[str, Any]) -> int:
         with self.transaction() as db:
-            # A scan still "running" in the index died (crash, kill): say so.
-            db.execute("UPDATE scans SET status='interrupted' WHERE status='running'")
+            # A scan still "running" in the index died (crash, kill, the window closed): say so,
+            # with the photos it recorded before it ended (its counts are only set at its end).
+            db.execute("UPDATE scans SET status='interrupted', " + ", ".join(
+                f"{k}=({v})" for k, v in _KEPT.items()) + " WHERE status='running'")
             # Per-photo rows of old scans are only for exporting a recent scan: keep the last 20.
             db.execute(f"DELETE FROM scan_items WHERE scan_id <= (SELECT max(id) - {KEEP_SCAN_ITEMS} FROM scans)")
             cur = db.execute(
@@ -316,9 +327,10 @@ class Index:
             )
 
     def scans(self) -> list[dict[str, Any]]:
+        """Every scan, oldest first; one still running (or that died) counts what it has recorded."""
+        live = ", ".join(f"CASE WHEN status='running' THEN ({v}) ELSE {k} END AS {k}" for k, v in _KEPT.items())
         rows = self.query(
-            "SELECT id, folder, started, finished, status, total, done, skipped, failed, written, renamed"
-            " FROM scans ORDER BY id"
+            f"SELECT id, folder, started, finished, status, total, {live}, renamed FROM scans ORDER BY id"
         )
         return [dict(r) for r in rows]
 
@@ -504,7 +516,7 @@ class Index:
         return [Hit(r["path"], r["name"], r["caption"], _labels(r["labels"]), -float(r["rank"]), r["hash"]) for r in rows]
 
     def export_rows(self, scan_id: int | None) -> list[dict[str, Any]]:
-        cols = "p.path, p.name, p.caption, p.labels, p.hash, p.size, p.mtime_ns, p.settings_key, p.model_ids, p.done_at"
+        cols = "p.path, p.name, p.caption, p.caption_by, p.labels, p.hash, p.size, p.mtime_ns, p.settings_key, p.model_ids, p.done_at"
         if scan_id is None:
             rows = self.query(f"SELECT {cols} FROM photos p WHERE p.path IS NOT NULL ORDER BY p.path")
             return [_export_dict(r) for r in rows]
@@ -566,7 +578,9 @@ def _export_dict(r: sqlite3.Row) -> dict[str, Any]:
     return {
         "path": r["path"],
         "name": r["name"],
-        "caption": r["caption"] or "",
+        "caption": r["caption"] or "",  # what Loupe writes: the person's own where there is one
+        "your_caption": (r["caption"] or "") if r["caption_by"] == "person" else "",
+        "caption_by": r["caption_by"] or "",  # "loupe" | "person" ("" for a photo never read)
         "labels": [l.to_dict() for l in _labels(r["labels"])],
         "hash": r["hash"],
         "size": r["size"],

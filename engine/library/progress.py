@@ -5,11 +5,11 @@ import contextlib
 import os
 import sys
 import time
-from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterator
 
 from ..units import format_duration
+from .time_left import TimeLeft
 
 
 PHASES = ("finding", "checking", "captioning", "writing", "finished")
@@ -52,79 +52,55 @@ class ScanProgress:
 ProgressCallback = Callable[[ScanProgress], None]
 
 
-class Throughput:
-    """Photos per second, end to end (decode, models, writes), measured between batches'
-    results over the last `window` batches. The first batch carries the models' first load:
-    it counts (from its start) only until a second batch has finished."""
-
-    def __init__(self, window: int = 8) -> None:
-        self.finished: deque[tuple[float, int]] = deque(maxlen=window + 1)  # (when, photos)
-        self.origin: float | None = None  # the first batch's start
-
-    def start(self, now: float) -> None:
-        if self.origin is None:
-            self.origin = now
-
-    def finish(self, photos: int, now: float) -> None:
-        if photos > 0 and self.origin is not None:
-            self.finished.append((now, photos))
-
-    def rate(self) -> float:
-        if not self.finished:
-            return 0.0
-        if len(self.finished) == 1:
-            (when, photos), = self.finished
-            return photos / (when - self.origin) if when > self.origin else 0.0  # type: ignore[operator]
-        seconds = self.finished[-1][0] - self.finished[0][0]
-        return sum(n for _, n in list(self.finished)[1:]) / seconds if seconds > 0 else 0.0
-
-    def eta(self, photos: int, now: float) -> float | None:
-        """Seconds for `photos` more, less the time since the last batch's results."""
-        rate = self.rate()
-        if rate <= 0:
-            return None
-        return max(0.0, photos / rate - (now - self.finished[-1][0]))
-
-
 class Reporter:
     """The scan's reports to `progress` (at most ~10 a second unless forced)."""
 
-    def __init__(self, progress: ProgressCallback | None, summary: Any) -> None:
+    def __init__(self, progress: ProgressCallback | None, summary: Any, clock: Callable[[], float] = time.perf_counter) -> None:
         self.progress = progress
         self.summary = summary
+        self.clock = clock
         self.expect_skip: set[str] = set()  # photos likely done already: not counted in the time left
-        self.meter = Throughput()
+        self.computing: set[str] = set()  # in a batch (in flight, or computed and not yet handled)
+        self.meter = TimeLeft()
         self.batch_now = 0  # photos in the batch being captioned
         self.batch_path = ""  # its first photo
         self.working = 0.0
         self.last = -1.0
 
     def batch(self, paths: list[str]) -> None:
-        self.meter.start(time.perf_counter())
+        self.meter.started(len(paths), self.clock())
+        self.computing.update(paths)
+        self.expect_skip.difference_update(paths)
         self.batch_now, self.working = len(paths), 0.0
         self.batch_path = paths[0] if paths else ""
         if paths:
             self(self.batch_path, "captioning", force=True)
 
     def step(self, fraction: float) -> None:
+        self.meter.step(fraction, self.clock())
         self.working = fraction
         self(self.batch_path, "captioning")
 
     def computed(self, photos: int) -> None:
-        self.meter.finish(photos, time.perf_counter())
+        self.meter.finished(photos, self.clock())
         self.batch_now, self.working = 0, 0.0
+
+    def handled(self, path: str) -> None:
+        """One photo counted in the summary (done, skipped or failed): no longer ahead."""
+        self.expect_skip.discard(path)
+        self.computing.discard(path)
 
     def __call__(self, path: str, phase: str, force: bool = False) -> None:
         if self.progress is None:
             return
-        now = time.perf_counter()
+        now = self.clock()
         if not force and now - self.last < 0.1:
             return
         self.last = now
         s = self.summary
-        to_caption = max(0, s.total - s.handled() - len(self.expect_skip))
-        eta = self.meter.eta(to_caption, now)
-        if eta is None and phase == "finished":
+        waiting = max(0, s.total - s.handled() - len(self.expect_skip) - len(self.computing))
+        eta = self.meter.eta(waiting, now)
+        if phase == "finished":
             eta = 0.0
         batch = self.batch_now if phase == "captioning" else 0
         self.progress(ScanProgress(s.handled(), s.total, self.meter.rate(), eta, path, s.done,

@@ -49,8 +49,10 @@ class PhotoPage:
     items: list[PhotoItem]
 
 
-# Photos known only by a failure (never read) come first, newest failure first; then photos
-# with a record, newest scan first (index photos_by_scan), each by name.
+# Photos known only by a failure (never read) come first; then photos with a record. Each part
+# by folder, then name, as a file manager lists them (a folder's own photos together, not split
+# around its subfolders as a plain path order would); rtrim(path, <path without separators>)
+# is the path's folder.
 _FAILED_ONLY = """
 SELECT NULL AS pid, f.path AS path, f.name AS name, '' AS caption, 'loupe' AS caption_by, NULL AS labels,
        NULL AS size, NULL AS mtime_ns, NULL AS done_at, f.reason AS reason
@@ -63,8 +65,13 @@ SELECT p.id AS pid, p.path AS path, p.name AS name, p.caption AS caption, p.capt
   FROM photos p LEFT JOIN failures f ON f.path = p.path
  WHERE p.path IS NOT NULL {where}
 """
-_FAILED_ORDER = " ORDER BY f.scan_id DESC, f.name, f.path"
-_RECORDED_ORDER = " ORDER BY p.scan_id DESC, p.name, p.path"
+def _by_folder(t: str) -> str:
+    sep = os.sep.replace("'", "''")
+    return f" ORDER BY rtrim({t}.path, replace({t}.path, '{sep}', '')), {t}.name, {t}.path"
+
+
+_FAILED_ORDER = _by_folder("f")
+_RECORDED_ORDER = _by_folder("p")
 
 
 def check_query(state: str, offset: int, limit: int) -> None:
@@ -77,8 +84,8 @@ def check_query(state: str, offset: int, limit: int) -> None:
 
 
 def page(index: Index, *, folder: str | None, text: str, state: str, offset: int, limit: int) -> PhotoPage:
-    """One page of photos: those never read first, then newest scan first, by name within
-    each. See `engine.library.photos`."""
+    """One page of photos: those never read first, then the others; each by folder, then name.
+    See `engine.library.photos`."""
     check_query(state, offset, limit)
     recorded, failed_only, params_r, params_f = [], [], [], []
     if folder is not None:

@@ -150,7 +150,7 @@ class Scan:
         """One photo handled: counted (the count moves photo by photo) and reported."""
         self.entries.append(entry)
         self.summary.count(entry)
-        self.report.expect_skip.discard(entry.decision.path)
+        self.report.handled(entry.decision.path)
         self.report(entry.decision.path, "writing" if entry.status == "done" else "checking", force=force)
 
     def record(self) -> None:

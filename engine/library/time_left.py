@@ -1,0 +1,123 @@
+"""Rate and time left for a scan, from measured work only: a clock-free unit the Reporter feeds.
+
+Why not photos-done over seconds: photos arrive a batch at a time (8 on a bf16 CPU, 1 on an
+AVX2 int8 one), so a count-based rate jumps at each batch and a count-based time left counts
+the photos of the batch in flight (and those computed but not yet written) as not started.
+A batch smaller than those measured (the last one) costs more per photo: a batch's cost is
+taken as 0.2 of a full batch's plus 0.8 of it per photo share (fits the bench's BLIP-base:
+batch 1 = 0.26 and batch 4 = 0.6 of batch 8, bf16). Each photo still to caption is one of:
+- waiting (not yet in a batch): `per_photo` seconds each, measured over completed batches,
+  end to end (from the previous batch's results, or the first batch's start, to these results);
+- in flight (the batch being computed): what its generation steps say is left, projected from
+  the step rate seen so far in this batch (after one step: the last batch's step rate, scaled
+  to this batch's size); before any step, the measured per-photo cost less the time the batch
+  has run;
+- computed, waiting to be written: nothing more.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+
+class TimeLeft:
+    """Feed it `started` / `step` / `finished` with times in seconds (any monotonic clock);
+    ask `rate()` (photos/s) and `eta(waiting, now)` (seconds, None until something is measured).
+    `window`: completed batches the per-photo cost is measured over."""
+
+    def __init__(self, window: int = 8) -> None:
+        self.done: deque[tuple[float, int]] = deque(maxlen=window)  # (seconds, photos) per completed batch
+        self.last_finish: float | None = None
+        self.batch_start: float | None = None  # the batch in flight (None between batches)
+        self.batch_photos = 0
+        self.first_step: tuple[float, float] | None = None  # (when, fraction) of its first step report
+        self.last_step: tuple[float, float] | None = None
+        self.tail = 0.0  # seconds from a batch's last step to its results (labels, embeddings), as last measured
+        self.step_unit: tuple[float, int] | None = None  # (seconds per whole generation, photos) of the last batch
+
+    def started(self, photos: int, now: float) -> None:
+        """A batch of `photos` starts computing."""
+        self.batch_start, self.batch_photos = now, photos
+        self.first_step = self.last_step = None
+
+    def step(self, fraction: float, now: float) -> None:
+        """The batch in flight is `fraction` (0-1) of the way through its generation steps."""
+        if self.batch_start is None:
+            return
+        if self.first_step is None:
+            self.first_step = (now, fraction)
+        self.last_step = (now, fraction)
+
+    def finished(self, photos: int, now: float) -> None:
+        """The batch in flight has its results; `photos` of it were computed (failures do not count)."""
+        if self.batch_start is not None and photos > 0:
+            since = self.batch_start if self.last_finish is None else min(self.last_finish, self.batch_start)
+            if now > since:
+                self.done.append((now - since, photos))
+        if self.last_step is not None and self.last_step[1] >= 1.0:
+            self.tail = max(0.0, now - self.last_step[0])
+        if self.first_step is not None and self.last_step is not None and photos > 0:
+            (t0, f0), (t1, f1) = self.first_step, self.last_step
+            if f1 > f0 and t1 > t0:
+                self.step_unit = ((t1 - t0) / (f1 - f0), self.batch_photos)
+        if photos > 0 or self.last_finish is None:
+            self.last_finish = now
+        self.batch_start, self.batch_photos = None, 0
+        self.first_step = self.last_step = None
+
+    def per_photo(self) -> float | None:
+        """Seconds per photo over the completed batches; None before the first."""
+        seconds, photos = sum(s for s, _ in self.done), sum(n for _, n in self.done)
+        return seconds / photos if photos and seconds > 0 else None
+
+    def rate(self) -> float:
+        """Photos per second over the completed batches (0.0 before the first)."""
+        each = self.per_photo()
+        return 1.0 / each if each else 0.0
+
+    def in_flight(self, now: float) -> float | None:
+        """Seconds until the batch in flight has its results (0.0 when none; None: no measure yet)."""
+        if self.batch_start is None:
+            return 0.0
+        if self.first_step is not None and self.last_step is not None:
+            (t0, f0), (t1, f1) = self.first_step, self.last_step
+            if f1 >= 1.0:
+                return max(0.0, self.tail - (now - t1))
+            if f1 > f0 and t1 > t0:
+                return max(0.0, (1.0 - f1) * (t1 - t0) / (f1 - f0) + self.tail - (now - t1))
+            if self.step_unit is not None:  # one step so far: at the last batch's pace, for this size
+                unit, photos = self.step_unit
+                return max(0.0, (1.0 - f1) * unit * share(self.batch_photos, photos) + self.tail - (now - t1))
+        each = self.per_photo()
+        if each is None:
+            return None
+        return max(0.0, self.cost(self.batch_photos, each) - (now - self.batch_start))
+
+    def cost(self, photos: int, each: float) -> float:
+        """Seconds for `photos` at `each` a photo in batches the size of those measured; a
+        remainder smaller than those batches at its `share` of one."""
+        full = max((n for _, n in self.done), default=1)
+        whole, rest = divmod(photos, full)
+        return (whole + (share(rest, full) if rest else 0.0)) * full * each
+
+    def eta(self, waiting: int, now: float) -> float | None:
+        """Seconds left: the batch in flight, then `waiting` photos not yet in a batch."""
+        flight = self.in_flight(now)
+        if flight is None:
+            return None
+        each = self.per_photo()
+        if each is None:  # the first batch: its photos' cost as its steps project it
+            if self.batch_start is None or not self.batch_photos:
+                return None
+            if not waiting:
+                return flight
+            each = (now - self.batch_start + flight) / self.batch_photos
+        if self.batch_start is None and self.last_finish is not None:  # between batches: the gap is in `each`
+            return max(0.0, self.cost(waiting, each) - min(now - self.last_finish, each))
+        return flight + self.cost(waiting, each)
+
+
+def share(photos: int, full: int) -> float:
+    """A batch of `photos`'s cost as a share of a batch of `full` (see the module)."""
+    if photos >= full or full <= 0:
+        return photos / full if full > 0 else 1.0
+    return 0.2 + 0.8 * photos / full
