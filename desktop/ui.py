@@ -32,7 +32,7 @@ CSS = """
 #loupe-models td:nth-child(2), #loupe-models td:nth-child(3) {white-space: nowrap}
 #loupe-models td:nth-child(4) code {overflow-wrap: anywhere}
 """ + library_tab.CSS + working.CSS
-PAGE_JS = (Path(__file__).parent / "page.js").read_text(encoding="utf-8")
+PAGE_JS = (Path(__file__).parent / "assets" / "page.js").read_text(encoding="utf-8")
 
 _warm = threading.Lock()
 
