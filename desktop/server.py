@@ -476,6 +476,10 @@ def serve(blocks_factory: Callable[[], Any], *, host: str = "127.0.0.1", port: i
             enable_monitoring=False, pwa=False, **mount_kwargs,
         )
         gradio_app = next(r.app for r in app.routes if isinstance(getattr(r, "app", None), GradioApp))
+        # gradio accepts a file named by path in an event's data only from its upload folder, but
+        # checks that only for Blocks it launched itself (processing_utils._check_allowed): a
+        # mounted app would copy any file of this computer into its cache for whoever names it.
+        blocks.has_launched = True
         quiet_at_rest(blocks)
         if inside is not None:  # gradio's env and constants back to the folder holding this one
             _release_env(temp_dir)

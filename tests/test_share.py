@@ -167,6 +167,14 @@ def test_share_refuses_everything_but_its_own_page(local, tmp_path, capfd, caplo
         assert "bomb.png" in message and str(new.temp_dir) not in message
         # the visitor's file name is theirs: not on stderr (a windowed build logs it), not logged
         assert "bomb.png" not in "".join(capfd.readouterr()) and "bomb.png" not in caplog.text
+        # a file of this computer named by its path instead of uploaded: refused before it is
+        # read, in the same words whether it exists or not
+        private = tmp_path / "private.jpg"
+        private.write_bytes(EXAMPLE.read_bytes())
+        answers = [call(c, caption, [{"path": str(p), "meta": {"_type": "gradio.FileData"}}, "", 12, 1])
+                   for p in (private, tmp_path / "absent.jpg", "private.jpg", f"{new.temp_dir}/../../{private}")]
+        assert all(status == "error" and "not uploaded by a user" in message
+                   for status, message in answers), answers
         # a photo: the caption comes back
         status, out = call(c, caption, [upload(c, EXAMPLE), "", 12, 1])
         assert status == "ok" and out[0].strip(), (status, out)
