@@ -20,7 +20,7 @@ from engine.results import Labels
 from .logged import LoggedGroup
 from .options import model_options, pick
 
-EXIT_CODES = ("Exit codes: 0 ok, 1 error, 2 usage, 3 unreadable photo (the others are still done), "
+EXIT_CODES = ("Exit codes: 0 ok, 1 error, 2 usage, 3 a photo unreadable (or unwritten, in a scan; the others are still done), "
               "4 weights missing, 5 download failed, 6 weights damaged or integrity check failed, 130 cancelled.")
 
 

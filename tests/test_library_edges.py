@@ -174,3 +174,26 @@ def test_cli_summary_counts_what_was_not_written(tmp_path):
     assert summary.write_failed == 1
     line = summary_text(summary).splitlines()[0]
     assert "1 written, 1 not written," in line, line
+
+
+def test_embed_takes_jfif_and_gives_formats_that_cannot_hold_xmp_a_sidecar(tmp_path):
+    """`.jfif` is JPEG: embedded like one. A format exiv2 cannot write XMP into (AVIF, BMP) is
+    not left unwritten: it gets a sidecar, and the summary says why (fresh-user review)."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    jfif = save_photo(root / "download.jpg", 1).rename(root / "download.jfif")
+    bmp = root / "scan.bmp"
+    save_photo(tmp_path / "scan.png", 2)
+    from PIL import Image
+    Image.open(tmp_path / "scan.png").convert("RGB").save(bmp)
+    bmp_bytes = bmp.read_bytes()
+    summary = library.scan(root, engine=FakeEngine(fixed_caption="a dog on a beach"), write="embed")
+    assert summary.failed == 0 and summary.written == 2, summary.to_dict()
+    assert read_xmp_file(jfif)["Xmp.dc.description"]["lang=\"x-default\""] == "a dog on a beach"
+    assert not (root / "download.jfif.xmp").exists()
+    assert bmp.read_bytes() == bmp_bytes  # untouched; its caption is beside it
+    side = root / "scan.bmp.xmp"
+    assert "a dog on a beach" in side.read_text(encoding="utf-8")
+    assert "1 linked, RAW or non-embeddable photo given a sidecar" in summary.decisions_text()
+    assert any("is a BMP file, which cannot hold XMP, so its caption went to a sidecar" in n.message
+               for n in summary.notices), summary.notices

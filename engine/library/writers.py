@@ -170,7 +170,9 @@ class Writer:
         if known is not None and known.bytes_written_key == key:
             return  # these very bytes are Loupe's embed for these settings
         why = ("is a link: embedding would replace the link with a copy" if path.is_symlink() else
-               "is a RAW file, which Loupe never rewrites" if is_raw_name(path) else None)
+               "is a RAW file, which Loupe never rewrites" if is_raw_name(path) else
+               f"is a {path.suffix.lstrip('.').upper() or 'file'} file, which cannot hold XMP"
+               if path.suffix.lower() not in xmp.EMBED_EXTENSIONS else None)
         if why is not None:
             files.notices += self.told.notice(
                 str(path), "linked", f"{why}, so its caption went to a sidecar "

@@ -52,7 +52,7 @@ DEFAULT_HIERARCHY_ROOT = "Loupe"
 _PREFERRED = {X_NS: "x", RDF_NS: "rdf", DC_NS: "dc", LOUPE_NS: "loupe", XML_NS: "xml", LR_NS: "lr",
               DIGIKAM_NS: "digiKam"}
 # Formats exiv2 can write XMP into without touching pixel data.
-EMBED_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp"})
+EMBED_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".tif", ".tiff", ".webp"})
 SIDECAR_STYLES = ("darktable", "lightroom")
 _BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
