@@ -63,7 +63,9 @@ def show_names_on(stream: object) -> None:
     failing (strict) or printing bytes that are not UTF-8 (Python's surrogateescape under a C
     locale): text is for a person; `--json` carries the exact names (json_text)."""
     reconfigure = getattr(stream, "reconfigure", None)
-    if reconfigure is not None and getattr(stream, "errors", "") in ("strict", "surrogateescape") \
+    # (stderr's own default is backslashreplace: a person would read "caf\\udce9")
+    if reconfigure is not None and getattr(stream, "errors", "") in ("strict", "surrogateescape",
+                                                                     "backslashreplace") \
             and str(getattr(stream, "encoding", "")).lower().replace("-", "") in ("utf8", "utf_8"):
         reconfigure(errors="loupe-shown")
 

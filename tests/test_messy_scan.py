@@ -89,6 +89,12 @@ def test_a_latin1_name_prints_with_a_replacement_character(scanned):
                          capture_output=True, env={**os.environ, "LOUPE_HOME": str(scanned.base / "home")})
     assert run.returncode == 0, run.stderr
     assert "caf\ufffd \ufffd la plage.jpg" in run.stdout.decode("utf-8") and b"Traceback" not in run.stderr
+    # an error line about such a name reads the same on stderr (not "caf\\udce9")
+    gone = os.fsdecode(b"caf\xe9 nowhere.jpg")
+    run = subprocess.run([sys.executable, "-m", "loupe", "library", "edit", str(scanned.base / gone), "x",
+                          "--db", scanned.db], capture_output=True,
+                         env={**os.environ, "LOUPE_HOME": str(scanned.base / "home")})
+    assert run.returncode == 2 and "caf\ufffd nowhere.jpg" in run.stderr.decode("utf-8"), run.stderr
 
 
 def test_one_photo_that_cannot_be_recorded_keeps_its_batch_mates(tmp_path, monkeypatch):
