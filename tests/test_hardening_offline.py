@@ -163,16 +163,19 @@ def test_a_whole_session_stays_on_loopback(tmp_path, sources_file, _installed_we
             CAPTIONER = for_task("caption")
             scan_labels = ["Folder of photos", "Captions", f"{CAPTIONER.option('prefix').label} (optional)",
                            "Write results", "Sidecar name", "A description someone already wrote",
-                           "Rename files from captions", KEYWORD_THRESHOLD.label, "Search captions and labels", "Show",
-                           "Run on a Ray cluster (optional)"]  # left empty: this computer
+                           "Rename files from captions", KEYWORD_THRESHOLD.label, "Search by words and meaning", "Show",
+                           "Ray cluster address (optional)"]  # left empty: this computer
             scan = _run_queued(c, _dep(config, input_labels=scan_labels),
                                [str(photos), "quick", "", "sidecar", "darktable", "keep", False, 10, "", "all", ""],
                                "offline-session")
             summary = json.dumps(scan["data"])
             assert "3 photos, 3 captioned" in summary, summary
-            found = _run_queued(c, _dep(config, input_labels=["Folder of photos", "Search captions and labels", "Show", None]),
+            found = _run_queued(c, _dep(config, input_labels=["Folder of photos", "Search by words and meaning", "Show", None]),
                                 [str(photos), "beach", "all", 0], "offline-session")
-            assert "1 photo matches" in json.dumps(found["data"]), found
+            # ranked by words and meaning: the photo whose name says it comes first
+            grid, line = found["data"][0], json.dumps(found["data"][1])
+            assert "ranked by words and meaning" in line, found
+            assert grid.index("beach.jpg") < min(grid.index("garden.jpg"), grid.index("kitchen.jpg")), grid
         code, _ = app.stop(signal.SIGINT, timeout=15)
     finally:
         if app.proc.poll() is None:
