@@ -16,7 +16,6 @@ from test_library_ui import LINE, _library_page, _serve, _stop
 pytestmark = pytest.mark.browser
 
 CARDS = "#loupe-lib-grid .lib-card"
-OURS = ("#loupe-lib-text", "#loupe-lib-grid", "#loupe-lib-page", "#loupe-lib-like", ".lib-")
 
 
 def test_search_box_and_more_like_this(installed, browser, artifacts, tmp_path):
@@ -63,10 +62,8 @@ def test_search_box_and_more_like_this(installed, browser, artifacts, tmp_path):
         names = page.locator(f"{CARDS} .lib-name").all_inner_texts()
         assert names[0] == "red-2.jpg" and "red-1.jpg" not in names, names
         page.screenshot(path=str(shots / "library-search-like.png"))
-        # axe on what search adds (the box, the ranked grid and its line, More like this); the
-        # selected photo's gr.Image has an unnamed button of gradio's own (reported, wt-22's lane)
-        found = [v for v in serious(violations(page.evaluate))
-                 if any(n.split(" ::")[0].startswith(OURS) for n in v["nodes"])]
+        # axe on the page with search results and a photo open (its gr.Image included)
+        found = serious(violations(page.evaluate))
         assert not found, report(found)
 
         # The keyboard alone: focus the button and press Enter

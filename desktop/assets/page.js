@@ -18,6 +18,15 @@
       const file = decodeURIComponent(img.src.split("/").pop() || "").replace(/\.[^.]+$/, "");
       button.setAttribute("aria-label", "Example photo: " + file);
     });
+    // A shown image sits in a button of gradio's with no text (the Library's photo panel):
+    // name it by the picture's own alt text, else by its block's label.
+    document.querySelectorAll(".image-container button:not([aria-label])").forEach((button) => {
+      if ((button.innerText || "").trim()) return;
+      const img = button.querySelector("img");
+      const label = button.closest(".block")?.querySelector("label, [data-testid=block-label]");
+      const name = (img && img.alt) || (label && label.innerText.trim()) || "Photo";
+      button.setAttribute("aria-label", name);
+    });
     // An empty output's placeholder carries a name but no role, which screen readers ignore.
     document.querySelectorAll(".empty[aria-label]:not([role])").forEach((el) => el.setAttribute("role", "img"));
     // The drop zone's name must contain the words it shows ("Drop Image Here - or - Click to Upload").
