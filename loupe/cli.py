@@ -50,7 +50,8 @@ class _Loupe(LoggedGroup):
              context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(_version(), prog_name="loupe", message="%(prog)s %(version)s")
 @click.option("--browser", is_flag=True, help="Serve the app for a web browser instead of opening a window; prints the URL.")
-@click.option("--port", type=int, default=None, help="Port for the local server (default: a free one).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Port for the local server (default: a free one).")
 @click.option("--share", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
               help="With --browser: also share the Caption and Classify tabs on this network for "
                    "one hour (on ADDRESS when this computer has several); prints the link and a QR code.")

@@ -116,6 +116,14 @@ def stopped_text(done: int) -> str:
             "run the same command again to resume.")
 
 
+def _pace(rate: float) -> str:
+    """The summary's speed: photos/s, or s/photo when slower than one photo in 10 s; nothing when
+    no photo was captioned ("0.0 photos/s" read as if the scan had stalled)."""
+    if rate <= 0:
+        return ""
+    return f"{rate:.1f} photos/s, " if rate >= 0.1 else f"{1 / rate:.0f} s/photo, "
+
+
 def summary_text(summary: Any) -> str:
     """The scan's outcome: one summary line, then each decision Loupe took, one per line."""
     lines = [
@@ -125,7 +133,7 @@ def summary_text(summary: Any) -> str:
         + f", {summary.renamed} renamed"
         + (f", {summary.embedded} embedded for search" if summary.embedded else "")
         + summary.decisions_text()
-        + f" ({summary.rate:.1f} photos/s, scan {summary.scan_id})"
+        + f" ({_pace(summary.rate)}scan {summary.scan_id})"
     ]
     lines += [f"  {notice.path}: {notice.message}" for notice in summary.notices]
     lines += list(summary.notes)

@@ -125,3 +125,16 @@ def test_search_any_text_is_a_query_and_no_match_says_so(tmp_path, monkeypatch, 
     assert "Missing argument 'WORDS...'" in capsys.readouterr().err
     assert main(["library", "search", "boat", "--limit", "0"]) == 2
     assert "'--limit': 0 is not in the range" in capsys.readouterr().err
+
+
+def test_summary_speed_reads_as_a_person_would():
+    """Fresh-user review: "0.0 photos/s" on a run with nothing to caption read like a stall."""
+    from loupe.library import _pace
+
+    assert (_pace(0.0), _pace(0.05), _pace(0.8)) == ("", "20 s/photo, ", "0.8 photos/s, ")
+
+
+def test_a_port_out_of_range_is_a_usage_error():
+    from loupe.cli import main
+
+    assert main(["--browser", "--port", "99999"]) == 2
