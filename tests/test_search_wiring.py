@@ -11,6 +11,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from engine import library, paths
 from engine.inference import Engine
 from engine.library import vectors
@@ -67,6 +69,9 @@ def test_scan_fills_embeddings_later_without_recaptioning_and_search_uses_them(i
             during.append(library.find(word))
 
     again = library.scan(root, engine=second, progress=progress)
+    # a query that is not clean text (a command line's non-UTF-8 bytes, a page's lone surrogate)
+    for odd in ("caf\udce9", "red \ud800"):
+        assert library.find(odd, by="meaning").by == "meaning"
     assert during and during[0].hits and during[0].by in ("words", "both"), during
     assert second.runs == {"embed": 4}  # captions and labels not redone
     assert (again.done, again.skipped, again.embedded, again.notes) == (0, 4, 4, [])
@@ -108,3 +113,19 @@ def test_scan_fills_embeddings_later_without_recaptioning_and_search_uses_them(i
     assert near[0]["path"] == str(photos[1])  # the other red photo looks most like it
     text = _cli("library", "similar", str(photos[0]))
     assert text.returncode == 0 and str(photos[1]) in text.stdout.splitlines()[0]
+
+
+def test_a_damaged_or_missing_encoder_and_an_undecodable_query(tmp_path, monkeypatch):
+    """Fresh-user review of search: a damaged encoder is named as damaged (exit 6), a missing one
+    as missing (exit 4), never answered from; a query that is not text never crashes."""
+    from engine.errors import WeightsDamaged, WeightsMissing
+    from engine.models.encoder import _escaped_only
+
+    with pytest.raises(WeightsMissing):
+        library.find("red", by="meaning")
+    monkeypatch.setattr("engine.weights.model_dir",
+                        lambda name: (_ for _ in ()).throw(WeightsDamaged("SigLIP: weights damaged in X", model=name)))
+    with pytest.raises(WeightsDamaged):
+        library.find("red", by="meaning")
+    # text the tokenizer is given: an escaped byte becomes U+FFFD, a lone surrogate too
+    assert _escaped_only("caf\udce9") and not _escaped_only("red \ud800")

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..batching import Inference
-from ..errors import UsageError
+from ..errors import LoupeError, UsageError
 from ..files import TEMP_PREFIX, cleanup_stale
 from .index import NO_MATCH, Hit, Index, IndexUnavailable
 from .progress import ProgressCallback, ScanProgress, progress_bar
@@ -278,6 +278,19 @@ def find(
 
     if by not in fusion.BY:
         raise UsageError(f"unknown ranking {by!r}; choose one of {', '.join(fusion.BY)}")
+    unavailable = None
+    if by != "words" and not search_encoder_installed():
+        from .. import weights
+        from ..errors import WeightsDamaged
+
+        try:  # damaged weights named as such (exit 6), missing ones as missing (exit 4)
+            weights.model_dir("siglip-base")
+        except LoupeError as exc:
+            if by == "meaning":
+                raise
+            if isinstance(exc, WeightsDamaged):
+                unavailable = str(exc).rstrip(".")
+            # not installed: "both" ranks by words and fusion says so (and how to get it)
     db = _db(db_path)
     if not db.exists():
         return fusion.Answer([], by)
@@ -295,7 +308,7 @@ def find(
                 return engine.embed_text([query])[0]
 
         return fusion.search(index, text, by=by, vectors=vecs, embed_query=embed_query, folder=where, ids=ids,
-                             limit=limit)
+                             limit=limit, unavailable=unavailable)
 
 
 def similar(

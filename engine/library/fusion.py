@@ -112,13 +112,14 @@ def fuse(words: Sequence[tuple[int, float]], meaning: Sequence[tuple[int, float]
 
 def search(index: Index, text: str, *, by: str = "both", vectors: Vectors | None = None,
            embed_query: Callable[[str], Any] | None = None, folder: str | None = None,
-           ids: Iterable[int] | None = None, limit: int = 50) -> Answer:
+           ids: Iterable[int] | None = None, limit: int = 50, unavailable: str | None = None) -> Answer:
     """Photos for `text`, ranked by words, by meaning or by both fused.
 
     `vectors` are the index's image embeddings (`vectors.cached`) and `embed_query(text)` gives
     the query's unit text embedding [D] (the encoder's `embed_text`); it is only called when
     there are vectors to compare. Without either, "both" ranks by words and says so in `notes`;
-    "meaning" raises UsageError. `folder` and `ids` (record ids) filter before ranking.
+    "meaning" raises UsageError. `unavailable`: why there is no encoder, when the caller knows
+    (e.g. its weights are damaged). `folder` and `ids` (record ids) filter before ranking.
     """
     if by not in BY:
         raise UsageError(f"unknown ranking {by!r}; choose one of {', '.join(BY)}")
@@ -137,7 +138,8 @@ def search(index: Index, text: str, *, by: str = "both", vectors: Vectors | None
     if by in ("meaning", "both"):
         if vectors is None or embed_query is None or not len(vectors):
             reason = ("no photo has an embedding yet: scan with the encoder installed" if embed_query is not None
-                      else "the encoder (siglip-base) is not installed: `loupe models download siglip-base`")
+                      else unavailable or
+                      "the encoder (siglip-base) is not installed: `loupe models download siglip-base`")
             if by == "meaning":
                 raise UsageError(f"Cannot search by meaning: {reason}.")
             notes.append(f"Ranked by words only: {reason}.")

@@ -118,6 +118,10 @@ class Encoder(Model[Any]):
         """Queries -> {"input_ids": int64 [N, 64]} (SiglipTokenizer: lower case, punctuation
         dropped, padded to 64 tokens as in training, longer text cut)."""
         self.load_text()
+        # a query may hold characters no tokenizer takes (lone surrogates: bytes of a command
+        # line that are not UTF-8, or a page's broken text): they become U+FFFD, never a crash
+        texts = [t.encode("utf-8", "surrogateescape" if _escaped_only(t) else "replace")
+                 .decode("utf-8", "replace") for t in texts]
         with self._text_lock:
             return dict(self._tokenizer(list(texts), padding="max_length", max_length=TEXT_TOKENS,
                                         truncation=True, return_tensors="pt"))
@@ -169,3 +173,9 @@ def _unit_rows(outputs: Any) -> Iterator[Any]:
 
     rows = torch.nn.functional.normalize(outputs.float(), dim=-1).cpu().numpy()
     yield from rows
+
+
+def _escaped_only(text: str) -> bool:
+    """Whether every lone surrogate in `text` is an escaped byte (U+DC80-U+DCFF, as Python decodes
+    a command line's non-UTF-8 bytes), which surrogateescape turns back into that byte."""
+    return all("\udc80" <= ch <= "\udcff" for ch in text if "\ud800" <= ch <= "\udfff")
