@@ -18,7 +18,7 @@
       const file = decodeURIComponent(img.src.split("/").pop() || "").replace(/\.[^.]+$/, "");
       button.setAttribute("aria-label", "Example photo: " + file);
     });
-    // A shown image sits in a button of gradio's with no text (the Library's photo panel):
+    // A shown image sits in a button of gradio's with no text (a photo panel's gr.Image):
     // name it by the picture's own alt text, else by its block's label.
     document.querySelectorAll(".image-container button:not([aria-label])").forEach((button) => {
       if ((button.innerText || "").trim()) return;
