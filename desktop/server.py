@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs, unquote
 
+from desktop.early_script import EarlyScript
 from engine.files import pid_alive
 
 log = logging.getLogger("loupe.server")
@@ -485,7 +486,8 @@ def serve(blocks_factory: Callable[[], Any], *, host: str = "127.0.0.1", port: i
             _release_env(temp_dir)
             _point_gradio_constants_at(inside)
         hosts = {f"{url_host}:{port}"} if network else None
-        guarded = guard(app, port=port, token=token, temp_dir=temp_dir, hosts=hosts)
+        # frames.js must run before gradio's modules load, i.e. from the page itself
+        guarded = guard(EarlyScript(app), port=port, token=token, temp_dir=temp_dir, hosts=hosts)
         config = uvicorn.Config(guarded, log_config=None, access_log=False, lifespan="on",
                                 log_level="warning", timeout_graceful_shutdown=1,
                                 server_header=False, proxy_headers=False)
