@@ -5,12 +5,18 @@ goes, and the Library scan's progress (cadence, time-left error, Stop latency, w
     .venv/bin/python bench/desktop_truth.py                       # this checkout
     .venv/bin/python bench/desktop_truth.py --code /work/main     # "before": another checkout
     .venv/bin/python bench/desktop_truth.py --parts idle,first --idle-s 20 --photos 22
+    .venv/bin/python bench/desktop_truth.py --parts idle,idle-browser --against /path/to/main --rounds 3
 
 Parts:
 - idle: the real window (`python -m desktop`, Xvfb + openbox, 1280x720) with both models
   installed; after the page is mounted and the models are warm (`--settle-s`), CPU seconds over
   `--idle-s` of the app process and of its helpers (QtWebEngine's renderer, GPU process), as %
   of one core.
+- idle-browser: the same at rest for `python -m desktop --browser` shown in Debian's Chromium
+  (1280x720 window on the same kind of display); helpers are Chromium's browser, renderer and
+  GPU processes. `--wakeups`: then the server's system calls per second (strace -c, 5 s).
+  With `--against OTHER` (a checkout before a change) each round runs both, alternated, and the
+  medians over `--rounds` are printed.
 - first: a fresh process captions desktop/examples/cat.jpg at the Caption tab's defaults twice;
   once with the int8 cache removed (the very first start) and once with it (every later start).
   Reports the model load, the first and the second caption: the first minus the second is the
@@ -26,11 +32,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -56,7 +64,41 @@ def _env(code: Path, home: Path, **extra: str) -> dict[str, str]:
 # --------------------------------------------------------------------------- idle
 
 
+def _idle_figures(used: dict) -> dict:
+    wall = used["wall_s"]
+
+    def pct(cpu_s: float) -> float:
+        return round(100 * cpu_s / wall, 2)
+
+    kinds = used["helpers_by_kind"]
+    return {"app_pct": pct(used["app_cpu_s"]), "renderer_pct": pct(kinds.get("renderer", 0.0)),
+            "gpu_pct": pct(kinds.get("gpu-process", 0.0)),
+            "browser_pct": pct(kinds.get("browser", 0.0)),
+            "helpers_pct": pct(used["helpers_cpu_s"]),
+            "others_pct": round(100 * used["others_cpu_s"] / wall, 1), "threads": used["threads"]}
+
+
+def _wakeups(pid: int, seconds: float = 5.0) -> dict | None:
+    """System calls of process `pid` (all its threads) over `seconds`, by strace -c: the total
+    per second and the three most frequent. None without strace."""
+    if not shutil.which("strace"):
+        return None
+    out = subprocess.run(["timeout", "-s", "INT", str(seconds), "strace", "-c", "-f", "-p", str(pid)],
+                         capture_output=True, text=True).stderr
+    calls: dict[str, int] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] != "total":
+            try:
+                calls[parts[-1]] = int(parts[3])
+            except ValueError:
+                continue
+    top = sorted(calls.items(), key=lambda kv: -kv[1])[:3]
+    return {"syscalls_per_s": round(sum(calls.values()) / seconds), "top": dict(top)}
+
+
 def idle(code: Path, idle_s: float, settle_s: float) -> dict:
+    """The window at rest: Xvfb + openbox at 1280x720, `python -m desktop`."""
     from app_process import XDisplay, wait_mounted
 
     with tempfile.TemporaryDirectory(prefix="loupe-idle-") as tmp, XDisplay(size="1280x720x24") as x:
@@ -77,10 +119,65 @@ def idle(code: Path, idle_s: float, settle_s: float) -> dict:
         finally:
             proc.terminate()
             proc.wait(30)
-    wall = used["wall_s"]
-    return {"app_pct": round(100 * used["app_cpu_s"] / wall, 2),
-            "helpers_pct": round(100 * used["helpers_cpu_s"] / wall, 2),
-            "others_pct": round(100 * used["others_cpu_s"] / wall, 1), "threads": used["threads"]}
+    return _idle_figures(used)
+
+
+def idle_browser(code: Path, idle_s: float, settle_s: float, wakeups: bool = False) -> dict:
+    """`python -m desktop --browser` with Debian's Chromium showing it (1280x720 window on Xvfb +
+    openbox) at rest; helpers are Chromium's processes. With `wakeups`, then the server's system
+    calls over 5 s (strace; not during the CPU window, strace costs CPU itself)."""
+    from app_process import XDisplay
+    from devtools import DevToolsPage, unused_port
+
+    mounted = ("!!document.querySelector('#loupe-caption') && "
+               "!document.querySelector('gradio-app .wrap.default.full.translucent')")
+    with tempfile.TemporaryDirectory(prefix="loupe-idle-") as tmp, XDisplay(size="1280x720x24") as x:
+        home = Path(tmp) / "home"
+        env = {**x.env(), **_env(code, home)}
+        proc = subprocess.Popen([sys.executable, "-m", "desktop", "--browser"], cwd=code, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+        chromium = None
+        try:
+            assert proc.stdout is not None
+            url = ""
+            for line in proc.stdout:  # the URL with its token, printed once the server is up
+                found = re.search(r"http://127\.0\.0\.1:\d+/\?token=[A-Za-z0-9_\-]+", line)
+                if found:
+                    url = found[0]
+                    break
+            if not url:
+                return {"error": "no URL"}
+            threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep the pipe drained
+            port = unused_port()
+            chromium = subprocess.Popen(
+                ["chromium", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--password-store=basic", f"--user-data-dir={Path(tmp) / 'chromium'}",
+                 f"--remote-debugging-port={port}", "--window-size=1280,720", url],
+                env=x.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True)
+            with DevToolsPage.attach(port, timeout=120, prefix=url.split("?")[0]) as page:
+                page.wait_for(mounted, timeout=120, interval=0.1)
+                time.sleep(settle_s)  # the models warm up after the page loads
+                cpu = CpuWindow(proc.pid, [chromium.pid])
+                cpu.start()
+                time.sleep(idle_s)
+                used = cpu.stop()
+                calls = _wakeups(proc.pid) if wakeups else None
+        finally:
+            if chromium is not None:
+                chromium.terminate()
+                try:
+                    chromium.wait(10)
+                except subprocess.TimeoutExpired:
+                    chromium.kill()
+            proc.terminate()
+            proc.wait(30)
+    out = _idle_figures(used)
+    if calls is not None:
+        out["server_syscalls"] = calls
+    return out
 
 
 # --------------------------------------------------------------------------- first caption
@@ -179,20 +276,61 @@ def scan(code: Path, photos: int) -> dict:
             "kept": stopped["done"], "work_lost_s": round(max(0.0, stop_at - last_kept), 1)}
 
 
+def _rev(code: Path) -> str:
+    rev = subprocess.run(["git", "-C", str(code), "rev-parse", "--short", "HEAD"], capture_output=True,
+                         text=True).stdout.strip()
+    return rev or code.name
+
+
+def idle_rounds(codes: list[Path], where: list[str], rounds: int, idle_s: float, settle_s: float,
+                wakeups: bool) -> dict:
+    """The idle parts for each checkout in `codes`, alternated within each round (a neighbour's
+    load falls on all alike); per checkout and place, every run and the medians."""
+    runs: dict[str, list[dict]] = {}
+    for r in range(rounds):
+        for place in where:
+            for code in codes:
+                key = f"{place} {_rev(code)}"
+                if place == "window":
+                    got = idle(code, idle_s, settle_s)
+                else:
+                    got = idle_browser(code, idle_s, settle_s, wakeups=wakeups and r == rounds - 1)
+                print(f"idle {key} round {r + 1}:", json.dumps(got), flush=True)
+                runs.setdefault(key, []).append(got)
+    medians = {}
+    for key, got in runs.items():
+        ok = [g for g in got if "error" not in g]
+        medians[key] = {f: round(statistics.median(g[f] for g in ok), 2)
+                        for f in ("app_pct", "renderer_pct", "gpu_pct", "browser_pct", "helpers_pct",
+                                  "others_pct")} if ok else {"error": "no run"}
+    return medians
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--code", type=Path, default=ROOT, help="the checkout whose app is measured")
-    ap.add_argument("--parts", default="idle,first,scan")
+    ap.add_argument("--against", type=Path, action="append", default=[],
+                    help="idle parts: also this checkout (e.g. main before a fix), alternated")
+    ap.add_argument("--parts", default="idle,first,scan",
+                    help="idle (the window at rest), idle-browser (--browser in Chromium at rest), "
+                         "first, scan")
     ap.add_argument("--idle-s", type=float, default=20)
     ap.add_argument("--settle-s", type=float, default=20)
+    ap.add_argument("--rounds", type=int, default=1, help="idle parts: rounds of alternated runs")
+    ap.add_argument("--wakeups", action="store_true",
+                    help="idle-browser: then count the server's system calls over 5 s (strace)")
     ap.add_argument("--photos", type=int, default=22)
     args = ap.parse_args()
     fixtures.ensure_models()
     code = args.code.resolve()
     parts = args.parts.split(",")
-    print(f"# {code} ({subprocess.run(['git', '-C', str(code), 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True).stdout.strip()})")
-    if "idle" in parts:
-        print("idle:", json.dumps(idle(code, args.idle_s, args.settle_s)), flush=True)
+    print(f"# {code} ({_rev(code)})" + "".join(f" against {c.resolve()} ({_rev(c.resolve())})"
+                                              for c in args.against))
+    where = [p for p, part in (("window", "idle"), ("browser", "idle-browser")) if part in parts]
+    if where:
+        medians = idle_rounds([code, *(c.resolve() for c in args.against)], where, args.rounds,
+                              args.idle_s, args.settle_s, args.wakeups)
+        print("idle medians (% of one core):", json.dumps(medians), flush=True)
     if "first" in parts:
         print("first caption:", json.dumps(first_caption(code)), flush=True)
     if "scan" in parts:

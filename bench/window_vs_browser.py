@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -138,6 +139,21 @@ def _threads(pid: int) -> dict[str, float]:
     return out
 
 
+def _kind(pid: int) -> str:
+    """A helper process's part: Chromium's (and Qt WebEngine's) `--type=` (renderer, gpu-process,
+    utility, zygote), "browser" for Chromium's main process, else the program's name. (Chromium's
+    children rewrite their command line into one space-separated string.)"""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "gone"
+    found = re.search(r"--type=([\w-]+)", cmdline)
+    if found:
+        return found[1]
+    name = Path(cmdline.split(" ", 1)[0]).name
+    return "browser" if "chrom" in name else name
+
+
 def _machine_cpu() -> float:
     fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
     busy = sum(int(v) for i, v in enumerate(fields) if i not in (3, 4))  # all but idle, iowait
@@ -160,10 +176,13 @@ class CpuWindow:
         pids.discard(self.app_pid)
         return sorted(pids)
 
-    def _sample(self) -> tuple[float, float, float, dict[str, float]]:
+    def _sample(self) -> tuple[float, float, float, dict[str, float], dict[str, float]]:
         helpers = self._helpers()
+        kinds: dict[str, float] = {}
+        for pid in helpers:
+            kinds[_kind(pid)] = kinds.get(_kind(pid), 0.0) + _cpu_of(pid)
         return (_cpu_of(self.app_pid), sum(_cpu_of(p) for p in helpers), _machine_cpu(),
-                _threads(self.app_pid))
+                _threads(self.app_pid), kinds)
 
     def start(self) -> None:
         self.t0 = time.perf_counter()
@@ -171,13 +190,14 @@ class CpuWindow:
 
     def stop(self) -> dict:
         wall = time.perf_counter() - self.t0
-        app1, helpers1, machine1, threads1 = self._sample()
-        app0, helpers0, machine0, threads0 = self.s0
+        app1, helpers1, machine1, threads1, kinds1 = self._sample()
+        app0, helpers0, machine0, threads0, kinds0 = self.s0
         app, helpers = app1 - app0, helpers1 - helpers0
         delta = {k: v - threads0.get(k, 0.0) for k, v in threads1.items()}
         top = sorted(delta.items(), key=lambda kv: -kv[1])[:6]
         return {"wall_s": round(wall, 2), "app_cpu_s": round(app, 2),
                 "helpers_cpu_s": round(helpers, 2),
+                "helpers_by_kind": {k: round(v - kinds0.get(k, 0.0), 2) for k, v in sorted(kinds1.items())},
                 "others_cpu_s": round(max(0.0, machine1 - machine0 - app - helpers), 2),
                 "threads": {k: round(v, 2) for k, v in top if v >= 0.05}}
 
