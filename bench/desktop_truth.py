@@ -14,7 +14,8 @@ Parts:
   of one core.
 - idle-browser: the same at rest for `python -m desktop --browser` shown in Debian's Chromium
   (1280x720 window on the same kind of display); helpers are Chromium's browser, renderer and
-  GPU processes. `--wakeups`: then the server's system calls per second (strace -c, 5 s).
+  GPU processes. `--wakeups`: then the app's system calls per second (strace -c, 5 s; in the
+  window that includes Qt's threads).
   With `--against OTHER` (a checkout before a change) each round runs both, alternated, and the
   medians over `--rounds` are printed.
 - first: a fresh process captions desktop/examples/cat.jpg at the Caption tab's defaults twice;
@@ -97,8 +98,9 @@ def _wakeups(pid: int, seconds: float = 5.0) -> dict | None:
     return {"syscalls_per_s": round(sum(calls.values()) / seconds), "top": dict(top)}
 
 
-def idle(code: Path, idle_s: float, settle_s: float) -> dict:
-    """The window at rest: Xvfb + openbox at 1280x720, `python -m desktop`."""
+def idle(code: Path, idle_s: float, settle_s: float, wakeups: bool = False) -> dict:
+    """The window at rest: Xvfb + openbox at 1280x720, `python -m desktop`. With `wakeups`, then
+    the app's system calls over 5 s (all its threads: Qt's as well as the server's)."""
     from app_process import XDisplay, wait_mounted
 
     with tempfile.TemporaryDirectory(prefix="loupe-idle-") as tmp, XDisplay(size="1280x720x24") as x:
@@ -116,10 +118,14 @@ def idle(code: Path, idle_s: float, settle_s: float) -> dict:
             cpu.start()
             time.sleep(idle_s)
             used = cpu.stop()
+            calls = _wakeups(proc.pid) if wakeups else None
         finally:
             proc.terminate()
             proc.wait(30)
-    return _idle_figures(used)
+    out = _idle_figures(used)
+    if calls is not None:
+        out["app_syscalls"] = calls
+    return out
 
 
 def idle_browser(code: Path, idle_s: float, settle_s: float, wakeups: bool = False) -> dict:
@@ -159,12 +165,13 @@ def idle_browser(code: Path, idle_s: float, settle_s: float, wakeups: bool = Fal
                 start_new_session=True)
             with DevToolsPage.attach(port, timeout=120, prefix=url.split("?")[0]) as page:
                 page.wait_for(mounted, timeout=120, interval=0.1)
-                time.sleep(settle_s)  # the models warm up after the page loads
-                cpu = CpuWindow(proc.pid, [chromium.pid])
-                cpu.start()
-                time.sleep(idle_s)
-                used = cpu.stop()
-                calls = _wakeups(proc.pid) if wakeups else None
+            # detached: an open DevTools session keeps the renderer busier than a person's tab
+            time.sleep(settle_s)  # the models warm up after the page loads
+            cpu = CpuWindow(proc.pid, [chromium.pid])
+            cpu.start()
+            time.sleep(idle_s)
+            used = cpu.stop()
+            calls = _wakeups(proc.pid) if wakeups else None
         finally:
             if chromium is not None:
                 chromium.terminate()
@@ -292,7 +299,7 @@ def idle_rounds(codes: list[Path], where: list[str], rounds: int, idle_s: float,
             for code in codes:
                 key = f"{place} {_rev(code)}"
                 if place == "window":
-                    got = idle(code, idle_s, settle_s)
+                    got = idle(code, idle_s, settle_s, wakeups=wakeups and r == rounds - 1)
                 else:
                     got = idle_browser(code, idle_s, settle_s, wakeups=wakeups and r == rounds - 1)
                 print(f"idle {key} round {r + 1}:", json.dumps(got), flush=True)
@@ -318,7 +325,7 @@ def main() -> None:
     ap.add_argument("--settle-s", type=float, default=20)
     ap.add_argument("--rounds", type=int, default=1, help="idle parts: rounds of alternated runs")
     ap.add_argument("--wakeups", action="store_true",
-                    help="idle-browser: then count the server's system calls over 5 s (strace)")
+                    help="idle parts, last round: then count the app's system calls over 5 s (strace)")
     ap.add_argument("--photos", type=int, default=22)
     args = ap.parse_args()
     fixtures.ensure_models()

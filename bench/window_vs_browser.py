@@ -139,15 +139,31 @@ def _threads(pid: int) -> dict[str, float]:
     return out
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def _kind(pid: int) -> str:
     """A helper process's part: Chromium's (and Qt WebEngine's) `--type=` (renderer, gpu-process,
-    utility, zygote), "browser" for Chromium's main process, else the program's name. (Chromium's
-    children rewrite their command line into one space-separated string.)"""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
+    utility, zygote), "browser" for Chromium's main process, else the program's name. Chromium's
+    children rewrite their command line into one string; a zygote's forks keep the zygote's: Qt
+    WebEngine's renderers are the forks of its sandboxed zygote (the one without
+    --no-zygote-sandbox); Qt runs the GPU work inside the app's own process."""
+    cmdline = _cmdline(pid)
+    if not cmdline:
         return "gone"
     found = re.search(r"--type=([\w-]+)", cmdline)
+    if found and found[1] == "zygote":
+        try:
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            parent = 0
+        above = _cmdline(parent)
+        if "--type=zygote" in above:
+            return "utility" if "--no-zygote-sandbox" in above else "renderer"
     if found:
         return found[1]
     name = Path(cmdline.split(" ", 1)[0]).name
