@@ -48,7 +48,7 @@ ROOT = HERE.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from bench import fixtures  # noqa: E402
-from bench.window_vs_browser import CpuWindow  # noqa: E402
+from bench.window_vs_browser import CpuWindow, close_chromium, open_chromium  # noqa: E402
 
 CAT = ROOT / "desktop" / "examples" / "cat.jpg"
 
@@ -98,6 +98,19 @@ def _wakeups(pid: int, seconds: float = 5.0) -> dict | None:
     return {"syscalls_per_s": round(sum(calls.values()) / seconds), "top": dict(top)}
 
 
+def _at_rest(pid: int, helper_roots: list[int], idle_s: float, settle_s: float, wakeups: bool) -> dict:
+    """After `settle_s` (the models warm up after the page loads), the CPU of the app `pid` and its
+    helpers over `idle_s` as % of a core; with `wakeups`, then the app's system calls."""
+    time.sleep(settle_s)
+    cpu = CpuWindow(pid, helper_roots)
+    cpu.start()
+    time.sleep(idle_s)
+    out = _idle_figures(cpu.stop())
+    if wakeups:
+        out["app_syscalls"] = _wakeups(pid)
+    return out
+
+
 def idle(code: Path, idle_s: float, settle_s: float, wakeups: bool = False) -> dict:
     """The window at rest: Xvfb + openbox at 1280x720, `python -m desktop`. With `wakeups`, then
     the app's system calls over 5 s (all its threads: Qt's as well as the server's)."""
@@ -113,25 +126,16 @@ def idle(code: Path, idle_s: float, settle_s: float, wakeups: bool = False) -> d
             marks = wait_mounted(home / "logs" / "loupe.log", lambda: proc.poll() is None, 300)
             if "app_mounted" not in marks:
                 return {"error": "not mounted"}
-            time.sleep(settle_s)  # the models warm up after the page loads
-            cpu = CpuWindow(proc.pid, [proc.pid])
-            cpu.start()
-            time.sleep(idle_s)
-            used = cpu.stop()
-            calls = _wakeups(proc.pid) if wakeups else None
+            return _at_rest(proc.pid, [proc.pid], idle_s, settle_s, wakeups)
         finally:
             proc.terminate()
             proc.wait(30)
-    out = _idle_figures(used)
-    if calls is not None:
-        out["app_syscalls"] = calls
-    return out
 
 
 def idle_browser(code: Path, idle_s: float, settle_s: float, wakeups: bool = False) -> dict:
     """`python -m desktop --browser` with Debian's Chromium showing it (1280x720 window on Xvfb +
     openbox) at rest; helpers are Chromium's processes. With `wakeups`, then the server's system
-    calls over 5 s (strace; not during the CPU window, strace costs CPU itself)."""
+    calls over 5 s (strace; after the CPU window: strace costs CPU itself)."""
     from app_process import XDisplay
     from devtools import DevToolsPage, unused_port
 
@@ -156,35 +160,16 @@ def idle_browser(code: Path, idle_s: float, settle_s: float, wakeups: bool = Fal
                 return {"error": "no URL"}
             threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep the pipe drained
             port = unused_port()
-            chromium = subprocess.Popen(
-                ["chromium", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--password-store=basic", f"--user-data-dir={Path(tmp) / 'chromium'}",
-                 f"--remote-debugging-port={port}", "--window-size=1280,720", url],
-                env=x.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                start_new_session=True)
+            chromium = open_chromium(url, port, Path(tmp) / "chromium", x.env(), size="1280,720")
             with DevToolsPage.attach(port, timeout=120, prefix=url.split("?")[0]) as page:
                 page.wait_for(mounted, timeout=120, interval=0.1)
-            # detached: an open DevTools session keeps the renderer busier than a person's tab
-            time.sleep(settle_s)  # the models warm up after the page loads
-            cpu = CpuWindow(proc.pid, [chromium.pid])
-            cpu.start()
-            time.sleep(idle_s)
-            used = cpu.stop()
-            calls = _wakeups(proc.pid) if wakeups else None
+            # detached, like a person's browser (a DevTools client is one more thing to serve)
+            return _at_rest(proc.pid, [chromium.pid], idle_s, settle_s, wakeups)
         finally:
             if chromium is not None:
-                chromium.terminate()
-                try:
-                    chromium.wait(10)
-                except subprocess.TimeoutExpired:
-                    chromium.kill()
+                close_chromium(chromium)
             proc.terminate()
             proc.wait(30)
-    out = _idle_figures(used)
-    if calls is not None:
-        out["server_syscalls"] = calls
-    return out
 
 
 # --------------------------------------------------------------------------- first caption

@@ -260,6 +260,25 @@ def run_window(display: Any, code: str, folder: Path, home: Path, models: Path,
             **result, **usage}
 
 
+def open_chromium(url: str, port: int, profile: Path, env: dict[str, str],
+                  size: str = "1100,760") -> subprocess.Popen:
+    """Debian's Chromium showing `url` in a window of `size` pixels, DevTools on `port`."""
+    return subprocess.Popen(
+        ["chromium", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--password-store=basic", f"--user-data-dir={profile}",
+         f"--remote-debugging-port={port}", f"--window-size={size}", url],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def close_chromium(chromium: subprocess.Popen) -> None:
+    chromium.terminate()
+    try:
+        chromium.wait(10)
+    except subprocess.TimeoutExpired:
+        chromium.kill()
+
+
 def run_browser(display: Any, code: str, folder: Path, home: Path, models: Path,
                 sources: Path) -> dict:
     from devtools import DevToolsPage, unused_port
@@ -272,13 +291,7 @@ def run_browser(display: Any, code: str, folder: Path, home: Path, models: Path,
         server_up = time.perf_counter() - t_start
         port = unused_port()
         profile = Path(tempfile.mkdtemp(prefix="bench-chromium-"))
-        chromium = subprocess.Popen(
-            ["chromium", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--password-store=basic", f"--user-data-dir={profile}",
-             f"--remote-debugging-port={port}", "--window-size=1100,760", url],
-            env=display.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True)
+        chromium = open_chromium(url, port, profile, display.env())
         try:
             with DevToolsPage.attach(port, timeout=120, prefix=app.base_url) as page:
                 page.wait_for(MOUNTED_JS, timeout=120, interval=0.05)
@@ -288,11 +301,7 @@ def run_browser(display: Any, code: str, folder: Path, home: Path, models: Path,
                 result = page.evaluate(f"({SCAN_JS})({json.dumps(str(folder))})", timeout=1800)
                 usage = cpu.stop()
         finally:
-            chromium.terminate()
-            try:
-                chromium.wait(10)
-            except subprocess.TimeoutExpired:
-                chromium.kill()
+            close_chromium(chromium)
             shutil.rmtree(profile, ignore_errors=True)
         app.stop()
     return {"usable_s": round(usable, 3), "server_up_s": round(server_up, 3), **result, **usage}
