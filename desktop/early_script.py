@@ -6,7 +6,8 @@ it), which is too late for a fix that must be in place when gradio's modules loa
 `desktop/assets/frames.js` (gradio's status tracker keeps asking for animation frames after its
 loading screen is gone) is one. `EarlyScript` is pure ASGI around the mounted app: a page
 request is answered uncompressed (it comes from 127.0.0.1; compression gains nothing there) and
-the script goes in right after `<head>`. Every other response passes through untouched.
+the script goes in ahead of the page's first script. Every other response passes through
+untouched.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any, Callable
 FRAMES_JS = (Path(__file__).parent / "assets" / "frames.js").read_text(encoding="utf-8")
 
 _HEAD = re.compile(rb"<head(\s[^>]*)?>", re.IGNORECASE)
+_SCRIPT = re.compile(rb"<script[\s>]", re.IGNORECASE)
 
 
 def _wants_html(scope: dict) -> bool:
@@ -62,9 +64,13 @@ class EarlyScript:
             if message.get("more_body", False):
                 return
             page = b"".join(body)
-            found = _HEAD.search(page)
-            if found:
-                page = page[:found.end()] + self.tag + page[found.end():]
+            # before the page's first script, so the <meta charset> above it stays in the first
+            # 1024 bytes where browsers look for it; else at the top of <head>
+            head = _HEAD.search(page)
+            script = _SCRIPT.search(page, head.end()) if head else None
+            at = script.start() if script else head.end() if head else None
+            if at is not None:
+                page = page[:at] + self.tag + page[at:]
             out = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
             out.append((b"content-length", str(len(page)).encode()))
             await send({**start, "headers": out})
