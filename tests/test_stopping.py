@@ -1,0 +1,211 @@
+"""Stop in a batched scan (engine/stopping.py): a batch about to end is kept, a long one is
+stopped at once, the grace is a deadline, batches are sized from the measured rate.
+
+A synthetic clock throughout: the fake engine's generation steps advance it, so no test
+depends on how fast this machine is."""
+from __future__ import annotations
+
+import functools
+import threading
+
+import pytest
+
+from engine import library
+from engine.errors import Cancelled
+from engine.library import compute
+from engine.stopping import GracefulStop
+from library_fixtures import FakeEngine, save_photo
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_stop_near_a_batch_end_waits_for_it_then_stops_before_the_next():
+    clock, asked = Clock(), threading.Event()
+    stop = GracefulStop(asked, grace_s=1.5, clock=clock)
+    stop.started(4)
+    clock.t += 2.0
+    stop.step(0.6)  # 2 s for 60 %: 1.33 s left
+    asked.set()
+    assert not stop.is_set() and stop.waiting
+    clock.t += 1.0
+    assert not stop.is_set()
+    stop.finished(4)
+    assert stop.is_set() and stop.waited and not stop.waiting  # nothing starts after it
+
+
+def test_stop_early_in_a_long_batch_stops_at_once():
+    clock, asked = Clock(), threading.Event()
+    stop = GracefulStop(asked, grace_s=1.5, clock=clock)
+    stop.started(8)
+    clock.t += 1.0
+    stop.step(0.2)  # 4 s left
+    asked.set()
+    assert stop.is_set() and not stop.waited
+
+
+def test_the_grace_is_a_deadline_when_the_batch_overruns_its_estimate():
+    clock, asked = Clock(), threading.Event()
+    stop = GracefulStop(asked, grace_s=1.5, clock=clock)
+    stop.started(2)
+    clock.t += 0.9
+    stop.step(0.9)  # 0.1 s left, as far as anyone can tell
+    asked.set()
+    assert not stop.is_set()
+    clock.t += 1.49
+    assert not stop.is_set()
+    clock.t += 0.02
+    assert stop.is_set()
+
+
+def test_before_any_step_the_last_batch_rate_decides_and_nothing_measured_stops_at_once():
+    clock, asked = Clock(), threading.Event()
+    stop = GracefulStop(asked, grace_s=1.5, clock=clock)
+    stop.started(1)
+    asked.set()
+    assert stop.is_set()  # the first batch: nothing says how long it takes
+
+    clock2, asked2 = Clock(), threading.Event()
+    stop2 = GracefulStop(asked2, grace_s=1.5, clock=clock2)
+    stop2.started(1)
+    clock2.t += 1.0
+    stop2.finished(1)  # 1 s a photo
+    stop2.started(2)
+    clock2.t += 0.6  # 1.4 s left of 2 s
+    asked2.set()
+    assert not stop2.is_set()
+
+
+def test_batch_size_follows_the_measured_rate_within_the_cap():
+    clock = Clock()
+    stop = GracefulStop(threading.Event(), grace_s=1.5, clock=clock)
+    assert stop.next_batch(8) == 1  # nothing measured: one photo, on screen soonest
+    sizes = []
+    # seconds per photo at batch 1, 2, 3, 4 (the bench's bf16 BLIP-base shape)
+    for spp in (1.36, 0.95, 0.75, 0.63):
+        n = stop.next_batch(8) if sizes else 1
+        stop.started(n)
+        clock.t += spp * n
+        stop.finished(n)
+        sizes.append(n)
+        # the length of the next batch at this rate is within the grace plus one photo alone
+        assert stop.next_batch(8) * spp <= 1.5 + 1.36 + 1e-9
+    assert sizes == [1, 2, 3, 3]
+    stop.started(3)
+    clock.t += 0.01 * 3  # fast photos: as large as the registry allows, never more
+    stop.finished(3)
+    assert stop.next_batch(8) == 8 and stop.next_batch(5) == 5
+
+
+# ---------------------------------------------------------------- the scan, end to end
+
+class SteppingEngine(FakeEngine):
+    """FakeEngine whose captions take `steps` generation steps of `step_s` synthetic seconds
+    per photo each, telling `on_step` and polling `cancel` as the real captioner does;
+    `at(batch_no, step)` runs after each step (the test presses Stop there). Its forward
+    size depends on the options, as the registry's does (`forward`)."""
+
+    def __init__(self, clock: Clock, *, step_s: float, steps: int = 10, forward: int = 8, at=None, **kw) -> None:
+        super().__init__(batch_size=forward, **kw)
+        self.clock, self.step_s, self.steps, self.at = clock, step_s, steps, at
+        self.batches: list[int] = []
+        self.stopped_at: tuple[int, int] | None = None
+
+    def batch_size(self, task: str, options=None) -> int:
+        return 1 if options and options.get("num_beams", 1) > 5 else self.batch
+
+    def infer(self, task, inputs, options, cancel=None, on_step=None):
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("cancelled")
+        if task != "caption":
+            return super().infer(task, inputs, options, cancel, on_step)
+        self.batches.append(len(inputs))
+        for k in range(1, self.steps + 1):
+            self.clock.t += self.step_s * len(inputs)
+            if on_step is not None:
+                on_step(k / self.steps)
+            if self.at is not None:
+                self.at(len(self.batches), k)
+            if cancel is not None and cancel.is_set():
+                self.stopped_at = (len(self.batches), k)
+                raise Cancelled("cancelled")
+        return self.caption(inputs, **options)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    c = Clock()
+    monkeypatch.setattr(compute, "GracefulStop", functools.partial(GracefulStop, clock=c))
+    return c
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stop") / "photos"
+    for i in range(16):
+        save_photo(root / f"p{i:02d}.jpg", i, size=(48, 32))
+    return root
+
+
+def _scan(folder, tmp_path, engine, cancel=None, db="i.db", **kw):
+    return library.scan(folder, engine=engine, cancel=cancel, write="none", db_path=tmp_path / db, workers=0, **kw)
+
+
+def test_scan_stop_near_the_end_of_a_batch_keeps_it(clock, folder, tmp_path):
+    cancel = threading.Event()
+
+    def at(batch, step):
+        if batch == 3 and step == 9:
+            cancel.set()
+
+    engine = SteppingEngine(clock, step_s=0.1, at=at)  # 1 s a photo: batches of 1, 2, 2
+    s = _scan(folder, tmp_path, engine, cancel)
+    assert engine.batches == [1, 2, 2] and engine.stopped_at is None
+    assert s.cancelled and s.done == 5  # the batch in flight at Stop is kept; no other starts
+    again = _scan(folder, tmp_path, SteppingEngine(clock, step_s=0.01))
+    assert again.skipped == 5 and again.done == 11
+
+
+def test_scan_stop_early_in_a_long_batch_stops_at_once_and_keeps_the_earlier_ones(clock, folder, tmp_path):
+    cancel = threading.Event()
+
+    def at(batch, step):
+        if batch == 3 and step == 1:
+            cancel.set()  # 1.8 s left: more than the grace
+
+    engine = SteppingEngine(clock, step_s=0.1, at=at)
+    s = _scan(folder, tmp_path, engine, cancel)
+    assert engine.stopped_at == (3, 1)  # within the step Stop came in
+    assert s.cancelled and s.done == 3
+
+
+def test_scan_grace_deadline_holds_when_a_batch_overruns(clock, folder, tmp_path):
+    cancel = threading.Event()
+
+    def at(batch, step):
+        if batch == 3 and step == 9:
+            cancel.set()  # 0.2 s left by the steps so far...
+        if batch == 3 and step == 10:
+            clock.t += 5.0  # ...then the last step takes 5 s more
+
+    engine = SteppingEngine(clock, step_s=0.1, at=at)
+    s = _scan(folder, tmp_path, engine, cancel)
+    assert engine.stopped_at == (3, 10)
+    assert s.cancelled and s.done == 3
+
+
+def test_scan_batches_follow_the_rate_and_never_exceed_the_forward_size(clock, folder, tmp_path):
+    fast = SteppingEngine(clock, step_s=0.001, forward=4)
+    assert _scan(folder, tmp_path, fast).done == 16
+    assert fast.batches[0] == 1 and max(fast.batches) == 4 and fast.batches[1:4] == [4, 4, 4]
+    slow = SteppingEngine(clock, step_s=0.3, forward=4)  # 3 s a photo: never more than one
+    assert _scan(folder, tmp_path, slow, db="slow.db").done == 16
+    assert slow.batches == [1] * 16
+    one_pass = SteppingEngine(clock, step_s=0.001, forward=4)  # int8-like: 1 per pass at 8 beams
+    assert _scan(folder, tmp_path, one_pass, db="beams.db", num_beams=8).done == 16
+    assert one_pass.batches == [1] * 16
