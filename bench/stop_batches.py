@@ -7,7 +7,8 @@ Modes (each a library.scan of `--photos` 640x480 photos, write none, a fresh ind
 - fixed:    batches of the registry's size for the setting, Stop throws the batch in flight away
             (main before this change: `GracefulStop` reduced to the person's Event);
 - one-rule: batches of floor(grace / s per photo) + 1, graceful Stop (the rule first proposed);
-- shipped:  as shipped: batches up to (grace + one photo alone) / s per photo, graceful Stop.
+- shipped:  as shipped (engine/stopping.py): batches as long as grace + one photo alone, by a
+            fitted batch cost, graceful Stop.
 
 Per mode: s/photo end to end over a whole scan (throughput; ratio to "fixed"), the batch sizes,
 the time-left error from the second photo on (|said - actual| / actual, median), then scans
@@ -113,8 +114,11 @@ def main() -> None:
                     out["lat"].append(back - press)
                     out["kept"].append(stopped.done)
                     out["lost"].append(max(0.0, press - last_kept) if stopped.done else press)
+                k = len(stops)
                 print(f"  round {r + 1} {mode}: {out['spp'][-1]:.2f} s/photo, batches {out['sizes'][-1]}, "
-                      f"load {os.getloadavg()[0]:.1f}", flush=True)
+                      f"time-left error {out['eta'][-1] if out['eta'] else float('nan'):.0%}, Stop latency "
+                      f"{[round(x, 2) for x in out['lat'][-k:]]} s, kept {out['kept'][-k:]}, lost "
+                      f"{[round(x, 1) for x in out['lost'][-k:]]} s, load {os.getloadavg()[0]:.1f}", flush=True)
     stopping.GracefulStop.next_batch, stopping.GracefulStop.is_set = shipped
     base = statistics.median(results[chosen[0]]["spp"])
     print(f"\n| mode | s/photo (median) | vs {chosen[0]} | time-left error | Stop latency median / max | "

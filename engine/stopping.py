@@ -18,10 +18,13 @@ generation step, so an overrunning batch is stopped within one layer of it (no t
 So a batch that Stop cannot wait for loses at most its length less the grace. `next_batch`
 keeps that within what one photo alone takes (the one-at-a-time loss): the first batch is one
 photo (its result is on screen soonest, and it measures `alone`); after that the batch is the
-largest, up to the registry's size for the setting, whose length at the last measured seconds
-per photo is at most grace + alone. A larger batch costs less per photo, so the length is
-over-estimated when growing: the bound holds. bench/README.md, "Stop and batch size", has
-the figures (the throughput kept against fixed batches of 8).
+largest, up to the registry's size for the setting, whose expected length is at most
+grace + alone. The length of a batch of n is a + b * n, fitted over the latest batch of each
+size measured; with one size measured, its seconds per photo times n (a larger batch costs
+less per photo: safe). When a photo alone takes longer than the grace, that allows no
+growth, so one batch of two is tried to find the fixed part (BLIP's decoder costs much the
+same for 1 or 2 photos): that one batch may lose up to 2 x alone - grace. bench/README.md,
+"Stop and batch size", has the figures (the throughput kept against fixed batches of 8).
 """
 from __future__ import annotations
 
@@ -47,6 +50,7 @@ class GracefulStop:
         self._step: tuple[float, float] | None = None  # (when, fraction) of its last step report
         self._per_photo: float | None = None  # seconds per photo of the last batch
         self._alone: float | None = None  # seconds of the last batch of one photo
+        self._lengths: dict[int, float] = {}  # photos -> seconds, the latest batch of each size
         self._tail = 0.0  # seconds from the last batch's last step to its results (labels, embeddings)
         self._deadline: float | None = None  # set when Stop is first seen: the flag is up from then
         self.waited = False  # Stop waited for a batch in flight (said by `waiting`)
@@ -71,6 +75,7 @@ class GracefulStop:
             now = self.clock()
             if photos > 0 and now > self._start:
                 self._per_photo = (now - self._start) / photos
+                self._lengths[photos] = now - self._start
                 if photos == 1:
                     self._alone = now - self._start
             if self._step is not None and self._step[1] >= 1.0:
@@ -116,8 +121,30 @@ class GracefulStop:
     def next_batch(self, cap: int) -> int:
         """Photos for the next batch: 1 until a batch of one is measured, then the most (up to
         `cap`, the registry's size for this setting) whose expected length is within the grace
-        plus one photo alone."""
+        plus one photo alone (see the module)."""
         with self._lock:
             if self._alone is None or not self._per_photo:
                 return 1
-            return max(1, min(cap, int((self.grace_s + self._alone) / self._per_photo)))
+            budget = self.grace_s + self._alone
+            if len(self._lengths) < 2:
+                # one size seen: at its seconds per photo (a larger batch costs less per photo,
+                # so this is safe); when that allows no growth, one batch of two finds the fixed part
+                n = int(budget / self._per_photo)
+                return max(1, min(cap, n if n > 1 else 2))
+            a, b = fit(self._lengths)
+            if b <= 0:  # times from a busier moment mixed in: the latest batch's pace alone (safe)
+                return max(1, min(cap, int(budget / self._per_photo)))
+            return max(1, min(cap, int((budget - a) / b)))
+
+
+def fit(lengths: dict[int, float]) -> tuple[float, float]:
+    """(a, b): a batch of n photos takes a + b * n seconds, least squares over {n: seconds}
+    (two sizes or more); a is kept >= 0 (no batch costs less than its photos' share)."""
+    k = len(lengths)
+    mx, my = sum(lengths) / k, sum(lengths.values()) / k
+    var = sum((n - mx) ** 2 for n in lengths)
+    b = sum((n - mx) * (y - my) for n, y in lengths.items()) / var
+    a = my - b * mx
+    if a < 0:
+        return 0.0, my / mx
+    return a, b

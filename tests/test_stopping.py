@@ -81,25 +81,43 @@ def test_before_any_step_the_last_batch_rate_decides_and_nothing_measured_stops_
     assert not stop2.is_set()
 
 
+def _run(stop, clock, length, batches=6, cap=8):
+    """Batches as `stop.next_batch` sizes them, each taking length(n) seconds; their sizes."""
+    sizes = []
+    for _ in range(batches):
+        n = stop.next_batch(cap)
+        stop.started(n)
+        clock.t += length(n)
+        stop.finished(n)
+        sizes.append(n)
+    return sizes
+
+
 def test_batch_size_follows_the_measured_rate_within_the_cap():
     clock = Clock()
     stop = GracefulStop(threading.Event(), grace_s=1.5, clock=clock)
     assert stop.next_batch(8) == 1  # nothing measured: one photo, on screen soonest
-    sizes = []
-    # seconds per photo at batch 1, 2, 3, 4 (the bench's bf16 BLIP-base shape)
-    for spp in (1.36, 0.95, 0.75, 0.63):
-        n = stop.next_batch(8) if sizes else 1
-        stop.started(n)
-        clock.t += spp * n
-        stop.finished(n)
-        sizes.append(n)
-        # the length of the next batch at this rate is within the grace plus one photo alone
-        assert stop.next_batch(8) * spp <= 1.5 + 1.36 + 1e-9
-    assert sizes == [1, 2, 3, 3]
-    stop.started(3)
-    clock.t += 0.01 * 3  # fast photos: as large as the registry allows, never more
-    stop.finished(3)
-    assert stop.next_batch(8) == 8 and stop.next_batch(5) == 5
+    # the bench's bf16 BLIP-base at 3 beams x 12 tokens: ~0.8 s a batch + 0.5 s a photo
+    sizes = _run(stop, clock, lambda n: 0.86 + 0.5 * n)
+    assert sizes == [1, 2, 4, 4, 4, 4]
+    # every batch Stop cannot wait for loses at most one photo alone (1.36 s): 4 x 0.5 + 0.86 - 1.5
+    assert all(0.86 + 0.5 * n - 1.5 <= 1.36 + 1e-9 for n in sizes)
+    assert _run(stop, clock, lambda n: 0.01 * n, batches=2) == [4, 8]  # faster now: as large as allowed
+    assert stop.next_batch(5) == 5
+
+
+def test_a_photo_slower_than_the_grace_tries_two_once_then_follows_the_fit():
+    clock = Clock()
+    stop = GracefulStop(threading.Event(), grace_s=1.5, clock=clock)
+    # 30 tokens: a photo alone 2.5 s, but a batch's fixed part is most of it
+    assert _run(stop, clock, lambda n: 2.0 + 0.5 * n) == [1, 2, 4, 4, 4, 4]
+    clock2 = Clock()
+    stop2 = GracefulStop(threading.Event(), grace_s=1.5, clock=clock2)
+    # proportional cost (int8-like): two costs twice one, so back to one at a time
+    assert _run(stop2, clock2, lambda n: 2.5 * n) == [1, 2, 1, 1, 1, 1]
+    # and the registry's one photo per pass is never exceeded
+    clock3 = Clock()
+    assert _run(GracefulStop(threading.Event(), clock=clock3), clock3, lambda n: 2.0 + 0.5 * n, cap=1) == [1] * 6
 
 
 # ---------------------------------------------------------------- the scan, end to end
@@ -203,9 +221,9 @@ def test_scan_batches_follow_the_rate_and_never_exceed_the_forward_size(clock, f
     fast = SteppingEngine(clock, step_s=0.001, forward=4)
     assert _scan(folder, tmp_path, fast).done == 16
     assert fast.batches[0] == 1 and max(fast.batches) == 4 and fast.batches[1:4] == [4, 4, 4]
-    slow = SteppingEngine(clock, step_s=0.3, forward=4)  # 3 s a photo: never more than one
+    slow = SteppingEngine(clock, step_s=0.3, forward=4)  # 3 s a photo, proportional: two tried once
     assert _scan(folder, tmp_path, slow, db="slow.db").done == 16
-    assert slow.batches == [1] * 16
+    assert slow.batches == [1, 2] + [1] * 13
     one_pass = SteppingEngine(clock, step_s=0.001, forward=4)  # int8-like: 1 per pass at 8 beams
     assert _scan(folder, tmp_path, one_pass, db="beams.db", num_beams=8).done == 16
     assert one_pass.batches == [1] * 16
