@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 
 import pytest
 
@@ -227,3 +228,27 @@ def test_scan_batches_follow_the_rate_and_never_exceed_the_forward_size(clock, f
     one_pass = SteppingEngine(clock, step_s=0.001, forward=4)  # int8-like: 1 per pass at 8 beams
     assert _scan(folder, tmp_path, one_pass, db="beams.db", num_beams=8).done == 16
     assert one_pass.batches == [1] * 16
+
+
+def test_ctrl_c_in_the_cli_stops_as_stop_does_keeping_the_batch_about_to_end(clock, folder, tmp_path):
+    """`loupe library scan`'s first Ctrl-C (a real SIGINT to this process) sets the scan's
+    cancel; the batch about to end is kept, nothing after it starts; a second one interrupts."""
+    import os
+    import signal
+
+    from loupe.library import stop_on_ctrl_c
+
+    cancel = threading.Event()
+
+    def at(batch, step):
+        if batch == 3 and step == 9:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    engine = SteppingEngine(clock, step_s=0.1, at=at)
+    with stop_on_ctrl_c(cancel):
+        s = _scan(folder, tmp_path, engine, cancel)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):
+                time.sleep(0.001)  # the handler runs between bytecodes of the main thread
+    assert cancel.is_set() and s.cancelled and s.done == 5 and engine.batches == [1, 2, 2]
