@@ -110,7 +110,8 @@ def main() -> None:
                     timer.cancel()
                     if not stopped.cancelled:
                         continue  # ended before the press
-                    last_kept = max((t for t, done in reports if done == stopped.done and done), default=0.0)
+                    # when the count first reached what was kept (later reports repeat it)
+                    last_kept = min((t for t, done in reports if done == stopped.done and done), default=0.0)
                     out["lat"].append(back - press)
                     out["kept"].append(stopped.done)
                     out["lost"].append(max(0.0, press - last_kept) if stopped.done else press)
