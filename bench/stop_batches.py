@@ -1,7 +1,7 @@
 """Stop and batch size in a scan (engine/stopping.py), alternated in one process with the plain
 approaches, with the full-size models (bench/fixtures.py):
 
-    python -m bench.stop_batches [--photos 16] [--rounds 2] [--stops 0.3,0.5,0.7]
+    python -m bench.stop_batches [--photos 16] [--rounds 2] [--stops 0.3,0.5,0.7] [--tokens 12]
 
 Modes (each a library.scan of `--photos` 640x480 photos, write none, a fresh index):
 - fixed:    batches of the registry's size for the setting, Stop throws the batch in flight away
@@ -36,6 +36,9 @@ def main() -> None:
     ap.add_argument("--stops", default="0.3,0.5,0.7")
     ap.add_argument("--modes", default="fixed,one-rule,shipped")
     ap.add_argument("--style", default="detailed")
+    ap.add_argument("--tokens", type=int, default=12,
+                    help="longest caption: 12 is a trained BLIP's typical length (README 'What ships'); "
+                         "the random model always runs to it")
     args = ap.parse_args()
     fixtures.ensure_models()
     os.environ.update({k: v for k, v in fixtures.env().items() if k.startswith(("LOUPE_", "HF_", "TRANSFORMERS"))})
@@ -73,9 +76,11 @@ def main() -> None:
     results: dict[str, dict[str, list]] = {m: {"spp": [], "eta": [], "lat": [], "kept": [], "lost": [], "sizes": []}
                                           for m in chosen}
     print(f"cpu class {cpu_class()}, {os.cpu_count()} cores, {args.photos} photos 640x480, style {args.style}, "
+          f"{args.tokens} tokens, "
           f"load before {os.getloadavg()[0]:.1f}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        library.scan(folder, engine=engine, write="none", caption_style=args.style, db_path=f"{tmp}/warm.db")
+        library.scan(folder, engine=engine, write="none", caption_style=args.style, db_path=f"{tmp}/warm.db",
+                     max_new_tokens=args.tokens)
         n = 0
         for r in range(args.rounds):
             for mode in chosen if r % 2 == 0 else reversed(chosen):
@@ -86,7 +91,8 @@ def main() -> None:
                 sizes.clear()
                 start = time.perf_counter()
                 s = library.scan(folder, engine=engine, write="none", caption_style=args.style,
-                                 db_path=f"{tmp}/{n}.db", progress=lambda p: seen.append((time.perf_counter(), p)))
+                                 db_path=f"{tmp}/{n}.db", progress=lambda p: seen.append((time.perf_counter(), p)),
+                                 max_new_tokens=args.tokens)
                 end = time.perf_counter()
                 whole = end - start
                 out["spp"].append(whole / s.done)
@@ -104,7 +110,7 @@ def main() -> None:
                     timer = threading.Timer(press, cancel.set)
                     timer.start()
                     stopped = library.scan(folder, engine=engine, write="none", caption_style=args.style,
-                                           db_path=f"{tmp}/{n}.db", cancel=cancel,
+                                           db_path=f"{tmp}/{n}.db", cancel=cancel, max_new_tokens=args.tokens,
                                            progress=lambda p: reports.append((time.perf_counter() - t0, p.inferred)))
                     back = time.perf_counter() - t0
                     timer.cancel()
