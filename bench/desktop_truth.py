@@ -258,7 +258,8 @@ def scan(code: Path, photos: int) -> dict:
                 errors.append(abs(eta - actual) / actual)
         stop_at = 0.4 * full["end"]
         stopped = _scan(code, folder, Path(tmp) / "home", stop_at)
-    last_kept = max((t for t, _, done, *_ in stopped["reports"] if done == stopped["done"] and done), default=0.0)
+    # when the count first reached what was kept (reports after it repeat the count)
+    last_kept = min((t for t, _, done, *_ in stopped["reports"] if done == stopped["done"] and done), default=0.0)
     return {"photos": photos, "scan_s": round(full["end"], 1),
             "count_steps": len(changes), "cadence_median_s": round(statistics.median(gaps), 2) if gaps else None,
             "cadence_max_s": round(max(gaps), 2) if gaps else None,

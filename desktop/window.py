@@ -19,6 +19,7 @@ act inside the page through QtWebEngine's own remote debugging (tests/devtools.p
 """
 from __future__ import annotations
 
+import builtins
 import html
 import logging
 import os
@@ -425,6 +426,25 @@ def _close_server(state: _State) -> None:
 
 _window: Any = None  # the open window, while run_window runs
 
+# PySide6 replaces builtins.__import__ with a hook that, after every import in the process, reads
+# the new module's whole source to see whether it mentions PySide6 (for its opt-in `from
+# __feature__ import snake_case`; the same start-up tax napari met: napari/napari#8584). Neither
+# Loupe nor pywebview uses __feature__, and the hook taxes every module the window imports after
+# Qt: gradio, the UI, then torch and transformers for the first caption (bench/startup.py).
+_PLAIN_IMPORT = builtins.__import__  # taken when this module loads, before any Qt import
+
+
+def _drop_pyside_import_hook() -> bool:
+    """Give Python's own `__import__` back once Qt is loaded; True when PySide6's hook was there."""
+    current = builtins.__import__
+    if getattr(current, "__name__", "") != "__feature_import__" or current is _PLAIN_IMPORT:
+        return False
+    if getattr(_PLAIN_IMPORT, "__name__", "") != "__import__":
+        return False  # Qt was imported before this module: the plain import is not known
+    builtins.__import__ = _PLAIN_IMPORT
+    return True
+
+
 
 def folder_dialog() -> Callable[[], str | None] | None:
     """A function opening the window's native folder chooser (the chosen path, or None when the
@@ -449,6 +469,8 @@ def _boot(window: Any, state: _State, blocks_factory: Callable[[], Any], timings
           port: int | None) -> None:
     """Runs in pywebview's start thread: heavy imports, build, serve, navigate."""
     state.boot_thread = threading.current_thread()
+    if _drop_pyside_import_hook():
+        log.debug("PySide6's import hook removed")
     try:
         import gradio  # noqa: F401  (the slow import, timed on its own)
 

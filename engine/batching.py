@@ -7,8 +7,9 @@ Every caller goes through it: `Engine.run` (the CLI, the Caption tab), the libra
 local compute stage (library/compute.py) and the Ray model actors (library/ray_scan.py). A
 batch that raises is run again one photo at a time, so only the photo that breaks it is lost;
 three such photos in a row mean the models themselves are broken and the loop stops
-(LoupeError). Stop (`cancel`) is checked before each batch and, in generation, at each
-step (Cancelled). The engine's own errors (weights missing, Cancelled) concern every photo and
+(LoupeError). Stop (`cancel`: an Event, or anything with its `is_set`, such as the scan's
+`stopping.GracefulStop`) is checked before each batch and, in the models, at each layer and
+generation step (Cancelled). The engine's own errors (weights missing, Cancelled) concern every photo and
 pass through.
 
 `Inference` is what the loop (and the scan) needs of an engine: `engine.inference.Engine`
@@ -16,7 +17,6 @@ implements it, and so do the tests' fakes, in full.
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence, TypeVar
 
@@ -27,14 +27,22 @@ K = TypeVar("K")
 FAILURES_IN_A_ROW = 3
 
 
+class Stop(Protocol):
+    """What the loop and the models poll to stop: a threading.Event, or the scan's
+    `stopping.GracefulStop` (which lets a batch about to end finish first)."""
+
+    def is_set(self) -> bool: ...
+
+
 class Inference(Protocol):
     """An engine as the batch loop and the scan use it."""
 
     def model_ids(self) -> dict[str, str]:
         """{task: "name@pin", "precision": ...}: what makes a result (the scan's result keys)."""
 
-    def batch_size(self, task: str) -> int:
-        """Photos per forward pass for `task` (the registry's unless set otherwise)."""
+    def batch_size(self, task: str, options: Mapping[str, Any] | None = None) -> int:
+        """Photos per forward pass for `task` with these options (the registry's for the
+        precision it runs in, `ModelSpec.batch_for`, unless set otherwise)."""
 
     def load(self, task: str) -> None:
         """Load `task`'s model now (else its first `infer` does): a caller timing its batches
@@ -45,7 +53,7 @@ class Inference(Protocol):
         Raises UnreadableImage. Safe from several threads; loads no model weights."""
 
     def infer(self, task: str, inputs: Sequence[Any], options: Mapping[str, Any],
-              cancel: threading.Event | None = None,
+              cancel: Stop | None = None,
               on_step: Callable[[float], None] | None = None) -> list[Any]:
         """Prepared inputs -> one result each, in order. Raises Cancelled soon after `cancel`
         is set; `on_step(fraction 0-1)` after each generation step where the model has steps."""
@@ -70,23 +78,28 @@ class Streak:
 
 def stream(
     engine: Inference, items: Iterable[tuple[K, Mapping[str, Any]]], options: Mapping[str, Mapping[str, Any]], *,
-    batch_size: int, cancel: threading.Event | None = None,
+    batch_size: int | Callable[[], int], cancel: Stop | None = None,
     on_batch: Callable[[list[K]], None] | None = None,
     on_step: Callable[[float], None] | None = None, streak: Streak | None = None,
 ) -> Iterator[tuple[K, dict[str, Any] | ModelFailed]]:
     """(key, {task: input}) pairs -> (key, {task: result}) or (key, ModelFailed), in order.
 
-    Items are taken `batch_size` at a time (lazily: memory stays bounded); each task named in
+    Items are taken `batch_size` at a time (lazily: memory stays bounded; a callable is asked
+    the size of each batch before it is filled, after the previous one's results are taken);
+    each task named in
     `options` runs over the items that have an input for it. `on_batch(keys)` is told when a
     batch starts, `on_step(fraction)` how far its generation is. Raises LoupeError when
     FAILURES_IN_A_ROW photos fail in a row, and the engine's own LoupeErrors as they come."""
     streak = streak or Streak()
+    size: Callable[[], int] = batch_size if callable(batch_size) else (lambda: batch_size)  # type: ignore[assignment]
     chunk: list[tuple[K, Mapping[str, Any]]] = []
+    want = max(1, size())
     for pair in items:
         chunk.append(pair)
-        if len(chunk) >= batch_size:
+        if len(chunk) >= want:
             yield from _batch(engine, chunk, options, cancel, on_batch, on_step, streak)
             chunk = []
+            want = max(1, size())
     if chunk:
         yield from _batch(engine, chunk, options, cancel, on_batch, on_step, streak)
 

@@ -30,7 +30,7 @@ from PIL.Image import Image
 
 from . import weights
 from .device import Placement, choose
-from .batching import stream
+from .batching import Stop, stream
 from .errors import Cancelled, LoupeError, ModelFailed, UnreadableImage
 from .images import load_image
 from .models.registry import INSTALLABLE, MODELS, ModelSpec, for_task, lookup
@@ -59,9 +59,14 @@ class Engine:
         self.load_seconds: dict[str, float] = {}
         self._text_encoder: Any = None  # the encoder's text side alone (search), loaded at the first query
 
-    def batch_size(self, task: str) -> int:
-        """Photos per forward pass for `task`: the registry's, or the one given for it."""
-        return self.batch_sizes[task]
+    def batch_size(self, task: str, options: Mapping[str, Any] | None = None) -> int:
+        """Photos per forward pass for `task` with these (checked) options: the one given for
+        it, else the registry's for the precision it runs in (`ModelSpec.batch_for`); without
+        options, the registry's size for the task."""
+        if options is None or task in self._batch_asked:
+            return self.batch_sizes[task]
+        spec = lookup(task)
+        return spec.batch_for(self.placement_for(spec).precision, options)
 
     @property
     def placement(self) -> Placement:
@@ -194,7 +199,7 @@ class Engine:
         return self.preparer(task).preprocess(photo, **options)
 
     def infer(self, task: str, inputs: Sequence[Any], options: Mapping[str, Any],
-              cancel: threading.Event | None = None,
+              cancel: Stop | None = None,
               on_step: Callable[[float], None] | None = None) -> list[Any]:
         """Prepared inputs -> one result per input, in order, in batches of the spec's size.
         Raises Cancelled soon after `cancel` is set: before each layer of the model's stacks
@@ -204,8 +209,7 @@ class Engine:
         from .cpu_share import fit_threads
 
         model = self.model(task)
-        spec = lookup(task)
-        size = self._batch_asked.get(task) or spec.batch_for(self.placement_for(spec).precision, options)
+        size = self.batch_size(task, options)
         out: list[Any] = []
         for chunk in _chunks(inputs, size):
             fit_threads()  # torch on the cores other programs leave free (cpu_share.py)
@@ -246,12 +250,12 @@ class Engine:
                 except UnreadableImage as exc:
                     results[i] = exc
 
-        for i, out in self.stream(prepared(), {task: checked}, batch_size=self.batch_size(task)):
+        for i, out in self.stream(prepared(), {task: checked}, batch_size=self.batch_size(task, checked)):
             results[i] = ModelFailed(out.reason, _name(photos[i])) if isinstance(out, ModelFailed) else out[task]
         return results
 
     def stream(self, items: Iterable[tuple[Any, Mapping[str, Any]]], options: Mapping[str, Mapping[str, Any]], *,
-               batch_size: int, cancel: threading.Event | None = None, **hooks: Any) -> Iterator[tuple[Any, Any]]:
+               batch_size: int | Callable[[], int], cancel: Stop | None = None, **hooks: Any) -> Iterator[tuple[Any, Any]]:
         """`batching.stream` on this engine: (key, {task: input}) -> (key, {task: result} or
         ModelFailed), a batch at a time (see there for `on_batch`, `on_step`, `streak`)."""
         return stream(self, items, options, batch_size=batch_size, cancel=cancel, **hooks)
@@ -273,7 +277,7 @@ class Engine:
 
 
 @contextlib.contextmanager
-def _stoppable(model: Any, cancel: threading.Event | None) -> Iterator[None]:
+def _stoppable(model: Any, cancel: Stop | None) -> Iterator[None]:
     """While inside: each layer of the model's layer stacks (the children of every
     torch.nn.ModuleList of its torch modules) first checks `cancel` and raises Cancelled, so
     Stop ends a long forward pass (a batch's vision encoder: seconds) within one layer."""

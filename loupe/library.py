@@ -46,7 +46,9 @@ def library() -> None:
 @scan_option(EXCLUDE)
 @scan_option(REMOVE_GONE_SIDECARS)
 @model_options("caption", "classify")
-@click.option("--batch-size", type=click.IntRange(1, 256), default=None, help="Photos per batch (default: the captioner's).")
+@click.option("--batch-size", type=click.IntRange(1, 256), default=None, help="Most photos per batch (default: the captioner's for this precision and beams). "
+                   "A scan starts at one photo and grows its batches while Stop can still wait "
+                   "for a batch or lose at most about one photo's work.")
 @click.option("--workers", type=click.IntRange(0, 64), default=2, show_default=True, help="Photo loader threads (0: load inline).")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
               help="Run on a Ray cluster: alone, a local one on this machine; with ADDRESS (auto, "

@@ -76,7 +76,7 @@ class FakeEngine:
                 os.close(fd)
         return digests
 
-    def batch_size(self, task: str) -> int:
+    def batch_size(self, task: str, options=None) -> int:
         return self.batch
 
     def load(self, task: str) -> None:

@@ -257,9 +257,11 @@ def test_cancel_stops_within_a_batch_and_resume_never_redoes(tmp_path):
             cancel.set()
 
     first = library.scan(root, engine=engine, cancel=cancel, progress=progress)
-    assert first.cancelled and 4 <= first.done <= 8
+    # batches of 1, 4, 4 (engine/stopping.py: the first holds one photo); Stop comes in the
+    # second or at the third's start, and a batch about to end (0.12 s) is let finish and kept
+    assert first.cancelled and 4 <= first.done <= 9
     calls_at_cancel = len([c for c in engine.calls if c[0] == "caption"])
-    assert calls_at_cancel <= 2  # stopped within one batch of the cancel
+    assert calls_at_cancel <= 3  # stopped within one batch of the cancel
     second = library.scan(root, engine=engine)
     assert not second.cancelled and second.skipped == first.done and second.done == 30 - first.done
     done = engine.inferred()

@@ -434,6 +434,27 @@ def test_clipboard_permission_is_for_the_loupe_server_only():
         assert not policy.is_server_origin(other), other
 
 
+def test_pyside_import_hook_is_dropped_once_qt_is_loaded():
+    """PySide6's hook reads the source of every module imported after it; the window hands
+    Python's own import back, and imports (and Qt's own later ones) still work."""
+    if missing_qt_libs():
+        pytest.skip(missing_qt_libs())
+    code = (
+        "import builtins, desktop.window as w\n"
+        "plain = builtins.__import__\n"
+        "import PySide6.QtCore, PySide6.QtWidgets\n"
+        "assert builtins.__import__.__name__ == '__feature_import__', builtins.__import__\n"
+        "assert w._drop_pyside_import_hook() is True\n"
+        "assert builtins.__import__ is plain\n"
+        "assert w._drop_pyside_import_hook() is False\n"
+        "import PySide6.QtGui, json\n"
+        "from PySide6.QtCore import QTimer\n"
+        "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
 # -- closing while busy -------------------------------------------------------------------------
 def dialog(display: XDisplay) -> list[str]:
     return display.windows("^Close Loupe\\?$")

@@ -108,7 +108,8 @@ def scan(
     an explicit `num_beams=` wins over the style), checked before any file is touched.
     A photo whose caption the person wrote (`set_caption`) keeps it; the scan says so once.
     `progress` gets a ScanProgress at least once per photo, the first before any model work.
-    `cancel.set()` stops between photos or within a generation step; the summary then has
+    `cancel.set()` stops between photos or within a generation step (a batch expected to end
+    within ~1.5 s is let finish and kept: engine/stopping.py); the summary then has
     `cancelled=True` and the next scan resumes. Photos that cannot be read, written or
     renamed are in `summary.problems`, decisions Loupe took in `summary.notices`; the scan
     goes on. Raises UsageError for bad arguments and IndexUnavailable (a LoupeError) when the

@@ -9,6 +9,7 @@
 
 Photos done before go plan -> write -> record; copies of a photo in flight are decided again
 once it is recorded. Stop (`cancel`, Ctrl-C) is checked between photos and inside the models;
+a batch expected to end within stopping.GRACE_S is let finish first (engine/stopping.py);
 results already in are written for up to STOP_WRITES_S and kept, the next scan does the rest.
 """
 from __future__ import annotations

@@ -1,12 +1,14 @@
 """Rate and time left for a scan, from measured work only: a clock-free unit the Reporter feeds.
 
-Why not photos-done over seconds: photos arrive a batch at a time (8 on a bf16 CPU, 1 on an
-AVX2 int8 one), so a count-based rate jumps at each batch and a count-based time left counts
+Why not photos-done over seconds: photos arrive a batch at a time (on a bf16 CPU batches grow
+from 1 to 8 as engine/stopping.py sizes them; 1 on an AVX2 int8 one), so a count-based rate jumps at each batch and a count-based time left counts
 the photos of the batch in flight (and those computed but not yet written) as not started.
-A batch smaller than those measured (the last one) costs more per photo: a batch's cost is
-taken as 0.2 of a full batch's plus 0.8 of it per photo share (fits the bench's BLIP-base:
-batch 1 = 0.26 and batch 4 = 0.6 of batch 8, bf16). Each photo still to caption is one of:
-- waiting (not yet in a batch): `per_photo` seconds each, measured over completed batches,
+A batch's cost is not proportional to its photos. Once batches of two sizes are measured (the
+scan's batches grow from one photo), a batch of n costs a + b * n, fitted over the completed
+batches; with one size measured, a smaller batch (the last one) is taken as 0.2 of a full
+batch's cost plus 0.8 of it per photo share (fits the bench's BLIP-base: batch 1 = 0.26 and
+batch 4 = 0.6 of batch 8, bf16). Each photo still to caption is one of:
+- waiting (not yet in a batch): in batches the size of the latest, at the measured cost,
   end to end (from the previous batch's results, or the first batch's start, to these results);
 - in flight (the batch being computed): what its generation steps say is left, projected from
   the step rate seen so far in this batch (after one step: the last batch's step rate, scaled
@@ -65,9 +67,13 @@ class TimeLeft:
         self.first_step = self.last_step = None
 
     def per_photo(self) -> float | None:
-        """Seconds per photo over the completed batches; None before the first."""
+        """Seconds per photo at the latest completed batch's size, from the completed batches;
+        None before the first."""
         seconds, photos = sum(s for s, _ in self.done), sum(n for _, n in self.done)
-        return seconds / photos if photos and seconds > 0 else None
+        if not photos or seconds <= 0:
+            return None
+        size = self.done[-1][1]
+        return self.batch_cost(size) / size
 
     def rate(self) -> float:
         """Photos per second over the completed batches (0.0 before the first)."""
@@ -86,18 +92,38 @@ class TimeLeft:
                 return max(0.0, (1.0 - f1) * (t1 - t0) / (f1 - f0) + self.tail - (now - t1))
             if self.step_unit is not None:  # one step so far: at the last batch's pace, for this size
                 unit, photos = self.step_unit
-                return max(0.0, (1.0 - f1) * unit * share(self.batch_photos, photos) + self.tail - (now - t1))
-        each = self.per_photo()
-        if each is None:
+                scale = self.batch_cost(self.batch_photos) / self.batch_cost(photos) if self.done else share(
+                    self.batch_photos, photos)
+                return max(0.0, (1.0 - f1) * unit * scale + self.tail - (now - t1))
+        if self.per_photo() is None:
             return None
-        return max(0.0, self.cost(self.batch_photos, each) - (now - self.batch_start))
+        return max(0.0, self.batch_cost(self.batch_photos) - (now - self.batch_start))
+
+    def batch_cost(self, photos: int) -> float:
+        """Seconds for one batch of `photos`, from the completed batches (see the module)."""
+        total_s, total_n = sum(s for s, _ in self.done), sum(n for _, n in self.done)
+        mean = total_s / total_n if total_n else 0.0
+        sizes = {n for _, n in self.done}
+        if len(sizes) == 1:
+            full = next(iter(sizes))
+            return share(photos, full) * full * mean
+        k = len(self.done)
+        mx = total_n / k
+        var = sum((n - mx) ** 2 for _, n in self.done)
+        b = sum((n - mx) * (sec - total_s / k) for sec, n in self.done) / var if var else 0.0
+        a = total_s / k - b * mx
+        if b <= 0 or a < 0:  # noise: no fixed part to be seen
+            return photos * mean
+        return a + b * photos
 
     def cost(self, photos: int, each: float) -> float:
-        """Seconds for `photos` at `each` a photo in batches the size of those measured; a
-        remainder smaller than those batches at its `share` of one."""
-        full = max((n for _, n in self.done), default=1)
-        whole, rest = divmod(photos, full)
-        return (whole + (share(rest, full) if rest else 0.0)) * full * each
+        """Seconds for `photos` in batches the size of the latest (in flight, else completed),
+        at the measured batch cost; before any batch is complete, at `each` a photo."""
+        if not self.done:
+            return photos * each
+        size = self.batch_photos or self.done[-1][1]
+        whole, rest = divmod(photos, max(1, size))
+        return whole * self.batch_cost(size) + (self.batch_cost(rest) if rest else 0.0)
 
     def eta(self, waiting: int, now: float) -> float | None:
         """Seconds left: the batch in flight, then `waiting` photos not yet in a batch."""
@@ -113,7 +139,20 @@ class TimeLeft:
             each = (now - self.batch_start + flight) / self.batch_photos
         if self.batch_start is None and self.last_finish is not None:  # between batches: the gap is in `each`
             return max(0.0, self.cost(waiting, each) - min(now - self.last_finish, each))
+        unit = self.projected(now, flight)
+        if unit is not None:  # a size not measured yet (batches grow): as this batch's steps price it
+            whole, rest = divmod(waiting, self.batch_photos)
+            return flight + (whole + (share(rest, self.batch_photos) if rest else 0.0)) * unit
         return flight + self.cost(waiting, each)
+
+    def projected(self, now: float, flight: float) -> float | None:
+        """The batch in flight's whole cost as its own steps project it, when no completed
+        batch had its size and two steps were seen; else None."""
+        if (not self.done or self.batch_start is None or not self.batch_photos
+                or any(n == self.batch_photos for _, n in self.done)
+                or self.first_step is None or self.last_step is None or self.last_step[0] <= self.first_step[0]):
+            return None
+        return now - self.batch_start + flight
 
 
 def share(photos: int, full: int) -> float:

@@ -9,6 +9,7 @@ from typing import Any, Callable, Sequence
 
 from PIL.Image import Image
 
+from ..batching import Stop
 from ..device import Placement
 from ..errors import Cancelled
 from ..results import Caption
@@ -87,7 +88,7 @@ class Captioner(Model[Caption]):
         return batch
 
     def forward(self, batch: dict, *, max_new_tokens: int, num_beams: int,
-                cancel: threading.Event | None = None, on_step: Callable[[float], None] | None = None,
+                cancel: Stop | None = None, on_step: Callable[[float], None] | None = None,
                 **_: Any) -> Any:
         """Token ids [N, <= T + max_new_tokens] from beam search (greedy when num_beams is 1).
         Raises Cancelled within one generation step of `cancel` being set. `on_step(fraction)`

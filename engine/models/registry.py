@@ -52,7 +52,8 @@ BLIP_BASE = ModelSpec(
     supported=("fp32", "bf16", "int8"),
     # int8 layers run once per caption candidate (one activation scale per row), so batching
     # photos saves the beam-search decoder nothing: one photo per pass is as fast and gives
-    # per-photo progress and Stop. bf16 and fp32 gain from batches and keep batch_size.
+    # per-photo progress and Stop. bf16 and fp32 gain from batches and keep batch_size, the
+    # most a scan's batch grows to (engine/stopping.py sizes them for Stop).
     # Measured: bench/README.md, "Batch size per setting".
     batch_sizes={("int8", True): 1},
     options=(
