@@ -18,8 +18,8 @@ generation step, so an overrunning batch is stopped within one layer of it (no t
 So a batch that Stop cannot wait for loses at most its length less the grace. `next_batch`
 keeps that within what one photo alone takes (the one-at-a-time loss): the first batch is one
 photo (its result is on screen soonest, and it measures `alone`); after that the batch is the
-largest, up to the registry's size for the setting, whose expected length is at most
-grace + alone. The length of a batch of n is a + b * n, fitted over the latest batch of each
+largest, up to the registry's size for the setting and twice the largest batch measured so
+far, whose expected length is at most grace + alone. The length of a batch of n is a + b * n, fitted over the latest batch of each
 size measured; with one size measured, its seconds per photo times n (a larger batch costs
 less per photo: safe). When a photo alone takes longer than the grace, that allows no
 growth, so one batch of two is tried to find the fixed part (BLIP's decoder costs much the
@@ -120,12 +120,15 @@ class GracefulStop:
     # -- the batch size
     def next_batch(self, cap: int) -> int:
         """Photos for the next batch: 1 until a batch of one is measured, then the most (up to
-        `cap`, the registry's size for this setting) whose expected length is within the grace
-        plus one photo alone (see the module)."""
+        `cap`, the registry's size for this setting, and twice the largest batch measured)
+        whose expected length is within the grace plus one photo alone (see the module)."""
         with self._lock:
             if self._alone is None or not self._per_photo:
                 return 1
             budget = self.grace_s + self._alone
+            # a line fitted over small batches under-prices large ones (BLIP's cost per photo
+            # grows with the batch past a few photos): grow at most twofold per measured size
+            cap = min(cap, 2 * max(self._lengths))
             if len(self._lengths) < 2:
                 # one size seen: at its seconds per photo (a larger batch costs less per photo,
                 # so this is safe); when that allows no growth, one batch of two finds the fixed part

@@ -620,6 +620,8 @@ def test_progress_bar_helper_and_hit_dict(tmp_path):
     with library.progress_bar(file=out, disable=False) as cb:  # None: off when not a terminal
         library.scan(root, engine=FakeEngine(), progress=cb, write="none")
     assert "3/3" in out.getvalue()
+    last = out.getvalue().replace("\r", "\n").strip().splitlines()[-1]
+    assert last.endswith("0 failed, finished") and " left" not in last, last  # nothing is left at the end
     hit = library.search("v1", limit=1)[0]
     assert json.loads(json.dumps(hit.to_dict()))["path"] == hit.path
 

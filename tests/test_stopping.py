@@ -121,6 +121,20 @@ def test_a_photo_slower_than_the_grace_tries_two_once_then_follows_the_fit():
     assert _run(GracefulStop(threading.Event(), clock=clock3), clock3, lambda n: 2.0 + 0.5 * n, cap=1) == [1] * 6
 
 
+def test_batches_grow_at_most_twofold_where_a_small_batch_line_under_prices_a_large_one():
+    """Seen in review (bf16, loaded machine): batches of 1 (2.6 s) and 2 (~2.9 s) fit 2.35 s + 0.25 s
+    a photo, which priced a batch of 7 at 4.1 s, within the budget (grace 1.5 + one photo 2.6); it
+    took 6.6 s, and a Stop that could not wait lost ~5 s (two photos' work). Growth is now at most
+    twofold per measured size, so the line is corrected by a batch of 4 first."""
+    clock = Clock()
+    stop = GracefulStop(threading.Event(), grace_s=1.5, clock=clock)
+    real = {1: 2.6, 2: 2.85, 4: 3.9, 7: 6.6}
+    sizes = _run(stop, clock, lambda n: real.get(n, 0.6 + 0.85 * n), batches=4)
+    assert sizes[:3] == [1, 2, 4] and max(sizes) <= 4
+    # whatever Stop cannot wait for loses at most about one photo alone
+    assert all(real.get(n, 0.6 + 0.85 * n) - 1.5 <= 2.6 for n in sizes)
+
+
 # ---------------------------------------------------------------- the scan, end to end
 
 class SteppingEngine(FakeEngine):
@@ -221,7 +235,7 @@ def test_scan_grace_deadline_holds_when_a_batch_overruns(clock, folder, tmp_path
 def test_scan_batches_follow_the_rate_and_never_exceed_the_forward_size(clock, folder, tmp_path):
     fast = SteppingEngine(clock, step_s=0.001, forward=4)
     assert _scan(folder, tmp_path, fast).done == 16
-    assert fast.batches[0] == 1 and max(fast.batches) == 4 and fast.batches[1:4] == [4, 4, 4]
+    assert fast.batches[0] == 1 and max(fast.batches) == 4 and fast.batches[1:4] == [2, 4, 4]  # twofold growth
     slow = SteppingEngine(clock, step_s=0.3, forward=4)  # 3 s a photo, proportional: two tried once
     assert _scan(folder, tmp_path, slow, db="slow.db").done == 16
     assert slow.batches == [1, 2] + [1] * 13

@@ -122,8 +122,11 @@ def progress_bar(*, file: Any = None, disable: bool | None = None) -> Iterator[P
             bar.total = p.total
         bar.n = p.done
         speed = f"{p.rate:.2f} photos/s" if p.rate else "-"
-        left = format_duration(p.eta_s) if p.eta_s is not None else "-"
-        bar.set_postfix_str(f"{speed}, {left} left, {p.failed} failed {p.phase} {p.name}"[:120], refresh=False)
+        if p.phase == "finished":  # nothing is left: no time left, and no last photo's name
+            bar.set_postfix_str(f"{speed}, {p.failed} failed, finished", refresh=False)
+        else:
+            left = format_duration(p.eta_s) if p.eta_s is not None else "-"
+            bar.set_postfix_str(f"{speed}, {left} left, {p.failed} failed {p.phase} {p.name}"[:120], refresh=False)
         bar.refresh()
 
     try:
