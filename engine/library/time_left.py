@@ -7,7 +7,9 @@ A batch's cost is not proportional to its photos. Once batches of two sizes are 
 scan's batches grow from one photo), a batch of n costs a + b * n, fitted over the completed
 batches; with one size measured, a smaller batch (the last one) is taken as 0.2 of a full
 batch's cost plus 0.8 of it per photo share (fits the bench's BLIP-base: batch 1 = 0.26 and
-batch 4 = 0.6 of batch 8, bf16). Each photo still to caption is one of:
+batch 4 = 0.6 of batch 8, bf16); a batch larger than any measured is priced no lower than the
+largest measured one scaled by that shape (a line through batches of 1 and 2 prices 4 low).
+Each photo still to caption is one of:
 - waiting (not yet in a batch): in batches the size of the latest, at the measured cost,
   end to end (from the previous batch's results, or the first batch's start, to these results);
 - in flight (the batch being computed): what its generation steps say is left, projected from
@@ -112,9 +114,16 @@ class TimeLeft:
         var = sum((n - mx) ** 2 for _, n in self.done)
         b = sum((n - mx) * (sec - total_s / k) for sec, n in self.done) / var if var else 0.0
         a = total_s / k - b * mx
-        if b <= 0 or a < 0:  # noise: no fixed part to be seen
-            return photos * mean
-        return a + b * photos
+        fitted = photos * mean if b <= 0 or a < 0 else a + b * photos  # b <= 0: noise, no fixed part seen
+        largest = max(sizes)
+        if photos <= largest:
+            return fitted
+        # Larger than any batch measured (batches grow): a line through batches of 1 and 2 prices
+        # a batch of 4 low (BLIP's fixed part shows most at 1-2 photos), so a time left from it
+        # runs short. Not below the largest batch's cost scaled by the bench's shape (share()).
+        seconds = [sec for sec, n in self.done if n == largest]
+        scaled = sum(seconds) / len(seconds) * share(photos, FULL_BATCH) / share(largest, FULL_BATCH)
+        return max(fitted, scaled)
 
     def cost(self, photos: int, each: float) -> float:
         """Seconds for `photos` in batches the size of the latest (in flight, else completed),
@@ -153,6 +162,10 @@ class TimeLeft:
                 or self.first_step is None or self.last_step is None or self.last_step[0] <= self.first_step[0]):
             return None
         return now - self.batch_start + flight
+
+
+#: the largest batch the registry runs (BLIP in bf16 / fp32): share()'s reference size
+FULL_BATCH = 8
 
 
 def share(photos: int, full: int) -> float:
