@@ -123,21 +123,39 @@ class GracefulStop:
         `cap`, the registry's size for this setting, and twice the largest batch measured)
         whose expected length is within the grace plus one photo alone (see the module)."""
         with self._lock:
-            if self._alone is None or not self._per_photo:
-                return 1
-            budget = self.grace_s + self._alone
-            # a line fitted over small batches under-prices large ones (BLIP's cost per photo
-            # grows with the batch past a few photos): grow at most twofold per measured size
-            cap = min(cap, 2 * max(self._lengths))
-            if len(self._lengths) < 2:
-                # one size seen: at its seconds per photo (a larger batch costs less per photo,
-                # so this is safe); when that allows no growth, one batch of two finds the fixed part
-                n = int(budget / self._per_photo)
-                return max(1, min(cap, n if n > 1 else 2))
-            a, b = fit(self._lengths)
-            if b <= 0:  # times from a busier moment mixed in: the latest batch's pace alone (safe)
-                return max(1, min(cap, int(budget / self._per_photo)))
-            return max(1, min(cap, int((budget - a) / b)))
+            return self._size(cap, max(self._lengths, default=0))
+
+    def plan(self, photos: int, cap: int) -> list[int]:
+        """The batch sizes `photos` still to compute would come in if nothing new were measured
+        (the next batch's size, then growing as `next_batch` lets it): what the time left
+        prices them at (library/time_left.py)."""
+        sizes: list[int] = []
+        with self._lock:
+            largest = max(self._lengths, default=0)
+            while photos > 0 and len(sizes) < 10_000:
+                n = min(photos, self._size(cap, largest))
+                sizes.append(n)
+                photos -= n
+                largest = max(largest, n)
+        return sizes
+
+    def _size(self, cap: int, largest: int) -> int:
+        """`next_batch` with `largest` as the largest batch measured (call with the lock held)."""
+        if self._alone is None or not self._per_photo:
+            return 1
+        budget = self.grace_s + self._alone
+        # a line fitted over small batches under-prices large ones (BLIP's cost per photo
+        # grows with the batch past a few photos): grow at most twofold per measured size
+        cap = min(cap, 2 * max(largest, 1))
+        if len(self._lengths) < 2:
+            # one size seen: at its seconds per photo (a larger batch costs less per photo,
+            # so this is safe); when that allows no growth, one batch of two finds the fixed part
+            n = int(budget / self._per_photo)
+            return max(1, min(cap, n if n > 1 else 2))
+        a, b = fit(self._lengths)
+        if b <= 0:  # times from a busier moment mixed in: the latest batch's pace alone (safe)
+            return max(1, min(cap, int(budget / self._per_photo)))
+        return max(1, min(cap, int((budget - a) / b)))
 
 
 def fit(lengths: dict[int, float]) -> tuple[float, float]:

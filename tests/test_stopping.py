@@ -266,3 +266,12 @@ def test_ctrl_c_in_the_cli_stops_as_stop_does_keeping_the_batch_about_to_end(clo
             for _ in range(1000):
                 time.sleep(0.001)  # the handler runs between bytecodes of the main thread
     assert cancel.is_set() and s.cancelled and s.done == 5 and engine.batches == [1, 2, 2]
+
+
+def test_the_plan_for_the_photos_left_grows_as_next_batch_would():
+    clock = Clock()
+    stop = GracefulStop(threading.Event(), grace_s=1.5, clock=clock)
+    assert stop.plan(3, 8) == [1, 1, 1]  # nothing measured: one at a time
+    _run(stop, clock, lambda n: 0.86 + 0.5 * n, batches=2)  # 1, 2 measured
+    assert stop.plan(11, 8) == [4, 4, 3] and stop.next_batch(8) == 4
+    assert stop.plan(5, 2) == [2, 2, 1] and sum(stop.plan(0, 8)) == 0

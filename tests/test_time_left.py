@@ -136,3 +136,17 @@ def test_a_batch_larger_than_any_measured_is_not_priced_below_the_bench_shape():
     meter = TimeLeft()
     run_batches(meter, [1, 2], lambda n: cost[n])
     assert 4.0 <= meter.batch_cost(4) <= 4.6  # the line alone said 3.35
+
+
+def test_waiting_photos_are_priced_in_the_batches_planned_for_them():
+    """The scan's batches grow (engine/stopping.py): after batches of 1 and 2, the 10 photos
+    left come in 4, 4, 2, not in five more batches of 2; the compute stage's plan says so."""
+    cost = {1: 2.6, 2: 2.85, 4: 4.3}
+    meter = TimeLeft()
+    end = run_batches(meter, [1, 2], lambda n: cost[n])
+    alone = meter.eta(10, end)
+    meter.plan = lambda photos: {10: [4, 4, 2]}[photos]
+    planned = meter.eta(10, end)
+    assert planned == pytest.approx(2 * meter.batch_cost(4) + meter.batch_cost(2))
+    assert abs(planned - (2 * cost[4] + cost[2])) / (2 * cost[4] + cost[2]) < 0.1  # 11.45 s; in 2s: 14.25 s
+    assert alone == pytest.approx(5 * meter.batch_cost(2))

@@ -76,13 +76,21 @@ class LocalCompute:
         self.inference_s += time.perf_counter() - self._batch_started
         self.stop.finished(sum(not isinstance(out, (ModelFailed, UnreadableImage)) for _, out in group))
 
+    def plan(self, photos: int) -> list[int]:
+        """The batch sizes `photos` not yet in a batch would come in (`GracefulStop.plan`): what
+        the scan's time left prices them at."""
+        return self.stop.plan(photos, self.cap())
+
     def next_batch(self) -> int:
-        """Photos for the next batch (`GracefulStop.next_batch`), at most `batch_size` and the
-        engine's forward size for each model's options (a larger batch would run as several
-        passes that Stop throws away together)."""
+        """Photos for the next batch (`GracefulStop.next_batch`), at most `cap()`."""
+        return self.stop.next_batch(self.cap())
+
+    def cap(self) -> int:
+        """The most photos a batch may hold: `batch_size` and each model's forward size for its
+        options (a larger batch would run as several passes that Stop throws away together)."""
         if self._cap is None:
             self._cap = min([self.batch_size] + [self.engine.batch_size(task, opts) for task, opts in self.models.items()])
-        return self.stop.next_batch(self._cap)
+        return self._cap
 
     def prepare(self, decision: Decision) -> Mapping[str, Any] | UnreadableImage:
         """In a loader thread: each needed model's input for the photo, or why it cannot be read."""

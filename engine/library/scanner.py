@@ -196,8 +196,10 @@ def local(engine: Inference) -> Callable[[Scan], Compute]:
     """The compute stage on this machine, with `engine`."""
     def make(scan: Scan) -> Compute:
         o = scan.options
-        return LocalCompute(engine, o.models, batch_size=o.batch_size, workers=o.workers, cancel=scan.cancel,
-                            on_batch=lambda ds: scan.report.batch([d.path for d in ds]), on_step=scan.report.step)
+        stage = LocalCompute(engine, o.models, batch_size=o.batch_size, workers=o.workers, cancel=scan.cancel,
+                             on_batch=lambda ds: scan.report.batch([d.path for d in ds]), on_step=scan.report.step)
+        scan.report.meter.plan = stage.plan  # the time left prices waiting photos in the batches to come
+        return stage
     return make
 
 

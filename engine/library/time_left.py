@@ -10,7 +10,8 @@ batch's cost plus 0.8 of it per photo share (fits the bench's BLIP-base: batch 1
 batch 4 = 0.6 of batch 8, bf16); a batch larger than any measured is priced no lower than the
 largest measured one scaled by that shape (a line through batches of 1 and 2 prices 4 low).
 Each photo still to caption is one of:
-- waiting (not yet in a batch): in batches the size of the latest, at the measured cost,
+- waiting (not yet in a batch): in the batches the compute stage plans for them (`plan`; the
+  scan's batches grow: engine/stopping.py), else in batches the size of the latest, at the measured cost,
   end to end (from the previous batch's results, or the first batch's start, to these results);
 - in flight (the batch being computed): what its generation steps say is left, projected from
   the step rate seen so far in this batch (after one step: the last batch's step rate, scaled
@@ -21,6 +22,7 @@ Each photo still to caption is one of:
 from __future__ import annotations
 
 from collections import deque
+from typing import Callable
 
 
 class TimeLeft:
@@ -37,6 +39,9 @@ class TimeLeft:
         self.last_step: tuple[float, float] | None = None
         self.tail = 0.0  # seconds from a batch's last step to its results (labels, embeddings), as last measured
         self.step_unit: tuple[float, int] | None = None  # (seconds per whole generation, photos) of the last batch
+        #: the batch sizes `n` photos not yet in a batch will come in (the compute stage's
+        #: `LocalCompute.plan`: batches grow); None: in batches the size of the latest
+        self.plan: Callable[[int], list[int]] | None = None
 
     def started(self, photos: int, now: float) -> None:
         """A batch of `photos` starts computing."""
@@ -103,16 +108,17 @@ class TimeLeft:
 
     def batch_cost(self, photos: int) -> float:
         """Seconds for one batch of `photos`, from the completed batches (see the module)."""
-        total_s, total_n = sum(s for s, _ in self.done), sum(n for _, n in self.done)
+        done = list(self.done)
+        total_s, total_n = sum(s for s, _ in done), sum(n for _, n in done)
         mean = total_s / total_n if total_n else 0.0
-        sizes = {n for _, n in self.done}
+        sizes = {n for _, n in done}
         if len(sizes) == 1:
             full = next(iter(sizes))
             return share(photos, full) * full * mean
-        k = len(self.done)
+        k = len(done)
         mx = total_n / k
-        var = sum((n - mx) ** 2 for _, n in self.done)
-        b = sum((n - mx) * (sec - total_s / k) for sec, n in self.done) / var if var else 0.0
+        var = sum((n - mx) ** 2 for _, n in done)
+        b = sum((n - mx) * (sec - total_s / k) for sec, n in done) / var if var else 0.0
         a = total_s / k - b * mx
         fitted = photos * mean if b <= 0 or a < 0 else a + b * photos  # b <= 0: noise, no fixed part seen
         largest = max(sizes)
@@ -121,7 +127,7 @@ class TimeLeft:
         # Larger than any batch measured (batches grow): a line through batches of 1 and 2 prices
         # a batch of 4 low (BLIP's fixed part shows most at 1-2 photos), so a time left from it
         # runs short. Not below the largest batch's cost scaled by the bench's shape (share()).
-        seconds = [sec for sec, n in self.done if n == largest]
+        seconds = [sec for sec, n in done if n == largest]
         scaled = sum(seconds) / len(seconds) * share(photos, FULL_BATCH) / share(largest, FULL_BATCH)
         return max(fitted, scaled)
 
@@ -130,6 +136,8 @@ class TimeLeft:
         at the measured batch cost; before any batch is complete, at `each` a photo."""
         if not self.done:
             return photos * each
+        if self.plan is not None:
+            return sum(self.batch_cost(n) for n in self.plan(photos))
         size = self.batch_photos or self.done[-1][1]
         whole, rest = divmod(photos, max(1, size))
         return whole * self.batch_cost(size) + (self.batch_cost(rest) if rest else 0.0)
@@ -150,6 +158,8 @@ class TimeLeft:
             return max(0.0, self.cost(waiting, each) - min(now - self.last_finish, each))
         unit = self.projected(now, flight)
         if unit is not None:  # a size not measured yet (batches grow): as this batch's steps price it
+            if self.plan is not None:
+                return flight + sum(share(n, self.batch_photos) for n in self.plan(waiting)) * unit
             whole, rest = divmod(waiting, self.batch_photos)
             return flight + (whole + (share(rest, self.batch_photos) if rest else 0.0)) * unit
         return flight + self.cost(waiting, each)
