@@ -32,6 +32,7 @@ class TimeLeft:
 
     def __init__(self, window: int = 8) -> None:
         self.done: deque[tuple[float, int]] = deque(maxlen=window)  # (seconds, photos) per completed batch
+        self.first: tuple[float, int] | None = None  # the scan's first batch: its first forward warms up
         self.last_finish: float | None = None
         self.batch_start: float | None = None  # the batch in flight (None between batches)
         self.batch_photos = 0
@@ -62,6 +63,8 @@ class TimeLeft:
             since = self.batch_start if self.last_finish is None else min(self.last_finish, self.batch_start)
             if now > since:
                 self.done.append((now - since, photos))
+                if self.first is None:
+                    self.first = self.done[-1]
         if self.last_step is not None and self.last_step[1] >= 1.0:
             self.tail = max(0.0, now - self.last_step[0])
         if self.first_step is not None and self.last_step is not None and photos > 0:
@@ -106,9 +109,17 @@ class TimeLeft:
             return None
         return max(0.0, self.batch_cost(self.batch_photos) - (now - self.batch_start))
 
+    def measured(self) -> list[tuple[float, int]]:
+        """The completed batches the cost is fitted over: without the scan's first one once two
+        more are in (its first forward pass warms up: a batch of one then takes up to twice as
+        long as later ones, and a scan's last photo is often a batch of one)."""
+        if self.first is not None and len(self.done) >= 3:
+            return [d for d in self.done if d is not self.first]
+        return list(self.done)
+
     def batch_cost(self, photos: int) -> float:
         """Seconds for one batch of `photos`, from the completed batches (see the module)."""
-        done = list(self.done)
+        done = self.measured()
         total_s, total_n = sum(s for s, _ in done), sum(n for _, n in done)
         mean = total_s / total_n if total_n else 0.0
         sizes = {n for _, n in done}
