@@ -143,8 +143,9 @@ class TimeLeft:
         return max(fitted, scaled)
 
     def cost(self, photos: int, each: float) -> float:
-        """Seconds for `photos` in batches the size of the latest (in flight, else completed),
-        at the measured batch cost; before any batch is complete, at `each` a photo."""
+        """Seconds for `photos` in the batches `plan` has for them, else in batches the size of
+        the latest (in flight, else completed), at the measured batch cost; before any batch is
+        complete, at `each` a photo."""
         if not self.done:
             return photos * each
         if self.plan is not None:
