@@ -132,8 +132,12 @@ class GracefulStop:
         sizes: list[int] = []
         with self._lock:
             largest = max(self._lengths, default=0)
-            while photos > 0 and len(sizes) < 10_000:
+            while photos > 0:
                 n = min(photos, self._size(cap, largest))
+                if sizes and n == sizes[-1] and n <= largest:  # settled: the rest in batches of n
+                    whole, rest = divmod(photos, n)
+                    sizes.extend([n] * whole + ([rest] if rest else []))
+                    break
                 sizes.append(n)
                 photos -= n
                 largest = max(largest, n)

@@ -275,3 +275,5 @@ def test_the_plan_for_the_photos_left_grows_as_next_batch_would():
     _run(stop, clock, lambda n: 0.86 + 0.5 * n, batches=2)  # 1, 2 measured
     assert stop.plan(11, 8) == [4, 4, 3] and stop.next_batch(8) == 4
     assert stop.plan(5, 2) == [2, 2, 1] and sum(stop.plan(0, 8)) == 0
+    long = stop.plan(100_001, 8)  # a long scan: once settled, the rest in one step
+    assert sum(long) == 100_001 and set(long[:-1]) == {4} and long[-1] == 1

@@ -21,7 +21,7 @@ Each photo still to caption is one of:
 """
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from typing import Callable
 
 
@@ -148,8 +148,8 @@ class TimeLeft:
         complete, at `each` a photo."""
         if not self.done:
             return photos * each
-        if self.plan is not None:
-            return sum(self.batch_cost(n) for n in self.plan(photos))
+        if self.plan is not None:  # a long scan's plan repeats a few sizes: price each size once
+            return sum(count * self.batch_cost(n) for n, count in Counter(self.plan(photos)).items())
         size = self.batch_photos or self.done[-1][1]
         whole, rest = divmod(photos, max(1, size))
         return whole * self.batch_cost(size) + (self.batch_cost(rest) if rest else 0.0)
