@@ -9,6 +9,9 @@ left over: all of them on an idle machine (torch's default, so an idle machine i
 slower), fewer while others compute, never less than one.
 
 `LOUPE_THREADS=N` fixes the count (no measuring).
+
+Only the compute thread runs torch on several threads (engine/compute_thread.py says why);
+threads that prepare photos or search run it on one (`one_thread_here`).
 """
 from __future__ import annotations
 
@@ -63,34 +66,64 @@ def first_look() -> None:
                 pass
 
 
+def _read_ceiling() -> int:
+    """torch's own thread count, read once, before Loupe changes any thread's (under _lock)."""
+    global _ceiling
+    if _ceiling is None:
+        import torch
+
+        _ceiling = torch.get_num_threads()
+    return _ceiling
+
+
+def one_thread_here() -> None:
+    """torch on one thread for the calling thread (not the compute thread): its ops then make
+    no OpenMP team of their own (compute_thread.py). Cheap when already so; no-op on the
+    compute thread."""
+    from .compute_thread import is_current
+
+    if is_current():
+        return
+    import torch
+
+    if torch.get_num_threads() != 1:
+        with _lock:
+            _read_ceiling()  # torch's default, not the 1 set here (new threads start from it)
+        torch.set_num_threads(1)
+
+
 def fit_threads() -> int:
     """Set torch's intra-op threads to the cores free right now and return the count. Cheap
-    (two psutil reads); looks again only after MIN_WINDOW_S, else keeps the last choice."""
-    global _last, _ceiling, _chosen
+    (two psutil reads); looks again only after MIN_WINDOW_S, else keeps the last choice. Run
+    on the thread that runs the model (OpenMP keeps the count per thread)."""
+    global _chosen
     import torch
 
     with _lock:
-        if _ceiling is None:
-            _ceiling = torch.get_num_threads()
+        _read_ceiling()
         fixed = os.environ.get("LOUPE_THREADS", "").strip()
-        if fixed.isdigit() and int(fixed) > 0:
-            wanted = int(fixed)
-        else:
-            try:
-                now = _sample()
-            except Exception:  # psutil unable to read here: torch's default
-                return torch.get_num_threads()
-            if _last is None:
-                _last = now
-                time.sleep(0.1)  # a first look: a short window beats none
-                now = _sample()
-            if _chosen is not None and now[0] - _last[0] < MIN_WINDOW_S:
-                wanted = _chosen
-            else:
-                wanted = threads_for(_ceiling, others_busy(_last, now))
-                _last = now
-        # OpenMP keeps the count per calling thread: set it on the thread that runs the model
+        wanted = int(fixed) if fixed.isdigit() and int(fixed) > 0 else _free_cores()
         if wanted != torch.get_num_threads():
             torch.set_num_threads(wanted)
         _chosen = wanted
         return wanted
+
+
+def _free_cores() -> int:
+    """Threads for the cores others leave free since the last look (under _lock); torch's
+    default when psutil cannot read here."""
+    global _last
+    ceiling = _read_ceiling()
+    try:
+        now = _sample()
+        if _last is None:
+            _last = now
+            time.sleep(0.1)  # a first look: a short window beats none
+            now = _sample()
+    except Exception:  # psutil unable to read here
+        return ceiling
+    if _chosen is not None and now[0] - _last[0] < MIN_WINDOW_S:
+        return _chosen
+    free = threads_for(ceiling, others_busy(_last, now))
+    _last = now
+    return free

@@ -28,7 +28,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from PIL.Image import Image
 
-from . import weights
+from . import compute_thread, weights
+from .cpu_share import one_thread_here
 from .device import Placement, choose
 from .batching import Stop, stream
 from .errors import Cancelled, LoupeError, ModelFailed, UnreadableImage
@@ -97,7 +98,8 @@ class Engine:
             return model
         with self._load_lock:
             if spec.task not in self._models:
-                self._models[spec.task] = self._load(spec)
+                # its torch ops (int8 packing) on the compute thread too (compute_thread.py)
+                self._models[spec.task] = compute_thread.call(self._load, spec)
             return self._models[spec.task]
 
     def is_loaded(self, key: str) -> bool:
@@ -165,7 +167,8 @@ class Engine:
         the encoder's text tower, at the first call (`text_ready` says whether it is loaded);
         the vision tower is used when a scan in this process loaded it anyway.
         WeightsMissing / WeightsDamaged when the encoder is not installed intact."""
-        return self.text_encoder().embed_text(texts)
+        encoder = self.text_encoder()
+        return compute_thread.call(encoder.embed_text, texts)
 
     @property
     def text_ready(self) -> bool:
@@ -184,7 +187,7 @@ class Engine:
                 with weights.load_guard(spec.name, folder):
                     enc = spec.model_class().load_preprocessing(folder)
                     enc.placement = self.placement_for(spec)
-                    enc.load_text()
+                    compute_thread.call(enc.load_text)
                 self._text_encoder = enc
             return self._text_encoder
 
@@ -194,6 +197,7 @@ class Engine:
         `load_image` at the model's input size) or an RGB image already decoded by it.
         Raises UnreadableImage naming the file; options must be checked (`check_options`).
         Loads no model: only its preprocessing (`preparer`)."""
+        one_thread_here()  # a loader or UI thread: torch here makes no OpenMP team (compute_thread.py)
         if not isinstance(photo, Image):
             photo = self.decode(task, photo)
         return self.preparer(task).preprocess(photo, **options)
@@ -205,11 +209,20 @@ class Engine:
         Raises Cancelled soon after `cancel` is set: before each layer of the model's stacks
         (`_stoppable`: also inside the vision encoder, before generation starts) and at each
         generation step.
-        `on_step(fraction)`: how far the inputs are, 0-1, after each generation step (captions)."""
+        `on_step(fraction)`: how far the inputs are, 0-1, after each generation step (captions);
+        called on the calling thread, while the passes run on the compute thread."""
+        model = self.model(task)  # loaded before the compute thread is asked (no lock held there)
+        size = self.batch_size(task, options)
+        out = compute_thread.call(self._forward, task, model, inputs, size, options, cancel,
+                                  compute_thread.relayed(on_step))
+        _release_freed_memory()
+        return out
+
+    def _forward(self, task: str, model: Any, inputs: Sequence[Any], size: int, options: Mapping[str, Any],
+                 cancel: Stop | None, on_step: Callable[[float], None] | None) -> list[Any]:
+        """`infer`'s passes, on the compute thread."""
         from .cpu_share import fit_threads
 
-        model = self.model(task)
-        size = self.batch_size(task, options)
         out: list[Any] = []
         for chunk in _chunks(inputs, size):
             fit_threads()  # torch on the cores other programs leave free (cpu_share.py)
@@ -222,7 +235,6 @@ class Engine:
             with self._run_locks[task], _stoppable(model, cancel):
                 outputs = model.forward(model.collate(chunk), cancel=cancel, on_step=step, **options)
                 out.extend(model.postprocess(outputs, **options))
-        _release_freed_memory()
         return out
 
     def decode(self, task: str, path: str | os.PathLike[str]) -> Image:

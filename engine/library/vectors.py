@@ -23,6 +23,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from ..cpu_share import one_thread_here
 from .index import Index, under
 
 TABLE_SQL = """
@@ -168,6 +169,7 @@ class Vectors:
 
         if not len(self):
             return np.zeros(0, np.float32)
+        one_thread_here()  # a UI thread: no OpenMP team of its own beside the compute thread's
         q = torch.as_tensor(np.asarray(query, dtype=np.float32).reshape(-1))
         if q.shape[0] != self.dim:
             raise ValueError(f"query of {q.shape[0]} dimensions against vectors of {self.dim}")

@@ -1,0 +1,95 @@
+"""One compute thread runs every model pass (engine/compute_thread.py): requests from many
+threads (gradio's workers, the scan's loaders, the CLI) share one OpenMP team, so the caption
+decoder's small ops are not slowed by teams that other threads leave behind."""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+
+import pytest
+
+from engine import compute_thread
+
+
+def test_call_returns_raises_and_relays_to_the_caller():
+    seen = []
+    relay = compute_thread.relayed(lambda x: seen.append((x, threading.current_thread().name)))
+
+    def job(n):
+        assert compute_thread.is_current()
+        relay(n)
+        return compute_thread.call(lambda: n * 2)  # a call from the compute thread runs in place
+
+    assert compute_thread.call(job, 21) == 42
+    assert seen == [(21, threading.current_thread().name)]  # the callback ran here, not there
+
+    def fails():
+        raise KeyError("from the compute thread")
+
+    with pytest.raises(KeyError, match="from the compute thread"):
+        compute_thread.call(fails)
+    assert compute_thread.call(lambda: threading.current_thread().name) == compute_thread.NAME  # still serving
+
+
+def _threads_now() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through /proc")
+def test_requests_from_kept_threads_run_on_one_thread_and_make_no_teams(installed, monkeypatch, tmp_path):
+    """Like gradio's worker pool: four threads that stay alive each caption and label a photo.
+    Every forward pass runs on the compute thread, the threads that prepared the photos run torch
+    on one thread, and no thread but the compute thread gains OpenMP workers (before: one team
+    per requesting thread, and every caption 1.4-1.8x slower once they outnumbered the cores)."""
+    import torch
+
+    from engine.inference import Engine
+    from image_corpus import gradient
+
+    monkeypatch.setenv("LOUPE_THREADS", "2")  # a team of two wherever a forward runs
+    photo = tmp_path / "photo.jpg"
+    gradient(1600, 1200, seed=3).save(photo, quality=90)
+    engine = Engine()
+    engine.run_one("caption", photo, num_beams=2, max_new_tokens=4)  # loads; the compute thread's team exists
+    engine.run_one("classify", photo)
+    forward_threads, prepare_threads = set(), []
+    for task in ("caption", "classify"):
+        model = engine.model(task)
+        real = model.forward
+
+        def spy(*args, real=real, **kwargs):
+            forward_threads.add(threading.current_thread().name)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(model, "forward", spy)
+
+    jobs: queue.Queue = queue.Queue()
+    done: queue.Queue = queue.Queue()
+
+    def worker():
+        while (job := jobs.get()) is not None:
+            done.put(job())
+
+    def request():
+        captions = engine.caption([photo], num_beams=2, max_new_tokens=4)
+        labels = engine.classify([photo])
+        prepare_threads.append(torch.get_num_threads())
+        return captions[0], labels[0]
+
+    before = _threads_now()
+    workers = [threading.Thread(target=worker, daemon=True) for _ in range(4)]
+    for w in workers:
+        w.start()
+    try:
+        for _ in workers:  # one request per worker, each after the last (gradio: a free worker each)
+            jobs.put(request)
+            answer = done.get(timeout=120)
+            assert answer[0].text and answer[1].top
+        grown = _threads_now() - before - len(workers)
+    finally:
+        for _ in workers:
+            jobs.put(None)
+    assert forward_threads == {compute_thread.NAME}
+    assert prepare_threads and set(prepare_threads) == {1}
+    assert grown <= 0, f"{grown} threads more than the four workers: OpenMP teams outside the compute thread"
