@@ -42,9 +42,12 @@ def _pass(engine, gen: dict) -> int:
 
 
 def _threads() -> int:
+    """torch threads of the compute thread (where the engine runs every pass)."""
     import torch
 
-    return torch.get_num_threads()
+    from engine import compute_thread
+
+    return compute_thread.call(torch.get_num_threads)
 
 
 def _setup_threads(cfg: dict) -> None:

@@ -55,6 +55,36 @@ def share_image_across_beams(model: Any) -> int:
     return changed
 
 
+def one_scale_per_photo(model: Any) -> int:
+    """Make the int8 layers of BLIP's text decoder in `model` (`RowwiseInt8Linear`) take one
+    activation scale per photo's caption candidates during `model.generate` (`num_beams` rows
+    each, photo-major), instead of one per candidate: one kernel call then reads a layer's
+    weights once for a photo's beams, not once per beam, and the numbers of a photo still
+    depend on that photo alone. The cross-attention's keys and values (projected from one row
+    per photo under `SharedImageCache`) keep one scale per row. Returns how many layers take it
+    (0 without int8 layers: generate is left as it was)."""
+    decoder = getattr(model, "text_decoder", None)
+    layers = [module for name, module in (decoder.named_modules() if decoder is not None else ())
+              if hasattr(module, "rows_per_scale")
+              and not name.endswith(("crossattention.self.key", "crossattention.self.value"))]
+    if not layers:
+        return 0
+    generate = model.generate
+
+    def generate_per_photo(*args: Any, **kwargs: Any) -> Any:
+        beams = kwargs.get("num_beams") or model.generation_config.num_beams or 1
+        for layer in layers:
+            layer.rows_per_scale = beams
+        try:
+            return generate(*args, **kwargs)
+        finally:
+            for layer in layers:
+                layer.rows_per_scale = 1
+
+    model.generate = generate_per_photo
+    return len(layers)
+
+
 def _cross_attention(self: Any, hidden_states: torch.Tensor, attention_mask: Any = None,
                      encoder_hidden_states: torch.Tensor | None = None,
                      encoder_attention_mask: torch.Tensor | None = None,

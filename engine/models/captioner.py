@@ -57,9 +57,10 @@ class Captioner(Model[Caption]):
             model = load_float()
         model.eval().to(placement.device)
         _fuse_vision_attention(model)
-        from .blip_beams import share_image_across_beams
+        from .blip_beams import one_scale_per_photo, share_image_across_beams
 
         share_image_across_beams(model)
+        one_scale_per_photo(model)  # int8 only: a photo's beams in one kernel call per layer
         return cls(model, processor, placement)
 
     @classmethod
