@@ -14,17 +14,27 @@ prepare photos run torch on one thread (`cpu_share.one_thread_here`), which make
 
 A caller waits for its call; callbacks wrapped with `relayed` (progress) run on the caller's
 thread, not here, so UI code never runs on the compute thread. The thread is a daemon: a
-process that ends (Ctrl-C twice) does not wait for a forward pass in flight.
+process that ends does not wait for it. But Python 3.11 ends a daemon thread that is still
+running at exit by unwinding it from inside whatever C++ it is in, and inside torch that aborts
+the whole process ("terminate called without an active exception", exit by SIGABRT instead of
+130). So a caller that is interrupted while it waits (Ctrl-C: KeyboardInterrupt) lets its job
+end first: it stops it where it can (`call_stopping`: a forward pass given a Stop ends within a
+layer), else waits for it (a model load: seconds); one more Ctrl-C stops waiting.
 """
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from typing import Any, Callable, TypeVar
 
 R = TypeVar("R")
 
 NAME = "loupe-compute"
+#: how long an interrupted caller waits for its job to end (s): stopped (a layer, with room), or
+#: not stoppable (a model load)
+STOPPED_WAIT_S = 5.0
+FINISH_WAIT_S = 60.0
 
 _start_lock = threading.Lock()
 _jobs: "queue.SimpleQueue[tuple[Callable[[], Any], queue.SimpleQueue]]" = queue.SimpleQueue()
@@ -39,20 +49,56 @@ def is_current() -> bool:
 
 def call(fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
     """`fn(*args, **kwargs)` on the compute thread (directly when already on it); the caller
-    waits, running the callbacks `relayed` sends it, and gets fn's result or its exception."""
+    waits, running the callbacks `relayed` sends it, and gets fn's result or its exception.
+    When the waiting ends in an exception first (Ctrl-C), the caller waits for fn to end (at
+    most FINISH_WAIT_S, or until one more Ctrl-C) before the exception goes on."""
+    return _call(lambda: fn(*args, **kwargs), None)
+
+
+def call_stopping(stop: Callable[[], None] | None, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
+    """`call`, for a job that ends soon after `stop()` (e.g. sets the Stop a forward pass polls).
+    When the waiting ends in an exception before the job does (Ctrl-C: KeyboardInterrupt on the
+    main thread; a relayed callback raising), `stop()` is called and the caller waits for the
+    job to end (at most STOPPED_WAIT_S) before the exception goes on: no pass is left running
+    while the process exits (see the module's docstring)."""
+    return _call(lambda: fn(*args, **kwargs), stop)
+
+
+def _call(job: Callable[[], R], stop: Callable[[], None] | None) -> R:
     if is_current():
-        return fn(*args, **kwargs)
+        return job()
     replies: queue.SimpleQueue = queue.SimpleQueue()
-    _jobs.put((lambda: fn(*args, **kwargs), replies))
+    _jobs.put((job, replies))
     _ensure_started()
-    while True:
-        kind, value = replies.get()
-        if kind == "relay":
-            value()
-        elif kind == "ok":
-            return value
-        else:
+    ended = False
+    try:
+        while True:
+            kind, value = replies.get()
+            if kind == "relay":
+                value()
+                continue
+            ended = True
+            if kind == "ok":
+                return value
             raise value
+    except BaseException:
+        if not ended:
+            if stop is not None:
+                stop()
+            _wait_end(replies, STOPPED_WAIT_S if stop is not None else FINISH_WAIT_S)
+        raise
+
+
+def _wait_end(replies: queue.SimpleQueue, timeout: float) -> None:
+    """Wait for the job answering on `replies` to end (its relays dropped: their caller is gone)."""
+    end = time.monotonic() + timeout
+    while (left := end - time.monotonic()) > 0:
+        try:
+            kind, _ = replies.get(timeout=left)
+        except (queue.Empty, KeyboardInterrupt):  # one more Ctrl-C: stop waiting
+            return
+        if kind != "relay":
+            return
 
 
 def relayed(callback: Callable[..., None] | None) -> Callable[..., None] | None:

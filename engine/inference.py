@@ -213,8 +213,11 @@ class Engine:
         called on the calling thread, while the passes run on the compute thread."""
         model = self.model(task)  # loaded before the compute thread is asked (no lock held there)
         size = self.batch_size(task, options)
-        out = compute_thread.call(self._forward, task, model, inputs, size, options, cancel,
-                                  compute_thread.relayed(on_step))
+        # Ctrl-C reaches the main thread only: there the pass also stops when the wait is
+        # interrupted, so it never runs on while the process exits (compute_thread.py)
+        stop = _Interruptible(cancel) if threading.current_thread() is threading.main_thread() else None
+        out = compute_thread.call_stopping(stop.set if stop else None, self._forward, task, model, inputs, size,
+                                           options, stop or cancel, compute_thread.relayed(on_step))
         _release_freed_memory()
         return out
 
@@ -286,6 +289,20 @@ class Engine:
     def classify(self, photos: Sequence[Photo], **options: Any) -> list[Any]:
         """`run("classify", ...)`: Labels per photo (options: registry's resnet18 spec)."""
         return self.run("classify", photos, **options)
+
+
+class _Interruptible:
+    """A Stop set by the caller's `cancel` or by `set()` (the caller's wait was interrupted)."""
+
+    def __init__(self, cancel: Stop | None) -> None:
+        self.cancel = cancel
+        self.interrupted = threading.Event()
+
+    def set(self) -> None:
+        self.interrupted.set()
+
+    def is_set(self) -> bool:
+        return self.interrupted.is_set() or (self.cancel is not None and self.cancel.is_set())
 
 
 @contextlib.contextmanager

@@ -93,3 +93,71 @@ def test_requests_from_kept_threads_run_on_one_thread_and_make_no_teams(installe
     assert forward_threads == {compute_thread.NAME}
     assert prepare_threads and set(prepare_threads) == {1}
     assert grown <= 0, f"{grown} threads more than the four workers: OpenMP teams outside the compute thread"
+
+
+def test_an_interrupted_caller_lets_its_job_end_before_the_exception_goes_on():
+    """Ctrl-C raises KeyboardInterrupt in the waiting main thread; a pass left running on the
+    daemon compute thread while Python exits aborts the process inside torch ("terminate called
+    without an active exception", SIGABRT instead of exit 130). A relayed callback raising it
+    stands in for the signal here."""
+    import time
+
+    def interrupt():
+        raise KeyboardInterrupt
+
+    relay = compute_thread.relayed(interrupt)
+    stop, ended = threading.Event(), threading.Event()
+
+    def stoppable():  # a forward pass polling its Stop
+        relay()
+        stop.wait(timeout=30)
+        ended.set()
+
+    with pytest.raises(KeyboardInterrupt):
+        compute_thread.call_stopping(stop.set, stoppable)
+    assert stop.is_set() and ended.is_set()
+
+    ended.clear()
+
+    def unstoppable():  # a model load: waited for
+        relay()
+        time.sleep(0.2)
+        ended.set()
+
+    with pytest.raises(KeyboardInterrupt):
+        compute_thread.call(unstoppable)
+    assert ended.is_set()
+
+
+def test_ctrl_c_during_a_caption_stops_the_pass_before_the_engine_raises(installed, monkeypatch, tmp_path):
+    """`loupe caption` + Ctrl-C: the engine's pass on the compute thread ends (Cancelled at its
+    next layer) before KeyboardInterrupt leaves `infer` on the main thread."""
+    from engine.errors import Cancelled
+    from engine.inference import Engine
+    from image_corpus import gradient
+
+    assert threading.current_thread() is threading.main_thread()  # where Ctrl-C lands
+    photo = tmp_path / "photo.jpg"
+    gradient(640, 480, seed=4).save(photo, quality=90)
+    engine = Engine()
+    model = engine.model("caption")
+    outcomes, real = [], model.forward
+
+    def spy(*args, **kwargs):
+        try:
+            out = real(*args, **kwargs)
+        except Cancelled:
+            outcomes.append("stopped")
+            raise
+        outcomes.append("finished")
+        return out
+
+    monkeypatch.setattr(model, "forward", spy)
+
+    def ctrl_c(fraction):
+        raise KeyboardInterrupt
+
+    inputs = [engine.prepare("caption", photo, {})] * 2
+    with pytest.raises(KeyboardInterrupt):
+        engine.infer("caption", inputs, {"num_beams": 2, "max_new_tokens": 12}, on_step=ctrl_c)
+    assert outcomes == ["stopped"]
