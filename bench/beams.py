@@ -4,6 +4,7 @@ against transformers' own (per beam, reordered every step), alternated in one pr
     .venv/bin/python -m bench.beams                      # int8 and fp32, batch 1 and 8, 1 and 3 beams
     .venv/bin/python -m bench.beams --profile            # torch.profiler, one batch of 8, 3 beams x 12, int8
     .venv/bin/python -m bench.beams --busy               # one core busy: torch's default threads vs cpu_share's
+    .venv/bin/python -m bench.beams --scales             # int8 decoder: one activation scale per beam vs per photo
 
 Full-size BLIP with random weights (bench/.cache), the engine's own Captioner (int8 cache built
 beside the weights at the first int8 load). Prints wall and CPU seconds per photo (medians of
@@ -24,6 +25,8 @@ def main() -> None:
     p.add_argument("--profile", action="store_true")
     p.add_argument("--busy", action="store_true",
                    help="beside a CPU-bound neighbour: torch's default threads vs engine.cpu_share's, one photo at a time")
+    p.add_argument("--scales", action="store_true",
+                   help="int8: the decoder's activation scale per caption candidate vs per photo (what ships)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--precisions", default="int8,fp32")
     p.add_argument("--work", default="8x3,1x3,8x1,1x1", help="batch x beams, comma-separated")
@@ -50,6 +53,8 @@ def main() -> None:
             return cap.model.generate(pixel_values=x, num_beams=beams, max_new_tokens=args.tokens,
                                       min_new_tokens=args.tokens, **extra)
 
+    if args.scales:
+        args.precisions = "int8"
     caps = {prec: Captioner.load(folder, Placement("cpu", prec)) for prec in args.precisions.split(",")}
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
@@ -66,6 +71,9 @@ def main() -> None:
         return
     if args.busy:
         busy(caps, px, gen, args)
+        return
+    if args.scales:
+        scales(caps["int8"], px, args)
         return
     work = [tuple(int(v) for v in w.split("x")) for w in args.work.split(",")]
     times: dict = {}
@@ -92,6 +100,36 @@ def main() -> None:
                 line += (f"  shared {statistics.median(w for w, _ in new):.2f} / {statistics.median(c for _, c in new):.2f}"
                          f"  {ratio:.2f}x  tokens equal: {all(times[(prec, batch, beams, 'equal')])}")
             print(line, flush=True)
+
+
+def scales(cap, px, args) -> None:
+    """int8, 3 beams: the decoder's layers with one activation scale per caption candidate (a
+    kernel call per beam: the class's own generate, unwrapped) against one per photo
+    (`blip_beams.one_scale_per_photo`, what ships), alternated; tokens compared."""
+    import torch
+
+    from engine.models.blip_beams import SharedImageCache
+
+    def run(batch, per_photo):
+        generate = cap.model.generate if per_photo else type(cap.model).generate.__get__(cap.model)
+        with torch.inference_mode():
+            return generate(pixel_values=px[:batch], num_beams=3, max_new_tokens=args.tokens,
+                            min_new_tokens=args.tokens, past_key_values=SharedImageCache(3))
+
+    for batch in (1, 4):
+        run(batch, True)  # warm
+        times: dict = {True: [], False: []}
+        equal = []
+        for _ in range(args.repeats):
+            outs = {}
+            for per_photo in (False, True):
+                t = time.perf_counter()
+                outs[per_photo] = run(batch, per_photo)
+                times[per_photo].append((time.perf_counter() - t) / batch)
+            equal.append(torch.equal(outs[False], outs[True]))
+        a, b = statistics.median(times[False]), statistics.median(times[True])
+        print(f"int8 batch {batch} x 3 beams x {args.tokens}: scale per beam {a:.3f} s/photo, per photo {b:.3f}: "
+              f"{a / b:.2f}x; same tokens in {sum(equal)} of {len(equal)}", flush=True)
 
 
 def busy(caps: dict, px, gen, args) -> None:
