@@ -108,9 +108,10 @@ class Engine:
 
     def _load(self, spec: ModelSpec) -> Any:
         folder = weights.model_dir(spec.name)  # WeightsMissing / WeightsDamaged say what to do
-        from .cpu_share import first_look
+        from .cpu_share import first_look, fit_threads
 
         first_look()  # the load is the window of the first thread choice (no extra wait)
+        fit_threads()  # a new compute thread starts from torch's last count (maybe a loader's 1)
         started = time.perf_counter()
         with weights.load_guard(spec.name, folder):  # any load failure: one LoupeError line
             model = spec.model_class().load(folder, self.placement_for(spec))
@@ -168,7 +169,7 @@ class Engine:
         the vision tower is used when a scan in this process loaded it anyway.
         WeightsMissing / WeightsDamaged when the encoder is not installed intact."""
         encoder = self.text_encoder()
-        return compute_thread.call(encoder.embed_text, texts)
+        return compute_thread.call(_fitted(encoder.embed_text), texts)
 
     @property
     def text_ready(self) -> bool:
@@ -187,7 +188,7 @@ class Engine:
                 with weights.load_guard(spec.name, folder):
                     enc = spec.model_class().load_preprocessing(folder)
                     enc.placement = self.placement_for(spec)
-                    compute_thread.call(enc.load_text)
+                    compute_thread.call(_fitted(enc.load_text))
                 self._text_encoder = enc
             return self._text_encoder
 
@@ -216,29 +217,29 @@ class Engine:
         # Ctrl-C reaches the main thread only: there the pass also stops when the wait is
         # interrupted, so it never runs on while the process exits (compute_thread.py)
         stop = _Interruptible(cancel) if threading.current_thread() is threading.main_thread() else None
-        out = compute_thread.call_stopping(stop.set if stop else None, self._forward, task, model, inputs, size,
-                                           options, stop or cancel, compute_thread.relayed(on_step))
-        _release_freed_memory()
-        return out
-
-    def _forward(self, task: str, model: Any, inputs: Sequence[Any], size: int, options: Mapping[str, Any],
-                 cancel: Stop | None, on_step: Callable[[float], None] | None) -> list[Any]:
-        """`infer`'s passes, on the compute thread."""
-        from .cpu_share import fit_threads
-
         out: list[Any] = []
         for chunk in _chunks(inputs, size):
-            fit_threads()  # torch on the cores other programs leave free (cpu_share.py)
-            if cancel is not None and cancel.is_set():
-                raise Cancelled("cancelled")
             step = None
             if on_step is not None:
                 first, n = len(out), len(inputs)
                 step = lambda f, first=first, size=len(chunk): on_step((first + f * size) / n)  # noqa: E731
-            with self._run_locks[task], _stoppable(model, cancel):
-                outputs = model.forward(model.collate(chunk), cancel=cancel, on_step=step, **options)
-                out.extend(model.postprocess(outputs, **options))
+            # a job per pass: another tab's request or a search waits for one pass, not all
+            out += compute_thread.call_stopping(stop.set if stop else None, self._forward, task, model, chunk,
+                                                options, stop or cancel, compute_thread.relayed(step))
+        _release_freed_memory()
         return out
+
+    def _forward(self, task: str, model: Any, chunk: list[Any], options: Mapping[str, Any],
+                 cancel: Stop | None, on_step: Callable[[float], None] | None) -> list[Any]:
+        """One forward pass of `infer`, on the compute thread."""
+        from .cpu_share import fit_threads
+
+        fit_threads()  # torch on the cores other programs leave free (cpu_share.py)
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("cancelled")
+        with self._run_locks[task], _stoppable(model, cancel):
+            outputs = model.forward(model.collate(chunk), cancel=cancel, on_step=on_step, **options)
+            return model.postprocess(outputs, **options)
 
     def decode(self, task: str, path: str | os.PathLike[str]) -> Image:
         """The photo at `path` decoded at `task`'s model input size (the size comes from its
@@ -289,6 +290,17 @@ class Engine:
     def classify(self, photos: Sequence[Photo], **options: Any) -> list[Any]:
         """`run("classify", ...)`: Labels per photo (options: registry's resnet18 spec)."""
         return self.run("classify", photos, **options)
+
+
+def _fitted(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn` run on the cores others leave free (`cpu_share.fit_threads` first)."""
+    def run(*args: Any, **kwargs: Any) -> Any:
+        from .cpu_share import fit_threads
+
+        fit_threads()
+        return fn(*args, **kwargs)
+
+    return run
 
 
 class _Interruptible:

@@ -161,3 +161,61 @@ def test_ctrl_c_during_a_caption_stops_the_pass_before_the_engine_raises(install
     with pytest.raises(KeyboardInterrupt):
         engine.infer("caption", inputs, {"num_beams": 2, "max_new_tokens": 12}, on_step=ctrl_c)
     assert outcomes == ["stopped"]
+
+
+def test_another_request_waits_for_one_pass_not_a_whole_run(installed, tmp_path, monkeypatch):
+    """Passes are jobs of their own on the compute thread: a label asked for (another tab, a
+    search) while six photos are being captioned one pass each runs after the pass in flight,
+    not after all six."""
+    from engine.inference import Engine
+    from image_corpus import gradient
+
+    photo = tmp_path / "photo.jpg"
+    gradient(640, 480, seed=5).save(photo)
+    engine = Engine(batch_sizes={"caption": 1})
+    engine.run_one("classify", photo)
+    order: list[str] = []
+    asked = threading.Thread(target=lambda: order.append(("labels", engine.classify([photo])[0])))
+    for task in ("caption", "classify"):
+        model = engine.model(task)
+        real = model.forward
+
+        def spy(*args, real=real, task=task, **kwargs):
+            order.append(task)
+            if task == "caption" and not asked.is_alive() and order.count("caption") == 1:
+                asked.start()  # asked while the first caption pass runs
+                while not compute_thread._jobs.qsize():  # queued behind it
+                    threading.Event().wait(0.01)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(model, "forward", spy)
+    options = {"num_beams": 1, "max_new_tokens": 3, "prefix": None}
+    captions = engine.infer("caption", [engine.prepare("caption", photo, options)] * 6, options)  # six passes
+    asked.join(timeout=60)
+    assert len(captions) == 6 and all(c.text for c in captions)
+    passes = [t for t in order if isinstance(t, str)]
+    assert passes[:2] == ["caption", "classify"] and passes.count("caption") == 6, passes
+
+
+def test_loads_and_text_queries_run_on_the_fitted_threads_after_a_loader_took_one(installed, monkeypatch):
+    """torch.set_num_threads(1) on a loader also sets what new threads start from; the compute
+    thread, started after it, still loads models (and answers text queries) on the cores free."""
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("LOUPE_THREADS", "2")
+    code = """
+import threading, torch
+from engine import compute_thread, cpu_share
+from engine.inference import Engine
+t = threading.Thread(target=cpu_share.one_thread_here); t.start(); t.join()
+seen = []
+import engine.models.classifier as c
+real = c.Classifier.load.__func__
+c.Classifier.load = classmethod(lambda cls, *a, **k: (seen.append(torch.get_num_threads()), real(cls, *a, **k))[1])
+Engine().model("classify")
+print(seen[0], compute_thread.call(torch.get_num_threads))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["2", "2"], out.stdout
