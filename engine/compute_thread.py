@@ -108,13 +108,64 @@ def relayed(callback: Callable[..., None] | None) -> Callable[..., None] | None:
         return None
 
     def relay(*args: Any) -> None:
-        replies = getattr(_here, "replies", None) if is_current() else None
+        replies = getattr(_here, "replies", None)  # set on the compute thread and its helpers only
         if replies is None:
             callback(*args)
         else:
             replies.put(("relay", lambda: callback(*args)))
 
     return relay
+
+
+def side_by_side(jobs: list[Callable[[], R]]) -> list[R]:
+    """On the compute thread: `jobs` at the same time, the first on this thread, each other on
+    a helper thread of its own (started once, kept); their results in order. Every job is
+    waited for before the first exception (in job order) goes on. Callbacks `relayed` in them
+    reach the waiting caller as from this thread. For passes that gain from running beside each
+    other on one torch thread each (the models' own one-pass-at-a-time rule is the caller's)."""
+    if not is_current():
+        raise RuntimeError("side_by_side runs on the compute thread")
+    replies = getattr(_here, "replies", None)
+    boxes = []
+    for i, job in enumerate(jobs[1:]):
+        box: queue.SimpleQueue = queue.SimpleQueue()
+        _helper(i).put((job, box, replies))
+        boxes.append(box)
+    outcomes: list[tuple[bool, Any]] = []
+    try:
+        outcomes.append((True, jobs[0]()))
+    except BaseException as exc:  # the others are waited for first
+        outcomes.append((False, exc))
+    outcomes += [box.get() for box in boxes]
+    for ok, value in outcomes:
+        if not ok:
+            raise value
+    return [value for _, value in outcomes]
+
+
+_helpers: list["queue.SimpleQueue[tuple[Callable[[], Any], queue.SimpleQueue, Any]]"] = []
+
+
+def _helper(i: int) -> "queue.SimpleQueue":
+    """The job queue of helper thread `i` (started on first use; only the compute thread asks)."""
+    while len(_helpers) <= i:
+        jobs: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=_serve_helper, args=(jobs,), name=f"{NAME}-{len(_helpers) + 2}", daemon=True).start()
+        _helpers.append(jobs)
+    return _helpers[i]
+
+
+def _serve_helper(jobs: queue.SimpleQueue) -> None:
+    while True:
+        job, box, replies = jobs.get()
+        _here.replies = replies
+        try:
+            box.put((True, job()))
+        except BaseException as exc:
+            box.put((False, exc))
+        finally:
+            _here.replies = None
+            del job, box, replies
 
 
 def _ensure_started() -> None:

@@ -49,9 +49,6 @@ class Engine:
         self.batch_sizes = {spec.task: spec.batch_size for spec in INSTALLABLE} | dict(batch_sizes or {})
         self._batch_asked = dict(batch_sizes or {})  # a bench sweep's sizes win over the registry's
         self._load_lock = threading.Lock()
-        # One forward at a time per model: torch already spreads one call over all cores,
-        # and parallel calls would only fight over them and multiply peak memory.
-        self._run_locks = {spec.task: threading.Lock() for spec in INSTALLABLE}
         self._models: dict[str, Any] = {}
         # task -> the model class's preprocessing alone (Model.load_preprocessing); its own
         # lock: photos can be prepared while a model loads
@@ -61,13 +58,32 @@ class Engine:
         self._text_encoder: Any = None  # the encoder's text side alone (search), loaded at the first query
 
     def batch_size(self, task: str, options: Mapping[str, Any] | None = None) -> int:
-        """Photos per forward pass for `task` with these (checked) options: the one given for
-        it, else the registry's for the precision it runs in (`ModelSpec.batch_for`); without
-        options, the registry's size for the task."""
+        """Photos per batch for `task` with these (checked) options: the one given for it, else
+        the registry's per forward pass for the precision it runs in (`ModelSpec.batch_for`)
+        times the passes run side by side (`side_by_side`); without options, the registry's size
+        for the task."""
         if options is None or task in self._batch_asked:
+            return self.batch_sizes[task]
+        return self.pass_size(task, options) * self.side_by_side(task, options)
+
+    def pass_size(self, task: str, options: Mapping[str, Any]) -> int:
+        """Photos per forward pass: the one given for `task`, else the registry's for its
+        precision and these options."""
+        if task in self._batch_asked:
             return self.batch_sizes[task]
         spec = lookup(task)
         return spec.batch_for(self.placement_for(spec).precision, options)
+
+    def side_by_side(self, task: str, options: Mapping[str, Any]) -> int:
+        """Forward passes run at the same time, on one torch thread each: 2 where the registry
+        runs this setting one photo per pass although the model batches otherwise (int8 with
+        beams: its layers gain nothing from batches, and two photos beside each other on one
+        thread each beat one photo on two: bench/README.md, "Photos side by side"), on a
+        machine of 2 cores or more; else 1. LOUPE_THREADS=1 keeps it 1."""
+        if task in self._batch_asked or (os.cpu_count() or 1) < 2 or os.environ.get("LOUPE_THREADS", "").strip() == "1":
+            return 1
+        spec = lookup(task)
+        return 2 if self.pass_size(task, options) == 1 < spec.batch_size else 1
 
     @property
     def placement(self) -> Placement:
@@ -213,33 +229,52 @@ class Engine:
         `on_step(fraction)`: how far the inputs are, 0-1, after each generation step (captions);
         called on the calling thread, while the passes run on the compute thread."""
         model = self.model(task)  # loaded before the compute thread is asked (no lock held there)
-        size = self.batch_size(task, options)
+        size, side = self.pass_size(task, options), self.side_by_side(task, options)
         # Ctrl-C reaches the main thread only: there the pass also stops when the wait is
         # interrupted, so it never runs on while the process exits (compute_thread.py)
         stop = _Interruptible(cancel) if threading.current_thread() is threading.main_thread() else None
+        chunks = list(_chunks(inputs, size))
         out: list[Any] = []
-        for chunk in _chunks(inputs, size):
-            step = None
+        for group in _chunks(chunks, side):
+            steps = None
             if on_step is not None:
-                first, n = len(out), len(inputs)
-                step = lambda f, first=first, size=len(chunk): on_step((first + f * size) / n)  # noqa: E731
-            # a job per pass: another tab's request or a search waits for one pass, not all
-            out += compute_thread.call_stopping(stop.set if stop else None, self._forward, task, model, chunk,
-                                                options, stop or cancel, compute_thread.relayed(step))
+                done, n, made = len(out), len(inputs), [0.0] * len(group)
+
+                def steps(i: int, f: float, done=done, made=made, group=group) -> None:  # noqa: E306
+                    made[i] = f * len(group[i])  # photos' worth made by each pass of the group
+                    on_step((done + sum(made)) / n)
+            # a job per pass (or side-by-side group): another tab's request waits for one, not all
+            out += compute_thread.call_stopping(stop.set if stop else None, self._passes, task, model, group,
+                                                options, stop or cancel, compute_thread.relayed(steps))
         _release_freed_memory()
         return out
 
-    def _forward(self, task: str, model: Any, chunk: list[Any], options: Mapping[str, Any],
-                 cancel: Stop | None, on_step: Callable[[float], None] | None) -> list[Any]:
-        """One forward pass of `infer`, on the compute thread."""
+    def _passes(self, task: str, model: Any, group: list[list[Any]], options: Mapping[str, Any],
+                cancel: Stop | None, steps: Callable[[int, float], None] | None) -> list[Any]:
+        """On the compute thread: one forward pass per chunk of `group`, side by side on one torch
+        thread each when there are several (`compute_thread.side_by_side`), else one on the
+        cores others leave free. Results in order."""
+        import torch
+
         from .cpu_share import fit_threads
 
         fit_threads()  # torch on the cores other programs leave free (cpu_share.py)
         if cancel is not None and cancel.is_set():
             raise Cancelled("cancelled")
-        with self._run_locks[task], _stoppable(model, cancel):
-            outputs = model.forward(model.collate(chunk), cancel=cancel, on_step=on_step, **options)
+
+        def one(i: int, chunk: list[Any]) -> list[Any]:
+            if len(group) > 1 and torch.get_num_threads() != 1:
+                torch.set_num_threads(1)  # one each; the next fit_threads gives the compute thread its count back
+            step = None if steps is None else (lambda f: steps(i, f))
+            outputs = model.forward(model.collate(chunk), cancel=cancel, on_step=step, **options)
             return model.postprocess(outputs, **options)
+
+        # the layers' Stop hooks are put on once for the group (hooks are not thread-safe to change)
+        with _stoppable(model, cancel):
+            if len(group) == 1:
+                return one(0, group[0])
+            parts = compute_thread.side_by_side([lambda i=i, c=c: one(i, c) for i, c in enumerate(group)])
+        return [result for part in parts for result in part]
 
     def decode(self, task: str, path: str | os.PathLike[str]) -> Image:
         """The photo at `path` decoded at `task`'s model input size (the size comes from its

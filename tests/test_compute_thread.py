@@ -219,3 +219,36 @@ print(seen[0], compute_thread.call(torch.get_num_threads))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[-2:] == ["2", "2"], out.stdout
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="passes side by side need two cores")
+def test_int8_beam_search_captions_two_photos_side_by_side_with_their_answers_alone(installed, tmp_path, monkeypatch):
+    """int8 with beams runs one photo per pass; a batch of two runs as two passes at once, one
+    torch thread each (compute thread and its helper), and each photo gets the caption it gets
+    alone (the Caption tab: one pass on the compute thread's threads)."""
+    from engine.device import Placement
+    from engine.inference import Engine, check_options
+    from image_corpus import gradient
+
+    monkeypatch.delenv("LOUPE_THREADS", raising=False)
+    engine = Engine(placement=Placement("cpu", "int8"))
+    options = check_options("caption", {"num_beams": 3, "max_new_tokens": 8})
+    assert engine.pass_size("caption", options) == 1 and engine.side_by_side("caption", options) == 2
+    assert engine.batch_size("caption", options) == 2
+    assert engine.side_by_side("caption", check_options("caption", {"num_beams": 1})) == 1  # greedy int8 batches
+    photos = []
+    for seed in (11, 12, 13):
+        photos.append(tmp_path / f"p{seed}.jpg")
+        gradient(800, 600, seed=seed).save(photos[-1])
+    alone = [engine.run_one("caption", p, **options) for p in photos]
+    model = engine.model("caption")
+    real, ran = model.forward, []
+
+    def spy(*args, **kwargs):
+        ran.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", spy)
+    together = engine.caption(photos, **options)  # batches of 2 (side by side) and 1
+    assert together == alone
+    assert sorted(ran) == sorted([compute_thread.NAME, compute_thread.NAME + "-2", compute_thread.NAME]), ran

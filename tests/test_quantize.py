@@ -271,15 +271,17 @@ def test_int8_decoder_quantizes_a_photos_beams_together(blip, images, monkeypatc
     same output alone as beside another photo's; the layer is per row again after generate."""
     import torch.ao.nn.quantized.dynamic as nnqd
 
-    from engine.int8_layers import RowwiseInt8Linear
+    from engine.int8_layers import RowwiseInt8Linear, rows_per_scale
 
     layer = RowwiseInt8Linear(16, 8, dtype=torch.qint8)
     layer.set_weight_bias(torch.quantize_per_channel(torch.randn(8, 16), torch.full((8,), 0.02), torch.zeros(8, dtype=torch.long),
                                                      0, torch.qint8), torch.randn(8))
     two_photos = torch.cat([torch.randn(3, 1, 16), 10 * torch.randn(3, 1, 16)])  # ranges far apart
-    layer.rows_per_scale = 3
-    assert torch.equal(layer(two_photos)[:3], layer(two_photos[:3]))
-    assert torch.equal(layer(two_photos)[3:], nnqd.Linear.forward(layer, two_photos[3:]))
+    layer.per_photo = True
+    with rows_per_scale(3):
+        assert torch.equal(layer(two_photos)[:3], layer(two_photos[:3]))
+        assert torch.equal(layer(two_photos)[3:], nnqd.Linear.forward(layer, two_photos[3:]))
+    assert not torch.equal(layer(two_photos)[3:], nnqd.Linear.forward(layer, two_photos[3:]))  # per row outside
 
     int8 = Captioner.load(blip, INT8)
     head = int8.model.text_decoder.cls.predictions.decoder
@@ -296,7 +298,6 @@ def test_int8_decoder_quantizes_a_photos_beams_together(blip, images, monkeypatc
     batch = int8.collate([int8.preprocess(im) for im in images[:2]])
     int8.forward(batch, max_new_tokens=4, num_beams=3)
     assert rows and set(rows) == {3}, rows  # 2 photos x 3 beams: a call per photo, not per beam
-    assert head.rows_per_scale == 1
     rows.clear()
     int8.forward(batch, max_new_tokens=4, num_beams=1)
     assert rows and set(rows) == {1}, rows  # greedy: a row is a photo

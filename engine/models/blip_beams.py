@@ -65,21 +65,19 @@ def one_scale_per_photo(model: Any) -> int:
     (0 without int8 layers: generate is left as it was)."""
     decoder = getattr(model, "text_decoder", None)
     layers = [module for name, module in (decoder.named_modules() if decoder is not None else ())
-              if hasattr(module, "rows_per_scale")
+              if hasattr(module, "per_photo")
               and not name.endswith(("crossattention.self.key", "crossattention.self.value"))]
     if not layers:
         return 0
+    from ..int8_layers import rows_per_scale
+
+    for layer in layers:
+        layer.per_photo = True
     generate = model.generate
 
     def generate_per_photo(*args: Any, **kwargs: Any) -> Any:
-        beams = kwargs.get("num_beams") or model.generation_config.num_beams or 1
-        for layer in layers:
-            layer.rows_per_scale = beams
-        try:
+        with rows_per_scale(kwargs.get("num_beams") or model.generation_config.num_beams or 1):
             return generate(*args, **kwargs)
-        finally:
-            for layer in layers:
-                layer.rows_per_scale = 1
 
     model.generate = generate_per_photo
     return len(layers)
