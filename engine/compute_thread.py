@@ -12,7 +12,9 @@ up there, 1.4-1.8x slower per caption (bench/README.md, "One compute thread"). S
 passes of the CLI, the UI and the scan all run here, one at a time, and threads that only
 prepare photos run torch on one thread (`cpu_share.one_thread_here`), which makes no team.
 
-A caller waits for its call; callbacks wrapped with `relayed` (progress) run on the caller's
+Where two passes gain from running at the same time on one torch thread each (int8 beam
+search, photo by photo), the compute thread runs them with a helper (`side_by_side`); no other
+job runs meanwhile. A caller waits for its call; callbacks wrapped with `relayed` (progress) run on the caller's
 thread, not here, so UI code never runs on the compute thread. The thread is a daemon: a
 process that ends does not wait for it. But Python 3.11 ends a daemon thread that is still
 running at exit by unwinding it from inside whatever C++ it is in, and inside torch that aborts

@@ -50,11 +50,11 @@ BLIP_BASE = ModelSpec(
     # it runs int8 too (not benched here: no such CPU was at hand).
     precisions={NATIVE_BF16: "bf16", X86_AVX2: "int8", X86_VNNI: "int8"},
     supported=("fp32", "bf16", "int8"),
-    # int8 layers run once per caption candidate (one activation scale per row), so batching
-    # photos saves the beam-search decoder nothing: one photo per pass is as fast and gives
-    # per-photo progress and Stop. bf16 and fp32 gain from batches and keep batch_size, the
-    # most a scan's batch grows to (engine/stopping.py sizes them for Stop).
-    # Measured: bench/README.md, "Batch size per setting".
+    # int8 layers take one activation scale per photo, so batching photos saves the beam-search
+    # decoder nothing: one photo per pass, two such passes side by side on one thread each
+    # (Engine.side_by_side). bf16 and fp32 gain from batches and keep batch_size, the most a
+    # scan's batch grows to (engine/stopping.py sizes them for Stop).
+    # Measured: bench/README.md, "Batch size per setting", "Photos side by side".
     batch_sizes={("int8", True): 1},
     options=(
         Option("prefix", "Start the caption with", str, None, maximum=200, cli="--prefix",
