@@ -264,16 +264,21 @@ class Engine:
 
         def one(i: int, chunk: list[Any]) -> list[Any]:
             if len(group) > 1 and torch.get_num_threads() != 1:
-                torch.set_num_threads(1)  # one each; the next fit_threads gives the compute thread its count back
+                torch.set_num_threads(1)  # one each; the compute thread's count is put back after the pair
             step = None if steps is None else (lambda f: steps(i, f))
             outputs = model.forward(model.collate(chunk), cancel=cancel, on_step=step, **options)
             return model.postprocess(outputs, **options)
 
+        threads = torch.get_num_threads()
         # the layers' Stop hooks are put on once for the group (hooks are not thread-safe to change)
         with _stoppable(model, cancel):
             if len(group) == 1:
                 return one(0, group[0])
-            parts = compute_thread.side_by_side([lambda i=i, c=c: one(i, c) for i, c in enumerate(group)])
+            try:
+                parts = compute_thread.side_by_side([lambda i=i, c=c: one(i, c) for i, c in enumerate(group)])
+            finally:  # the compute thread's fitted count back: a job after the pair may not fit first
+                if torch.get_num_threads() != threads:
+                    torch.set_num_threads(threads)
         return [result for part in parts for result in part]
 
     def decode(self, task: str, path: str | os.PathLike[str]) -> Image:

@@ -252,3 +252,31 @@ def test_int8_beam_search_captions_two_photos_side_by_side_with_their_answers_al
     together = engine.caption(photos, **options)  # batches of 2 (side by side) and 1
     assert together == alone
     assert sorted(ran) == sorted([compute_thread.NAME, compute_thread.NAME + "-2", compute_thread.NAME]), ran
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="passes side by side need two cores")
+def test_the_compute_thread_gets_its_thread_count_back_after_a_pair(installed, monkeypatch):
+    """A pair runs one torch thread on each side; afterwards the compute thread is back on the
+    count fitted before it, even when no job fits again (LOUPE_THREADS=2 fixes that count)."""
+    import torch
+
+    from engine.device import Placement
+    from engine.inference import Engine, check_options
+    from image_corpus import gradient
+
+    monkeypatch.setenv("LOUPE_THREADS", "2")
+    engine = Engine(placement=Placement("cpu", "int8"))
+    options = check_options("caption", {"num_beams": 2, "max_new_tokens": 4})
+    assert engine.side_by_side("caption", options) == 2
+    inputs = [engine.prepare("caption", gradient(320, 240, seed=s), options) for s in (1, 2)]
+    model = engine.model("caption")
+    real, seen = model.forward, []
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", spy)
+    assert len(engine.infer("caption", inputs, options)) == 2
+    assert seen == [1, 1]
+    assert compute_thread.call(torch.get_num_threads) == 2
