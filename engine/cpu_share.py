@@ -76,6 +76,18 @@ def _read_ceiling() -> int:
     return _ceiling
 
 
+def fixed_threads() -> int | None:
+    """The count LOUPE_THREADS fixes (a positive integer), else None (measured)."""
+    fixed = os.environ.get("LOUPE_THREADS", "").strip()
+    return int(fixed) if fixed.isdigit() and int(fixed) > 0 else None
+
+
+def cores() -> int:
+    """torch's own thread count (its default: the cores it would use), read once."""
+    with _lock:
+        return _read_ceiling()
+
+
 def one_thread_here() -> None:
     """torch on one thread for the calling thread (not the compute thread): its ops then make
     no OpenMP team of their own (compute_thread.py). Cheap when already so; no-op on the
@@ -101,8 +113,7 @@ def fit_threads() -> int:
 
     with _lock:
         _read_ceiling()
-        fixed = os.environ.get("LOUPE_THREADS", "").strip()
-        wanted = int(fixed) if fixed.isdigit() and int(fixed) > 0 else _free_cores()
+        wanted = fixed_threads() or _free_cores()
         if wanted != torch.get_num_threads():
             torch.set_num_threads(wanted)
         _chosen = wanted

@@ -79,8 +79,10 @@ class Engine:
         runs this setting one photo per pass although the model batches otherwise (int8 with
         beams: its layers gain nothing from batches, and two photos beside each other on one
         thread each beat one photo on two: bench/README.md, "Photos side by side"), on a
-        machine of 2 cores or more; else 1. LOUPE_THREADS=1 keeps it 1."""
-        if task in self._batch_asked or (os.cpu_count() or 1) < 2 or os.environ.get("LOUPE_THREADS", "").strip() == "1":
+        machine where torch uses 2 cores or more; else 1. LOUPE_THREADS=1 keeps it 1."""
+        from .cpu_share import cores, fixed_threads
+
+        if task in self._batch_asked or cores() < 2 or fixed_threads() == 1:
             return 1
         spec = lookup(task)
         return 2 if self.pass_size(task, options) == 1 < spec.batch_size else 1
@@ -127,7 +129,7 @@ class Engine:
         from .cpu_share import first_look, fit_threads
 
         first_look()  # the load is the window of the first thread choice (no extra wait)
-        fit_threads()  # a new compute thread starts from torch's last count (maybe a loader's 1)
+        fit_threads()  # as `_fitted`, after the first look (no 0.1 s window of its own)
         started = time.perf_counter()
         with weights.load_guard(spec.name, folder):  # any load failure: one LoupeError line
             model = spec.model_class().load(folder, self.placement_for(spec))
@@ -333,7 +335,9 @@ class Engine:
 
 
 def _fitted(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """`fn` run on the cores others leave free (`cpu_share.fit_threads` first)."""
+    """`fn` run on the cores others leave free (`cpu_share.fit_threads` first): for compute-thread
+    jobs that load or run a model (a new compute thread starts from torch's last count, maybe a
+    loader's 1)."""
     def run(*args: Any, **kwargs: Any) -> Any:
         from .cpu_share import fit_threads
 
