@@ -118,10 +118,14 @@ def _undo_read_only(folder: Path, how: str) -> None:
         Path(dirpath).chmod(0o755)
 
 
-@pytest.fixture
-def read_only_bundle(bundle, tmp_path) -> Path:
-    """A copy of the bundle in a folder nobody can write to (what a system install looks like)."""
-    target = tmp_path / "ro" / "Loupe"
+@pytest.fixture(scope="module")
+def read_only_bundle(bundle, tmp_path_factory) -> Path:
+    """A copy of the bundle in a folder nobody can write to (what a system install looks like).
+
+    One copy for the module, removed after it: the bundle is ~3.6 GB, and a copy per test plus
+    pytest's kept temp folders of earlier runs once filled CI's disk."""
+    folder = tmp_path_factory.mktemp("ro")
+    target = folder / "Loupe"
     t0 = time.monotonic()
     shutil.copytree(bundle, target, symlinks=True)
     how = _make_read_only(target.parent)
@@ -134,6 +138,7 @@ def read_only_bundle(bundle, tmp_path) -> Path:
         yield target
     finally:
         _undo_read_only(target.parent, how)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _clean_env(display: str, home: Path, loupe_home: Path, **extra: str) -> list[str]:
@@ -302,16 +307,27 @@ def test_frozen_app_opens_works_and_closes(read_only_bundle, bundle, installed, 
             labels = result["classify"]["data"][0]
             assert labels and (labels.get("confidences") or labels.get("label")), labels
 
-            # Close it like a person: Alt+F4, which openbox turns into WM_DELETE_WINDOW.
-            t_close = time.monotonic()
-            subprocess.run(["xdotool", "windowactivate", "--sync", wid, "key", "--clearmodifiers",
-                            "alt+F4"], env=xd.env(), capture_output=True, timeout=20)
+            # Close it like a person: Alt+F4, which openbox turns into WM_DELETE_WINDOW. Under
+            # load a synthetic key is now and then lost before openbox sees it (the app's log then
+            # never says "window closing"; 1 run in 11 here): press again, up to 3 times, as
+            # test_window does.
+            for presses in range(1, 4):
+                t_close = time.monotonic()
+                subprocess.run(["xdotool", "windowactivate", "--sync", wid, "key", "--clearmodifiers",
+                                "alt+F4"], env=xd.env(), capture_output=True, timeout=20)
+                deadline = t_close + 5
+                while (proc.poll() is None and time.monotonic() < deadline
+                       and "window closing" not in app_log.read_text(errors="replace")):
+                    time.sleep(0.1)
+                if proc.poll() is not None or "window closing" in app_log.read_text(errors="replace"):
+                    break
             try:
                 code = proc.wait(CLOSE_TIMEOUT)
             except subprocess.TimeoutExpired:
                 code = None
             t_closed = time.monotonic() - t_close
-            assert code == 0, f"exit code {code} after Alt+F4:\n{log.read_text()[-4000:]}"
+            assert code == 0, (f"exit code {code} after Alt+F4 (pressed {presses} time(s)):\n"
+                               f"{log.read_text()[-4000:]}")
             deadline = time.monotonic() + 10
             while _session_processes(proc.pid) and time.monotonic() < deadline:
                 time.sleep(0.2)
@@ -336,7 +352,7 @@ def test_frozen_app_opens_works_and_closes(read_only_bundle, bundle, installed, 
     print(f"  caption call       {result['caption']['seconds']:6.2f} s (first: loads torch + "
           f"BLIP), classify {result['classify']['seconds']:.2f} s; all done "
           f"{t_report:.1f} s after spawn")
-    print(f"  closed (Alt+F4)    exit 0 in {t_closed:.2f} s, no process left")
+    print(f"  closed (Alt+F4)    exit 0 in {t_closed:.2f} s, no process left (pressed {presses} time(s))")
     print(f"  screenshot         {shot}")
 
 
