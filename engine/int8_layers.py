@@ -20,6 +20,7 @@ from typing import Iterator
 
 import torch
 import torch.ao.nn.quantized.dynamic as nnqd
+from torch.ao.nn.quantized.modules.linear import LinearPackedParams
 
 
 _rows = threading.local()  # .per_scale: rows per activation scale in this thread's generate
@@ -38,6 +39,31 @@ def rows_per_scale(rows: int) -> Iterator[None]:
         _rows.per_scale = before
 
 
+class Packed:
+    """A layer's weight and bias already packed for fbgemm (`torch.ops.quantized.linear_prepack`),
+    in place of its (weight, bias) in a state dict: `PackedParams` takes it as it is. Packing is
+    most of the time of filling BLIP from its int8 cache; `engine.quantize` packs on another
+    thread while transformers imports."""
+
+    __slots__ = ("packed",)
+
+    def __init__(self, packed: torch.ScriptObject) -> None:
+        self.packed = packed
+
+
+class PackedParams(LinearPackedParams):
+    """`LinearPackedParams` (same state dict) whose loading also takes a `Packed` weight."""
+
+    def set_weight_bias(self, weight, bias) -> None:  # noqa: D102
+        if isinstance(weight, Packed):
+            self._packed_params = weight.packed
+            return
+        super().set_weight_bias(weight, bias)
+
+    def _get_name(self) -> str:
+        return "LinearPackedParams"
+
+
 class RowwiseInt8Linear(nnqd.Linear):
     """`nnqd.Linear` with the activation scale taken per row of dim 0, or per group of rows
     (`per_photo` layers inside `rows_per_scale`): input [N, ..., in] float32 -> output
@@ -46,6 +72,12 @@ class RowwiseInt8Linear(nnqd.Linear):
 
     #: whether `rows_per_scale` applies (the decoder's layers under beam search); else per row
     per_photo = False
+
+    def __init__(self, in_features: int, out_features: int, bias_: bool = True, dtype: torch.dtype = torch.qint8) -> None:
+        super().__init__(in_features, out_features, bias_, dtype=dtype)
+        params = PackedParams(dtype)
+        params._packed_params = self._packed_params._packed_params
+        self._packed_params = params
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         group = getattr(_rows, "per_scale", 1) if self.per_photo else 1

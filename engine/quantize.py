@@ -28,9 +28,8 @@ import json
 import logging
 import os
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 log = logging.getLogger("loupe.quantize")
 
@@ -40,16 +39,24 @@ CACHE_DIR = ".int8"
 BACKEND = "torch.ao dynamic qint8, per-channel weights, per-row activations (fbgemm)"
 
 
-@contextmanager
-def _quiet_deprecations() -> Iterator[None]:
+_DEPRECATIONS = (r".*torch\.ao\.quantization is deprecated",
+                 r".*quantized tensor creation functions.*deprecated",
+                 r".*TypedStorage is deprecated")
+
+
+def _quiet_deprecations() -> None:
     """torch 2.14 warns on every use of torch.ao quantization and of quantized tensors
     (quantize_dynamic, quantize_per_channel, loading qint8 storages). Loupe chose this API on
-    measurement (see the module docstring); a user must not see the warnings on each start."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization is deprecated")
-        warnings.filterwarnings("ignore", message=r".*quantized tensor creation functions.*deprecated")
-        warnings.filterwarnings("ignore", message=r".*TypedStorage is deprecated")
-        yield
+    measurement (see the module docstring); a user must not see the warnings on each start.
+    Filters added to the process's list where missing, not `warnings.catch_warnings` around each
+    use: that swaps the process's list and puts it back, so with loads and cache reads on two
+    threads one could put back a list without the other's filters (the warnings then reached
+    the CLI's stderr). Called before each use: a `catch_warnings` elsewhere that ends may have
+    put back a list from before they were added."""
+    present = {f[1].pattern for f in warnings.filters if f[0] == "ignore" and f[1] is not None}
+    for message in _DEPRECATIONS:
+        if message not in present:
+            warnings.filterwarnings("ignore", message=message)
 
 
 def int8_available() -> bool:
@@ -73,9 +80,9 @@ def quantize_int8(module: Any) -> Any:
 
     from .int8_layers import RowwiseInt8Linear
 
-    with _quiet_deprecations():
-        torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8,
-                                               mapping={torch.nn.Linear: RowwiseInt8Linear}, inplace=True)
+    _quiet_deprecations()
+    torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8,
+                                           mapping={torch.nn.Linear: RowwiseInt8Linear}, inplace=True)
     return module
 
 
@@ -179,22 +186,61 @@ def cache_state(folder: Path, *, name: str = "int8") -> str:
     return "valid"
 
 
-def cache_state_soon(folder: Path, *, name: str = "int8") -> Callable[[], str]:
-    """`cache_state` begun now on a thread; calling the result returns its answer (waiting for
-    it). The check is mostly sha256 over the cache file (~0.33 GB for BLIP) and file reads,
-    which run outside the GIL: begun before transformers' imports (seconds of Python holding
-    the GIL), it runs on the second core meanwhile and costs a cold start nothing."""
+class CacheRead:
+    """What `read_cache_soon` found: the cache's `state` ("valid", "missing" or why it would be
+    rebuilt) and, when valid, its state dict read with the int8 weights already packed."""
+
+    def __init__(self, state: str, saved: dict | None = None) -> None:
+        self.state, self.saved = state, saved
+
+
+def read_cache_soon(folder: Path, *, name: str = "int8") -> Callable[[], CacheRead]:
+    """The cache checked and read on a thread begun now; calling the result returns the
+    `CacheRead` (waiting for it). The check (sha256 over ~0.33 GB for BLIP) and packing the
+    int8 weights for fbgemm (~0.6-1 s for BLIP's 170 layers on an AVX2 core) run outside the
+    GIL: begun before transformers' imports (seconds of Python holding the GIL), they run on
+    the second core meanwhile and cost a cold start nothing. A read that fails leaves
+    `saved` None: `load_int8` reads again and reports the failure as it would have."""
     from concurrent.futures import ThreadPoolExecutor
 
-    pool = ThreadPoolExecutor(1, thread_name_prefix="loupe-int8-check")
+    def read() -> CacheRead:
+        state = cache_state(folder, name=name)
+        if state != "valid":
+            return CacheRead(state)
+        try:
+            return CacheRead(state, _read_packed(cache_paths(folder, name)[0]))
+        except Exception as exc:  # noqa: BLE001 - the load on the caller's thread says what failed
+            log.debug("int8 cache read ahead failed (%s); read again on load", exc)
+            return CacheRead(state)
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="loupe-int8-read")
     try:
-        return pool.submit(cache_state, folder, name=name).result
+        return pool.submit(read).result
     finally:
         pool.shutdown(wait=False)  # the thread ends with its one task
 
 
+def _read_packed(data: Path) -> dict:
+    """The cache file's {"state", "buffers"} with each qint8 layer's (weight, bias) replaced by
+    its fbgemm packing (`int8_layers.Packed`), as `LinearPackedParams` would pack it on load."""
+    import torch
+
+    from .int8_layers import Packed
+
+    _quiet_deprecations()
+    # weights_only: the cache is plain tensors; a tampered file must not run code.
+    saved = torch.load(data, map_location="cpu", weights_only=True)
+    state = saved["state"]
+    suffix = "._packed_params._packed_params"
+    for key in [k for k in state if k.endswith(suffix)]:
+        if state.get(key[: -len("_packed_params")] + "dtype") is torch.qint8:
+            weight, bias = state[key]
+            state[key] = (Packed(torch.ops.quantized.linear_prepack(weight, bias)), None)
+    return saved
+
+
 def load_int8(folder: Path, load_float: Callable[[], Any], build_empty: Callable[[], Any], *,
-              name: str = "int8", state: Callable[[], str] | None = None) -> Any:
+              name: str = "int8", read: Callable[[], CacheRead] | None = None) -> Any:
     """The int8 model of the float weights in `folder`, in eval mode on the CPU.
 
     From the cache in `folder/.int8/` when it is valid: `build_empty()` must return the
@@ -202,13 +248,14 @@ def load_int8(folder: Path, load_float: Callable[[], Any], build_empty: Callable
     allocated), whose layers are swapped for int8 ones and filled from the cache. Otherwise
     `load_float()` (the float32 model) is quantized and the cache (re)written atomically; a
     weights folder that cannot be written only costs the next load the same quantization.
-    A cache that verifies but does not fit the skeleton is rebuilt too. `state`: the check
-    already begun by `cache_state_soon` (else it is made here)."""
+    A cache that verifies but does not fit the skeleton is rebuilt too. `read`: the check and
+    read already begun by `read_cache_soon` (else both are made here)."""
     data, manifest_path = cache_paths(folder, name)
-    state = state() if state is not None else cache_state(folder, name=name)
+    ahead = read() if read is not None else CacheRead(cache_state(folder, name=name))
+    state = ahead.state
     if state == "valid":
         try:
-            return _from_cache(data, build_empty)
+            return _from_cache(data, build_empty, ahead.saved)
         except _Misfit as exc:
             state = f"does not fit the model: {exc}"
     if state != "missing":
@@ -262,22 +309,22 @@ def _full_state(model: Any) -> dict:
     return {"state": state, "buffers": extra}
 
 
-def _from_cache(data: Path, build_empty: Callable[[], Any]) -> Any:
-    import torch
-
-    with _quiet_deprecations():
-        # weights_only: the cache is plain tensors; a tampered file must not run code.
-        saved = torch.load(data, map_location="cpu", weights_only=True)
-        model = build_empty()
-        _empty_int8_like(model)
-        model = model.to_empty(device="cpu")
-        try:
-            model.load_state_dict(saved["state"], strict=True)
-            for key, value in saved["buffers"].items():
-                owner, _, attr = key.rpartition(".")
-                (model.get_submodule(owner) if owner else model).register_buffer(attr, value, persistent=False)
-        except (RuntimeError, KeyError, AttributeError, TypeError) as exc:
-            raise _Misfit(str(exc).splitlines()[0][:200]) from None
+def _from_cache(data: Path, build_empty: Callable[[], Any], saved: dict | None = None) -> Any:
+    """The skeleton filled from the cache file `data`, or from `saved` (`_read_packed`'s, read
+    ahead on another thread: its packed weights are taken as they are)."""
+    _quiet_deprecations()
+    if saved is None:
+        saved = _read_packed(data)
+    model = build_empty()
+    _empty_int8_like(model)
+    model = model.to_empty(device="cpu")
+    try:
+        model.load_state_dict(saved["state"], strict=True)
+        for key, value in saved["buffers"].items():
+            owner, _, attr = key.rpartition(".")
+            (model.get_submodule(owner) if owner else model).register_buffer(attr, value, persistent=False)
+    except (RuntimeError, KeyError, AttributeError, TypeError, ValueError) as exc:
+        raise _Misfit(str(exc).splitlines()[0][:200]) from None
     return model.eval()
 
 

@@ -622,6 +622,21 @@ def test_progress_bar_helper_and_hit_dict(tmp_path):
     assert "3/3" in out.getvalue()
     last = out.getvalue().replace("\r", "\n").strip().splitlines()[-1]
     assert last.endswith("0 failed, finished") and " left" not in last, last  # nothing is left at the end
+    assert "| 3/3, " in last, last  # review: "12/12 , 0.50 photos/s" (tqdm adds its own ", ")
+    # Stopped (Stop, Ctrl-C) with photos left: the bar's last word says so, not "finished"
+    for i in range(3, 12):
+        save_photo(root / f"p{i}.jpg", i)
+    cancel, out = threading.Event(), io.StringIO()
+    with library.progress_bar(file=out, disable=False) as cb:
+        def stop_after_one(p):
+            cb(p)
+            if p.inferred >= 1:
+                cancel.set()
+
+        stopped = library.scan(root, engine=FakeEngine(batch_size=2, delay=0.12), progress=stop_after_one,
+                               write="none", cancel=cancel)
+    last = out.getvalue().replace("\r", "\n").strip().splitlines()[-1]
+    assert stopped.cancelled and last.endswith("0 failed, stopped") and " left" not in last, last
     hit = library.search("v1", limit=1)[0]
     assert json.loads(json.dumps(hit.to_dict()))["path"] == hit.path
 

@@ -126,6 +126,32 @@ def test_cache_is_written_once_then_reused(blip, images, quantize_calls):
             assert torch.equal(a.dequantize() if a.is_quantized else a, b.dequantize() if b.is_quantized else b), name
 
 
+def test_cache_is_read_and_packed_on_another_thread(blip, images, monkeypatch):
+    """Packing the int8 weights for fbgemm is most of filling BLIP from its cache: it runs on
+    the read-ahead thread (begun before transformers imports), and the load takes those packs
+    as they are; the caller's thread packs only the skeleton's 1x1 placeholders."""
+    import threading
+
+    from engine.int8_layers import RowwiseInt8Linear
+
+    first = Captioner.load(blip, INT8)  # writes the cache
+    packs = []
+    real = torch.ops.quantized.linear_prepack
+
+    def recording(weight, bias=None):
+        packs.append((threading.current_thread().name, tuple(weight.shape)))
+        return real(weight, bias)
+
+    monkeypatch.setattr(torch.ops.quantized, "linear_prepack", recording)
+    second = Captioner.load(blip, INT8)
+    layers = [m for m in second.model.modules() if isinstance(m, RowwiseInt8Linear)]
+    ahead = [shape for name, shape in packs if name.startswith("loupe-int8-read")]
+    here = {shape for name, shape in packs if not name.startswith("loupe-int8-read")}
+    assert len(ahead) == len(layers) > 0 and here == {(1, 1)}, (len(layers), packs[:5])
+    assert sorted(ahead) == sorted((m.out_features, m.in_features) for m in layers)
+    assert _captions(second, images) == _captions(first, images)
+
+
 def test_tampered_cache_is_rebuilt_never_used(blip, images, quantize_calls, caplog):
     good = _captions(Captioner.load(blip, INT8), images)
     data, manifest = quantize.cache_paths(blip)

@@ -12,7 +12,9 @@ from ..units import format_duration
 from .time_left import TimeLeft
 
 
-PHASES = ("finding", "checking", "captioning", "writing", "finished")
+PHASES = ("finding", "checking", "captioning", "writing", "finished", "stopped")
+#: the last report's phase: all done, or stopped (Stop, Ctrl-C) with photos left
+ENDED = ("finished", "stopped")
 
 
 @dataclass(frozen=True)
@@ -100,11 +102,11 @@ class Reporter:
         s = self.summary
         waiting = max(0, s.total - s.handled() - len(self.expect_skip) - len(self.computing))
         eta = self.meter.eta(waiting, now)
-        if phase == "finished":
+        if phase in ENDED:
             eta = 0.0
         batch = self.batch_now if phase == "captioning" else 0
         self.progress(ScanProgress(s.handled(), s.total, self.meter.rate(), eta, path, s.done,
-                                   s.skipped + s.duplicates, s.failed, current="" if phase == "finished" else path,
+                                   s.skipped + s.duplicates, s.failed, current="" if phase in ENDED else path,
                                    phase=phase, batch=batch, working=self.working if batch else 0.0))
 
 
@@ -115,15 +117,15 @@ def progress_bar(*, file: Any = None, disable: bool | None = None) -> Iterator[P
 
     # tqdm's own rate and ETA would count photos already done; show the scan's instead.
     bar = tqdm(total=0, unit="photo", file=file or sys.stderr, disable=disable, dynamic_ncols=True,
-               bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} {postfix}")
+               bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt}{postfix}")  # tqdm puts ", " before a postfix
 
     def update(p: ScanProgress) -> None:
         if bar.total != p.total:
             bar.total = p.total
         bar.n = p.done
         speed = f"{p.rate:.2f} photos/s" if p.rate else "-"
-        if p.phase == "finished":  # nothing is left: no time left, and no last photo's name
-            bar.set_postfix_str(f"{speed}, {p.failed} failed, finished", refresh=False)
+        if p.phase in ENDED:  # no time left to say, and no last photo's name
+            bar.set_postfix_str(f"{speed}, {p.failed} failed, {p.phase}", refresh=False)
         else:
             left = format_duration(p.eta_s) if p.eta_s is not None else "-"
             bar.set_postfix_str(f"{speed}, {left} left, {p.failed} failed {p.phase} {p.name}"[:120], refresh=False)

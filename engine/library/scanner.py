@@ -97,7 +97,7 @@ class Scan:
             self.gone(walked)
         s.elapsed_s = time.perf_counter() - started
         s.rate = s.done / s.elapsed_s if s.elapsed_s and s.done else 0.0
-        self.report(str(self.folder), "finished", force=True)
+        self.report(str(self.folder), "stopped" if s.cancelled else "finished", force=True)
         return s
 
     def decided(self, found: Iterable[Found], copies: list[Found]) -> Iterator[Decision]:

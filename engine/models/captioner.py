@@ -31,12 +31,13 @@ class Captioner(Model[Caption]):
 
     @classmethod
     def load(cls, folder: Path, placement: Placement) -> "Captioner":
-        cache_check = None
+        cache_read = None
         if placement.precision == "int8":
-            from ..quantize import cache_state_soon
+            from ..quantize import read_cache_soon
 
-            # hashing the int8 cache runs on the other core while transformers imports
-            cache_check = cache_state_soon(folder)
+            # checking, reading and packing the int8 cache run on the other core while
+            # transformers imports
+            cache_read = read_cache_soon(folder)
         from transformers import BlipForConditionalGeneration, BlipProcessor
         from transformers.utils import logging as hf_logging
 
@@ -52,7 +53,7 @@ class Captioner(Model[Caption]):
 
             # vision encoder and text decoder (LM head included): every Linear layer
             model = load_int8(folder, load_float, lambda: empty_transformers_model(BlipForConditionalGeneration, folder),
-                              state=cache_check)
+                              read=cache_read)
         else:
             model = load_float()
         model.eval().to(placement.device)
