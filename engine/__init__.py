@@ -36,6 +36,8 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 from . import paths as _paths  # noqa: E402  (light: platformdirs only)
 
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(_paths.cache_dir() / "torchinductor"))
+# torch's deprecation warnings for the int8 path filtered before any thread starts (quantize.py)
+from . import quantize as _quantize  # noqa: E402,F401  (light: standard library only at import)
 
 __all__ = ["get_engine"]
 

@@ -59,6 +59,14 @@ def _quiet_deprecations() -> None:
             warnings.filterwarnings("ignore", message=message)
 
 
+# Also at import (`engine` imports this module first, on the main thread, before any other
+# thread exists): added later, while another thread is inside `catch_warnings` (a scan's photo
+# loaders are, around each decode, while the captioner loads), they would go into that
+# thread's copy of the list and be dropped when it puts the original back, mid `torch.load`.
+# In the list from the start, every copy has them.
+_quiet_deprecations()
+
+
 def int8_available() -> bool:
     """Whether this torch can run the int8 path here: x86 dynamic quantization kernels
     (fbgemm) present, and the API not yet removed from torch (it is marked deprecated)."""

@@ -218,6 +218,48 @@ def test_unwritable_cache_folder_still_loads(blip, images, caplog):
     assert "not saved" in caplog.text
 
 
+def test_cache_read_is_quiet_while_another_thread_catches_warnings(blip):
+    """torch warns (deprecations) while the cache is read; Loupe's filters must hold even when
+    another thread is inside `warnings.catch_warnings` meanwhile, as a scan's photo loaders are
+    around each decode while the captioner loads: that thread puts back the process's list when
+    it leaves. Here it leaves mid `torch.load`. A fresh interpreter: filters and the
+    once-per-place registry are process state."""
+    import subprocess
+    import sys
+
+    Captioner.load(blip, INT8)  # writes the cache
+    script = f"""
+import threading, warnings
+import engine  # as the CLI and the app do, on the main thread, before any other thread
+import torch
+from engine import quantize
+
+inside, leave = threading.Event(), threading.Event()
+
+def loader():  # like engine.images.load_image around a decode
+    with warnings.catch_warnings():
+        inside.set()
+        leave.wait()
+
+t = threading.Thread(target=loader)
+t.start()
+inside.wait()
+real = torch.load
+
+def load(*args, **kwargs):  # the loader leaves just as the cache is being read
+    leave.set()
+    t.join()
+    return real(*args, **kwargs)
+
+torch.load = load
+saved = quantize._read_packed(quantize.cache_paths(__import__("pathlib").Path({str(blip)!r}))[0])
+print(len(saved["state"]))
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and int(run.stdout) > 0, run.stderr[-2000:]
+    assert "Warning" not in run.stderr, run.stderr[-2000:]
+
+
 def test_precision_choice_per_cpu_class_and_model(monkeypatch):
     from engine.models.registry import BLIP_BASE, RESNET18
 
