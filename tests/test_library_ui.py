@@ -22,6 +22,7 @@ pytestmark = pytest.mark.browser
 
 SLOW_SITE = Path(__file__).parent / "slow_site"
 LINE = "#loupe-lib-progress-line"
+TOAST = ".toast-body, [data-testid='toast-body']"
 
 
 
@@ -104,6 +105,22 @@ def test_progress_moves_and_stop_answers_within_two_seconds(installed, browser, 
         assert re.search(r"IMG_\d{4}\.jpg", moving), moving
         assert re.search(r"photos/s", moving) and re.search(r"about .* left", moving), moving
         page.screenshot(path=str(shots / "library-scanning.png"))
+        # Scan pressed again while it runs: refused in one line (it used to queue a second scan
+        # that started by itself when this one ended or was stopped)
+        # (with the keyboard: Enter on the focused Scan button; the focus stays there)
+        page.locator("#loupe-lib-scan").focus()
+        page.keyboard.press("Enter")
+        page.wait_for_selector(TOAST, timeout=10_000)
+        toast = page.locator(TOAST).first.inner_text()
+        assert "A scan of Holiday is already running: press Stop to end it, or wait for it to finish." in toast, toast
+        assert page.evaluate("document.activeElement.id") == "loupe-lib-scan"
+        page.screenshot(path=str(shots / "library-scan-pressed-again.png"))
+        from a11y import report, serious, violations
+
+        time.sleep(1.0)  # the toast fades in: axe would measure its text's contrast mid-fade
+        found = serious(violations(page.evaluate))
+        assert not found, report(found)
+        page.evaluate("document.querySelectorAll('.toast-close').forEach(b => b.click())")
         # the grid fills during the scan
         page.wait_for_selector("#loupe-lib-grid .lib-card", timeout=30_000)
 
@@ -128,6 +145,7 @@ def test_progress_moves_and_stop_answers_within_two_seconds(installed, browser, 
         assert re.search(r"40 photos, (\d+) captioned, (\d+) already done", done), done
         again, already = map(int, re.search(r"(\d+) captioned, (\d+) already done", done).groups())
         assert again + already == 40 and already >= kept, done
+        assert [s["status"] for s in library.scans()] == ["cancelled", "done"]  # no scan queued by the second press
     finally:
         _stop(app)
 

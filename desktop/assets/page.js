@@ -34,6 +34,13 @@
       const shown = (el.innerText || "").replace(/\s+/g, " ").trim();
       if (shown && el.getAttribute("aria-label") !== shown) el.setAttribute("aria-label", shown);
     });
+    // A message's header (title and Close) is itself a button that folds the message: a control
+    // inside a control, which screen readers cannot tell apart (axe "nested-interactive"). The
+    // header stays clickable with the mouse; the keyboard gets Close, and the text stays shown.
+    document.querySelectorAll(".toast-header[role=button]").forEach((el) => {
+      el.removeAttribute("role");
+      el.removeAttribute("tabindex");
+    });
     // The working-state lines under Caption and Classify: read out when the answer arrives.
     document.querySelectorAll("#loupe-caption-status, #loupe-classify-status").forEach((el) => {
       if (el.getAttribute("aria-live") !== "polite") {

@@ -309,10 +309,42 @@ def _ray_installed() -> bool:
     return importlib.util.find_spec("ray") is not None
 
 
+#: a Scan press not yet started as a scan counts as one for this long (its run waits in the queue)
+_ASKED_GRACE_S = 5.0
+_scan_lock = threading.Lock()
+_scan_state = {"running": "", "asked": float("-inf")}  # the folder being scanned; when Scan was last let through
+
+
+def begin_scan() -> Any:
+    """The Scan button's first step (not queued; enables Stop). Refused with a one-line message
+    while a scan runs in this app (any page) or was just asked for: another press would queue
+    a second scan behind it, which started by itself when the first ended or was stopped."""
+    with _scan_lock:
+        running = _scan_state["running"]
+        if running or time.monotonic() - _scan_state["asked"] < _ASKED_GRACE_S:
+            name = shown(Path(running).expanduser().name or running) if running else ""
+            raise gr.Error(f"A scan{f' of {name}' if name else ''} is already running: "
+                           "press Stop to end it, or wait for it to finish.", title="Loupe")
+        _scan_state["asked"] = time.monotonic()
+    return gr.update(interactive=True)
+
+
 def run_scan(folder: str, style: str, prefix: str, write: str, sidecar: str, existing: str, rename: bool,
              threshold: float, text: str, state: str, cluster: str = "") -> Iterator[tuple]:
     """The Scan button: yields (progress HTML, report Markdown, grid HTML, page label, page) a few
-    times a second while the scan runs in a thread; Stop ends it between photos."""
+    times a second while the scan runs in a thread; Stop ends it between photos. While it runs,
+    `begin_scan` refuses another."""
+    with _scan_lock:
+        _scan_state.update(running=(folder or "").strip() or "a folder", asked=float("-inf"))
+    try:
+        yield from _run_scan(folder, style, prefix, write, sidecar, existing, rename, threshold, text, state, cluster)
+    finally:
+        with _scan_lock:
+            _scan_state["running"] = ""
+
+
+def _run_scan(folder: str, style: str, prefix: str, write: str, sidecar: str, existing: str, rename: bool,
+              threshold: float, text: str, state: str, cluster: str) -> Iterator[tuple]:
     folder = (folder or "").strip()
     keep = gr.update()
     if not folder:
@@ -582,9 +614,9 @@ def build(demo: gr.Blocks | None = None, folder_picker: Callable[[], str | None]
     view = [grid, page_label, page]
     filt = [folder, text, state, page]
     scan_inputs = [folder, style, prefix, write, sidecar, existing, rename, threshold, text, state, cluster]
-    running = scan.click(lambda: gr.update(interactive=True), None, stop, queue=False, api_visibility="private",
-                         show_progress="hidden")
-    scan_event = running.then(run_scan, scan_inputs, [progress, report, grid, page_label, page],
+    # queued: a gr.Error from an unqueued event shows no message in the page (gradio 6.31)
+    running = scan.click(begin_scan, None, stop, api_visibility="private", show_progress="hidden")
+    scan_event = running.success(run_scan, scan_inputs, [progress, report, grid, page_label, page],
                             api_visibility="private", concurrency_id="scan", concurrency_limit=1,
                             show_progress="hidden")
     scan_event.then(friendly(history_rows), None, history, api_visibility="private", show_progress="hidden")
