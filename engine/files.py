@@ -68,12 +68,23 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _default_mode() -> int:
-    # mkstemp makes 0600 files; a new sidecar should get the usual 0666 & ~umask so other
-    # users and photo servers can read it like the photo next to it.
+def new_file_mode() -> int:
+    """0o666 & ~umask: the mode a plain `open(..., "w")` would give a new file. mkstemp makes
+    0600 files; a new sidecar (or cache beside shared weights) should get the usual mode so
+    other users and photo servers can read it like the files next to it. The umask is read
+    from /proc/self/status where Linux says it: setting it to read it back (`os.umask`) is
+    process-wide, and a file another thread created in between would get mode 0666."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask
+
 
 
 def atomic_write(target: Path, data: bytes, *, like: Path | None = None, owner_of: Path | None = None) -> None:
@@ -108,7 +119,7 @@ def atomic_write(target: Path, data: bytes, *, like: Path | None = None, owner_o
             os.chmod(tmp, stat.S_IMODE(st.st_mode) & 0o666)
             _copy_owner(st, tmp)
         else:
-            os.chmod(tmp, _default_mode())
+            os.chmod(tmp, new_file_mode())
         os.replace(tmp, target)
     except BaseException:
         try:

@@ -288,7 +288,7 @@ def _write_cache(model: Any, data: Path, manifest_path: Path, expected: dict) ->
 
     import torch
 
-    from .files import TEMP_PREFIX, atomic_write, cleanup_stale, fsync_dir, sha256_file
+    from .files import TEMP_PREFIX, atomic_write, cleanup_stale, fsync_dir, new_file_mode, sha256_file
 
     data.parent.mkdir(parents=True, exist_ok=True)
     cleanup_stale(data.parent)  # a build killed mid-write (~0.2 GB each); live builders' stay
@@ -299,6 +299,7 @@ def _write_cache(model: Any, data: Path, manifest_path: Path, expected: dict) ->
             torch.save(_full_state(model), fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, new_file_mode())  # readable like the weights beside it (mkstemp: 0600)
         manifest = dict(expected, sha256=sha256_file(Path(tmp)), size=os.path.getsize(tmp))
         os.replace(tmp, data)
         fsync_dir(data.parent)

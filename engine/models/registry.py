@@ -45,10 +45,11 @@ BLIP_BASE = ModelSpec(
     loader="engine.models.captioner:Captioner",
     batch_size=8,
     license="BSD-3-Clause",
-    # int8 where the CPU has no native bf16: the bench's fastest at equal fidelity on x86-avx2
-    # (bench/README.md "int8"); x86-vnni adds int8 dot-product instructions that fbgemm uses, so
-    # it runs int8 too (not benched here: no such CPU was at hand).
-    precisions={NATIVE_BF16: "bf16", X86_AVX2: "int8", X86_VNNI: "int8"},
+    # int8 on every x86 class: the bench's fastest as shipped (one photo with beams, per photo
+    # scale) at the fidelity gate, on x86-avx2 (bench/README.md "int8") and on a native-bf16 CPU
+    # whose int8 kernels use AVX-512 VNNI, where it beat bf16 in the Caption tab and the scan
+    # (bench/README.md "Precision on CPUs with native bf16"). Not measured: CPUs with AMX.
+    precisions={NATIVE_BF16: "int8", X86_AVX2: "int8", X86_VNNI: "int8"},
     supported=("fp32", "bf16", "int8"),
     # int8 layers take one activation scale per photo, so batching photos saves the beam-search
     # decoder nothing: one photo per pass, two such passes side by side on one thread each
