@@ -140,12 +140,24 @@ def test_progress_moves_and_stop_answers_within_two_seconds(installed, browser, 
 
         # resume: the rest only, the kept ones counted as already done
         page.locator("#loupe-lib-scan").click()
-        page.wait_for_function(f"document.querySelector('{LINE}').innerText.startsWith('Done')", timeout=120_000)
+        page.wait_for_function(f"/^\\d+ of 40/.test(document.querySelector('{LINE}').innerText)", timeout=30_000,
+                               polling=50)
+        # Stop then Scan at once: the press resumes as soon as the stopping scan has ended (it was
+        # refused as "already running"), with Stop enabled for it; nothing else is queued
+        page.evaluate("['#loupe-lib-stop', '#loupe-lib-scan'].forEach(b => document.querySelector(b).click())")
+        refused, stop_on = [], []
+        deadline = time.monotonic() + 60
+        while not _line(page).startswith("Done") and time.monotonic() < deadline:
+            refused += page.locator(TOAST).all_inner_texts()
+            stop_on.append(page.locator("#loupe-lib-stop").is_enabled())
+            time.sleep(0.1)
+        assert not refused, refused
+        assert any(stop_on[-10:]), stop_on  # Stop is there for the resumed scan
         done = _line(page)
         assert re.search(r"40 photos, (\d+) captioned, (\d+) already done", done), done
         again, already = map(int, re.search(r"(\d+) captioned, (\d+) already done", done).groups())
         assert again + already == 40 and already >= kept, done
-        assert [s["status"] for s in library.scans()] == ["cancelled", "done"]  # no scan queued by the second press
+        assert [s["status"] for s in library.scans()] == ["cancelled", "cancelled", "done"]  # none queued by a press
     finally:
         _stop(app)
 

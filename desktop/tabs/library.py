@@ -315,18 +315,36 @@ _scan_lock = threading.Lock()
 _scan_state = {"running": "", "asked": float("-inf")}  # the folder being scanned; when Scan was last let through
 
 
+def _press_waiting() -> bool:
+    """Whether a Scan press was let through and its scan has not started yet (it waits in the
+    queue behind a scan that is stopping, or for at most `_ASKED_GRACE_S`). Under `_scan_lock`."""
+    asked = _scan_state["asked"]
+    return asked > float("-inf") and (bool(_scan_state["running"]) or time.monotonic() - asked < _ASKED_GRACE_S)
+
+
 def begin_scan() -> Any:
-    """The Scan button's first step (not queued; enables Stop). Refused with a one-line message
-    while a scan runs in this app (any page) or was just asked for: another press would queue
-    a second scan behind it, which started by itself when the first ended or was stopped."""
+    """The Scan button's first step (queued, so its message shows; enables Stop). Refused with a
+    one-line message while a scan runs in this app (any page) or was just asked for: another
+    press would queue a second scan behind it, which started by itself when the first ended or
+    was stopped. Once Stop was pressed, one press is let through: the person asked to resume,
+    and the scan starts as soon as the stopping one has ended (between photos)."""
     with _scan_lock:
         running = _scan_state["running"]
-        if running or time.monotonic() - _scan_state["asked"] < _ASKED_GRACE_S:
+        stopping = bool(running) and _cancel.is_set()
+        if _press_waiting() or (running and not stopping):
             name = shown(Path(running).expanduser().name or running) if running else ""
             raise gr.Error(f"A scan{f' of {name}' if name else ''} is already running: "
                            "press Stop to end it, or wait for it to finish.", title="Loupe")
         _scan_state["asked"] = time.monotonic()
     return gr.update(interactive=True)
+
+
+def end_scan() -> Any:
+    """After a scan's handler ends: Stop is disabled, unless the scan pressed for after Stop
+    (see `begin_scan`) is about to start or has started."""
+    with _scan_lock:
+        busy = bool(_scan_state["running"]) or _press_waiting()
+    return gr.update(interactive=busy)
 
 
 def run_scan(folder: str, style: str, prefix: str, write: str, sidecar: str, existing: str, rename: bool,
@@ -620,8 +638,7 @@ def build(demo: gr.Blocks | None = None, folder_picker: Callable[[], str | None]
                             api_visibility="private", concurrency_id="scan", concurrency_limit=1,
                             show_progress="hidden")
     scan_event.then(friendly(history_rows), None, history, api_visibility="private", show_progress="hidden")
-    scan_event.then(lambda: gr.update(interactive=False), None, stop, api_visibility="private",
-                    show_progress="hidden", queue=False)
+    scan_event.then(end_scan, None, stop, api_visibility="private", show_progress="hidden", queue=False)
     stop.click(stop_scan, None, None, api_visibility="private", show_progress="hidden", queue=False)
     dl = get_models.click(lambda: gr.update(interactive=True), None, stop, queue=False, api_visibility="private",
                           show_progress="hidden").then(download_models, None, [progress, models_text, get_models], api_visibility="private",
