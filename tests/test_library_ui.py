@@ -121,6 +121,14 @@ def test_progress_moves_and_stop_answers_within_two_seconds(installed, browser, 
         found = serious(violations(page.evaluate))
         assert not found, report(found)
         page.evaluate("document.querySelectorAll('.toast-close').forEach(b => b.click())")
+        # ...and in another page (a second browser tab, or this one reloaded): refused the same
+        # way, with Stop enabled there, as the message says (it stayed disabled)
+        other = _library_page(browser, app.url)
+        other.locator("#loupe-lib-scan").click()
+        other.wait_for_selector(TOAST, timeout=10_000)
+        assert "A scan of Holiday is already running" in other.locator(TOAST).first.inner_text()
+        other.wait_for_function("!document.querySelector('#loupe-lib-stop').disabled", timeout=5_000)
+        other.close()
         # the grid fills during the scan
         page.wait_for_selector("#loupe-lib-grid .lib-card", timeout=30_000)
 

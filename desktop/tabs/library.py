@@ -634,11 +634,16 @@ def build(demo: gr.Blocks | None = None, folder_picker: Callable[[], str | None]
     scan_inputs = [folder, style, prefix, write, sidecar, existing, rename, threshold, text, state, cluster]
     # queued: a gr.Error from an unqueued event shows no message in the page (gradio 6.31)
     running = scan.click(begin_scan, None, stop, api_visibility="private", show_progress="hidden")
+    # "multiple": a press let through while the stopped scan winds down (see `begin_scan`) must
+    # reach the queue; with "once" the page dropped it while this page's last scan was pending
     scan_event = running.success(run_scan, scan_inputs, [progress, report, grid, page_label, page],
                             api_visibility="private", concurrency_id="scan", concurrency_limit=1,
-                            show_progress="hidden")
+                            show_progress="hidden", trigger_mode="multiple")
     scan_event.then(friendly(history_rows), None, history, api_visibility="private", show_progress="hidden")
     scan_event.then(end_scan, None, stop, api_visibility="private", show_progress="hidden", queue=False)
+    # refused: the message says "press Stop", so Stop is there in this page too (a scan another
+    # page or a page before a reload started runs in this app and can be stopped from here)
+    running.failure(end_scan, None, stop, api_visibility="private", show_progress="hidden", queue=False)
     stop.click(stop_scan, None, None, api_visibility="private", show_progress="hidden", queue=False)
     dl = get_models.click(lambda: gr.update(interactive=True), None, stop, queue=False, api_visibility="private",
                           show_progress="hidden").then(download_models, None, [progress, models_text, get_models], api_visibility="private",
