@@ -178,14 +178,25 @@ def _ensure_started() -> None:
             _thread.start()
 
 
+def busy() -> bool:
+    """Whether the compute thread is inside a job now (a model load or a pass; its side-by-side
+    helpers only run inside one)."""
+    return _busy.is_set()
+
+
+_busy = threading.Event()
+
+
 def _serve() -> None:
     while True:
         job, replies = _jobs.get()
         _here.replies = replies
+        _busy.set()
         try:
             replies.put(("ok", job()))
         except BaseException as exc:  # the caller raises it; this thread keeps serving
             replies.put(("error", exc))
         finally:
+            _busy.clear()
             _here.replies = None
             del job, replies  # no reference to the last call's tensors while idle

@@ -4,10 +4,10 @@ The default precision on a CPU depends on its class (what it computes natively) 
 per model in the registry (`ModelSpec.precisions`), from the bench's measurements: int8
 weights with dynamic int8 activations for BLIP on x86 CPUs (1.4x fp32 on a 2-core AVX2 Zen 3,
 bench/README.md "int8"; faster than bf16 where the CPU has native bf16 too); bf16 for the
-other models where the CPU has native bf16 (AVX512-BF16 or AMX); fp32 elsewhere. On CUDA bf16 where supported. `LOUPE_PRECISION=fp32|bf16|int8` or the
-`precision` setting overrides for every model; int8 runs on the CPU only, and a model without
-an int8 path (the classifier: dynamic int8 only covers Linear layers, ResNet is convolutions)
-runs fp32 when int8 is asked.
+other models where the CPU has native bf16 (AVX512-BF16 or AMX); fp32 elsewhere. On CUDA bf16
+where supported. `LOUPE_PRECISION=fp32|bf16|int8` or the `precision` setting overrides for
+every model; int8 runs on the CPU only, and a model without an int8 path (the classifier:
+dynamic int8 only covers Linear layers, ResNet is convolutions) runs fp32 when int8 is asked.
 """
 from __future__ import annotations
 

@@ -86,7 +86,6 @@ def new_file_mode() -> int:
     return 0o666 & ~umask
 
 
-
 def atomic_write(target: Path, data: bytes, *, like: Path | None = None, owner_of: Path | None = None) -> None:
     """Write `data` to `target` atomically, keeping the file's identity.
 

@@ -1,4 +1,4 @@
-"""Int8 weights with dynamic int8 activations, for CPUs without native bf16, and the cache of
+"""Int8 weights with dynamic int8 activations (BLIP's path on x86 CPUs), and the cache of
 the quantized model beside its weights.
 
 `quantize_int8(module)` swaps a module's `nn.Linear` layers for int8 ones in place: weights

@@ -237,7 +237,29 @@ def _register_library() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `loupe` with `argv` (default: sys.argv[1:]); returns the exit code. Each command
     leaves one line in the log file the app also writes (engine.logs); the window logs itself."""
-    return _invoke(list(sys.argv[1:] if argv is None else argv))
+    code = _invoke(list(sys.argv[1:] if argv is None else argv))
+    if argv is None and code == 130:
+        _leave_if_torch_is_busy(code)
+    return code
+
+
+def _leave_if_torch_is_busy(code: int) -> None:
+    """Interrupted (a second Ctrl-C stops waiting for the model load or pass in flight): when
+    the compute thread is still inside torch, leave at once. Python's exit would tear the
+    interpreter down around it (SIGABRT, "terminate called without an active exception", exit
+    134 instead of 130) and first wait for the int8 cache's read-ahead thread."""
+    from engine import compute_thread
+
+    if compute_thread.busy():
+        import logging
+
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        logging.shutdown()
+        os._exit(code)
 
 
 def _invoke(args: list[str]) -> int:

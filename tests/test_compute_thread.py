@@ -287,3 +287,43 @@ def test_the_compute_thread_gets_its_thread_count_back_after_a_pair(installed, m
     assert len(engine.infer("caption", inputs, options)) == 2
     assert seen == [1, 1]
     assert compute_thread.call(torch.get_num_threads) == 2
+
+
+def test_cli_interrupted_while_torch_is_busy_leaves_at_once():
+    """Review: a second Ctrl-C during a cold `loupe caption` load stops the wait, and Python's
+    exit then tore the interpreter down around the compute thread still inside torch (SIGABRT,
+    exit 134) after waiting for the int8 cache's read-ahead thread. `loupe` now leaves at once
+    with 130 while a compute-thread job runs: here one that would run 60 s, beside a pool thread
+    (as the read-ahead) that would keep a normal exit waiting as long."""
+    import subprocess
+    import sys
+    import time
+
+    code = """
+import sys, threading, time
+from concurrent.futures import ThreadPoolExecutor
+from engine import compute_thread
+import loupe.cli as cli
+
+pool = ThreadPoolExecutor(1)
+pool.submit(time.sleep, 60)
+pool.shutdown(wait=False)
+threading.Thread(target=compute_thread.call, args=(time.sleep, 60), daemon=True).start()
+while not compute_thread.busy():
+    time.sleep(0.01)
+
+def interrupted(args):
+    print("loupe: interrupted", file=sys.stderr)
+    return 130
+
+cli._invoke = interrupted
+sys.argv = ["loupe", "caption", "photo.jpg"]
+sys.exit(cli.main())
+"""
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    took = time.monotonic() - t0
+    assert out.returncode == 130 and out.stderr.strip() == "loupe: interrupted", (out.returncode, out.stderr)
+    assert took < 20, f"waited {took:.0f} s for the threads at exit"
+    # ...and an ordinary exit still waits for nothing when the compute thread is idle
+    assert not compute_thread.busy()

@@ -16,8 +16,8 @@ def first_use_words(task: str) -> str:
 
     The first caption after start loads the model from disk (bench/desktop_truth.py: ~12 s for
     BLIP-base's 990 MB on a busy 2-core machine) and its first forward pass sets up its kernels
-    (a further ~30 % of a caption); on the very first start with int8 precision (CPUs without
-    native bf16) the weights are also converted to int8 once and kept beside them. Cheap to ask:
+    (a further ~30 % of a caption); on the very first start with int8 precision (the captioner
+    on x86 CPUs) the weights are also converted to int8 once and kept beside them. Cheap to ask:
     no torch import, no CPU probe (the line must show at once)."""
     spec = for_task(task)
     if not weights.is_installed(spec.name) or get_engine().is_loaded(task):
