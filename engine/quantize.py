@@ -194,6 +194,11 @@ def cache_state(folder: Path, *, name: str = "int8") -> str:
     return "valid"
 
 
+#: called with the weights folder just before its float weights are quantized (no valid cache:
+#: the first start after an install, or a rebuild; ~10-20 s for BLIP); the CLI says so on stderr
+building: list[Callable[[Path], None]] = []
+
+
 class CacheRead:
     """What `read_cache_soon` found: the cache's `state` ("valid", "missing" or why it would be
     rebuilt) and, when valid, its state dict read with the int8 weights already packed."""
@@ -268,6 +273,8 @@ def load_int8(folder: Path, load_float: Callable[[], Any], build_empty: Callable
             state = f"does not fit the model: {exc}"
     if state != "missing":
         log.warning("int8 cache in %s rebuilt (%s)", data.parent, state)
+    for tell in list(building):
+        tell(folder)
     model = quantize_int8(load_float().eval())
     try:
         _write_cache(model, data, manifest_path, _expected(folder))

@@ -262,11 +262,22 @@ def _leave_if_torch_is_busy(code: int) -> None:
         os._exit(code)
 
 
+def _preparing(folder: Any) -> None:
+    """The wait of a first int8 load, said where the person waits (engine.quantize.building);
+    through tqdm, which lifts a scan's progress bar for the line and draws it again below."""
+    from tqdm import tqdm
+
+    tqdm.write(f"Preparing {folder.name} for this computer (int8; once, about 20 s)...", file=sys.stderr)
+
+
 def _invoke(args: list[str]) -> int:
+    from engine import quantize
     from engine.names import show_names_on
 
     show_names_on(sys.stdout)  # a name that is not UTF-8 prints with U+FFFD, never a traceback
     show_names_on(sys.stderr)
+    if _preparing not in quantize.building:
+        quantize.building.append(_preparing)
     try:
         result = cli.main(args=args, prog_name="loupe", standalone_mode=False)
     except click.exceptions.Exit as exc:  # --help, --version

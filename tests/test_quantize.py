@@ -404,6 +404,28 @@ def test_fidelity_gate_blip_vision_encoder_real_shapes():
     assert not torch.equal(a, b)  # it did run in int8
 
 
+def test_the_cli_says_when_it_prepares_the_int8_model(own_weights, tmp_path):
+    """Review: a first start without the int8 cache waited ~19 s (full size) in silence; the
+    wait is said on stderr, once: the next start reads the cache and says nothing."""
+    import os
+    import subprocess
+    import sys
+
+    photo = tmp_path / "photo.jpg"
+    gradient(160, 120, seed=3).save(photo)
+
+    def caption():
+        return subprocess.run([sys.executable, "-m", "loupe", "caption", str(photo), "--max-tokens", "4"],
+                              env=dict(os.environ, LOUPE_PRECISION="int8", LOUPE_DEVICE="cpu"),
+                              capture_output=True, text=True, timeout=300)
+
+    first = caption()
+    assert first.returncode == 0 and first.stdout.strip(), first.stderr
+    assert first.stderr.strip() == "Preparing blip-base for this computer (int8; once, about 20 s)...", first.stderr
+    second = caption()
+    assert second.returncode == 0 and second.stderr == "" and second.stdout == first.stdout, second.stderr
+
+
 def test_models_status_says_which_path_runs(own_weights):
     import os
     import subprocess
