@@ -194,8 +194,9 @@ def cache_state(folder: Path, *, name: str = "int8") -> str:
     return "valid"
 
 
-#: called with the weights folder just before its float weights are quantized (no valid cache:
-#: the first start after an install, or a rebuild; ~10-20 s for BLIP); the CLI says so on stderr
+#: called with the weights folder once its float weights have loaded and are about to be
+#: quantized (no valid cache: the first start after an install, or a rebuild; ~10-20 s for BLIP
+#: in all); the CLI says so on stderr
 building: list[Callable[[Path], None]] = []
 
 
@@ -273,9 +274,11 @@ def load_int8(folder: Path, load_float: Callable[[], Any], build_empty: Callable
             state = f"does not fit the model: {exc}"
     if state != "missing":
         log.warning("int8 cache in %s rebuilt (%s)", data.parent, state)
+    float_model = load_float().eval()  # damaged weights fail here, before anything is said
     for tell in list(building):
         tell(folder)
-    model = quantize_int8(load_float().eval())
+    model = quantize_int8(float_model)
+    del float_model
     try:
         _write_cache(model, data, manifest_path, _expected(folder))
     except OSError as exc:
