@@ -199,8 +199,10 @@ def main(argv=None) -> int:
     if "cold" in only:
         run.quiet()
         log("timing `loupe caption photo.jpg` and `loupe classify photo.jpg` ...")
-        run.results["cold"] = startup.cold_start(Path(p12[0]), 1 if quick else 3)
-        run.results["cold-classify"] = startup.cold_start(Path(p12[0]), 1 if quick else 3, "classify")
+        for key, task in (("cold", "caption"), ("cold-classify", "classify")):
+            run.results[key] = startup.cold_start(Path(p12[0]), 1 if quick else 3, task)
+            run.results[key + "-installed"] = startup.cold_start(Path(p12[0]), 1 if quick else 3, task,
+                                                                 as_installed=True)
     if "window" in only:
         log("timing the window ...")
         run.results["window"] = startup.window_visible()
@@ -357,14 +359,16 @@ def report(res: dict, args: argparse.Namespace, elapsed: float) -> None:
                   f"(median of {app['n']}; first caption incl. model load {app['first_caption_s']:.1f} s; others {app['others_cores']:.2f})")
             print(f"App process, both models loaded, after the first caption: RSS {app['rss_both_models_mb']:.0f} MB "
                   f"(caption model only {app['rss_after_caption_mb']:.0f} MB; peak while loading {app['peak_rss_mb']:.0f} MB)")
-    for cold in (res.get("cold"), res.get("cold-classify")):
+    for key in ("cold", "cold-installed", "cold-classify", "cold-classify-installed"):
+        cold = res.get(key)
         if not cold:
             continue
         if "error" in cold:
             print(f"Cold start: FAILED: {cold['error']}")
         else:
             cpu = f" ({cold['cpu_s']:.1f} CPU-s)" if "cpu_s" in cold else ""
-            print(f"Cold start `{cold['command']}` (12 MP, weights installed, file cache warm): "
+            venv = ("as installed: without the dev venv's " + ", ".join(startup.DEV_ONLY)) if cold.get("as_installed") else "dev venv"
+            print(f"Cold start `{cold['command']}` (12 MP, weights installed, file cache warm; {venv}): "
                   f"{cold['s']:.1f} s{cpu} median of {len(cold['all'])}, peak RSS {cold['peak_rss_mb']:.0f} MB, others {cold['others_cores']:.2f}")
     win = res.get("window")
     if win:
@@ -440,12 +444,12 @@ def print_speed_targets(res: dict) -> None:
                 ratio = busy["s_per_photo"] / r["s_per_photo"]
                 checks.append((f"{what}, one core busy, within 1.3x of idle", ratio <= 1.3,
                                f"{busy['s_per_photo']:.3f} s = {ratio:.2f}x"))
-    cold = res.get("cold")
-    if _ok(cold):
-        checks.append(("cold `loupe caption photo.jpg` <= 5 s", cold["s"] <= 5.0, f"{cold['s']:.1f} s"))
-    cold = res.get("cold-classify")
-    if _ok(cold):
-        checks.append(("cold `loupe classify photo.jpg` <= 2.5 s", cold["s"] <= 2.5, f"{cold['s']:.1f} s"))
+    for key, what, target in (("cold", "caption", 5.0), ("cold-classify", "classify", 2.5)):
+        for suffix, venv in (("", "dev venv"), ("-installed", "as installed")):
+            cold = res.get(key + suffix)
+            if _ok(cold):
+                checks.append((f"cold `loupe {what} photo.jpg` <= {target:g} s ({venv})", cold["s"] <= target,
+                               f"{cold['s']:.1f} s"))
     win = res.get("window") or {}
     if win.get("mounted_s"):
         checks.append(("window UI mounted <= 5 s", win["mounted_s"] <= 5.0, f"{win['mounted_s']:.1f} s"))

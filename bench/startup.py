@@ -25,14 +25,28 @@ COLD = {
 }
 
 
-def cold_start(photo: Path, repeats: int, task: str = "caption", root: Path | None = None) -> dict:
+#: what this dev venv has that a user's install lacks and a cold start would import:
+#: transformers imports scipy.optimize (~0.2 s) whenever scipy is installed, and scikit-image
+#: (a dev extra: the suite's sample photos) brings it. Neither `pip install loupe` (its
+#: dependencies never pull it) nor the bundle (build/loupe.spec excludes it) has it.
+DEV_ONLY = ("scipy", "skimage")
+#: `loupe` with DEV_ONLY made unimportable (None in sys.modules: find_spec says "not
+#: installed", as transformers asks), the way the command starts in a user's install
+AS_INSTALLED = ("import sys; sys.modules.update(dict.fromkeys(%r)); from loupe.cli import main; sys.exit(main())"
+                % (DEV_ONLY,))
+
+
+def cold_start(photo: Path, repeats: int, task: str = "caption", root: Path | None = None,
+               as_installed: bool = False) -> dict:
     """Process start to the result printed, installed weights (file cache warm): `loupe caption`
     (20 greedy tokens) or `loupe classify` (the bench's ResNet-18: full-size shapes, the same
     work as the suite's tiny one). `root`: another checkout to time instead of this one (its
-    code first on PYTHONPATH; same venv, same weights). Wall and CPU seconds (user + system,
-    from wait4: the child's own), medians of `repeats`."""
+    code first on PYTHONPATH; same venv, same weights). `as_installed`: without this venv's
+    dev-only packages (DEV_ONLY). Wall and CPU seconds (user + system, from wait4: the child's
+    own), medians of `repeats`."""
     args, _ = COLD[task]
-    cmd = loupe_command() + args[:1] + [str(photo)] + args[1:]
+    start = [sys.executable, "-c", AS_INSTALLED] if as_installed else loupe_command()
+    cmd = start + args[:1] + [str(photo)] + args[1:]
     env = fixtures.env()
     root = Path(root or fixtures.ROOT.parent)
     env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
@@ -58,7 +72,7 @@ def cold_start(photo: Path, repeats: int, task: str = "caption", root: Path | No
             cpus.append(usage.ru_utime + usage.ru_stime)
             peaks.append(usage.ru_maxrss / 1024)
     return {"s": statistics.median(times), "all": times, "cpu_s": statistics.median(cpus),
-            "peak_rss_mb": max(peaks), "others_cores": busy.others_cores,
+            "peak_rss_mb": max(peaks), "others_cores": busy.others_cores, "as_installed": as_installed,
             "command": "loupe " + " ".join(args[:1] + ["photo.jpg"] + args[1:])}
 
 
@@ -111,23 +125,26 @@ def main(argv: list[str] | None = None) -> int:
     fixtures.ensure_models()  # the bench's installed models
     photo = Path(fixtures.ensure_photos(16)["12mp"][0])
     sides = [("this", None)] + ([("against", args.against)] if args.against else [])
-    rows: dict[tuple[str, str], list[dict]] = {}
+    rows: dict[tuple[str, str, str], list[dict]] = {}
     for _ in range(args.repeats):  # alternate: A, B, A, B ...
         for task in COLD:
-            for side, root in sides:
-                rows.setdefault((task, side), []).append(cold_start(photo, 1, task, root))
+            for venv, as_installed in (("dev venv", False), ("installed", True)):
+                for side, root in sides:
+                    rows.setdefault((task, venv, side), []).append(cold_start(photo, 1, task, root, as_installed))
     from engine.device import cpu_description
 
-    print(f"Cold start (CPU class {cpu_description()}; wall and CPU s, median of {args.repeats}, file cache warm):")
-    for (task, side), runs in rows.items():
+    print(f"Cold start (CPU class {cpu_description()}; wall and CPU s, median of {args.repeats}, file cache warm;"
+          f" 'installed': without the dev venv's {', '.join(DEV_ONLY)}):")
+    for (task, venv, side), runs in rows.items():
         bad = [r for r in runs if "error" in r]
         if bad:
-            print(f"  {task:9} {side:8} FAILED: {bad[0]['error']}")
+            print(f"  {task:9} {venv:9} {side:8} FAILED: {bad[0]['error']}")
             continue
         wall = statistics.median(r["s"] for r in runs)
         cpu = statistics.median(r["cpu_s"] for r in runs)
         target = COLD[task][1]
-        print(f"  {task:9} {side:8} {wall:5.1f} s wall, {cpu:5.1f} CPU-s, others {max(r['others_cores'] for r in runs):.2f} cores"
+        print(f"  {task:9} {venv:9} {side:8} {wall:5.1f} s wall, {cpu:5.1f} CPU-s, "
+              f"others {max(r['others_cores'] for r in runs):.2f} cores"
               f"  [{'met' if wall <= target else 'NOT met'} <= {target} s]  `{runs[0]['command']}`")
     if not args.no_window:
         win = window_visible()

@@ -20,7 +20,7 @@ def run() -> None:
     from loupe.cli import main
 
     # The window path exits the process itself (desktop.__main__.run) once the window closes.
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())  # argv None: sys.argv[1:], and the quick exit of a real process
 
 
 if __name__ == "__main__":

@@ -27,10 +27,12 @@ def build_loupe_ui() -> Any:
     """Loupe's Blocks (the default factory). Its module is imported only when this is called (in
     the start-up thread, after the window is up), so a UI module importing gradio at its top costs
     no window time. In the window, the Library tab gets the window's native folder chooser."""
-    import desktop.ui as ui
-    from desktop.window import folder_dialog
+    from engine import long_lived
 
-    from desktop.share.panel import add_share_panel
+    with long_lived.imports():
+        import desktop.ui as ui
+        from desktop.share.panel import add_share_panel
+        from desktop.window import folder_dialog
 
     # None when serving to a browser: the Browse… button stays hidden
     return add_share_panel(ui.build_ui(folder_picker=folder_dialog()))

@@ -453,10 +453,13 @@ def serve(blocks_factory: Callable[[], Any], *, host: str = "127.0.0.1", port: i
         token = secrets.token_urlsafe(32)
         _token_filter.add(token)
 
-        import fastapi
-        import gradio as gr
-        import uvicorn
-        from gradio.routes import App as GradioApp
+        from engine import long_lived
+
+        with long_lived.imports():
+            import fastapi
+            import gradio as gr
+            import uvicorn
+            from gradio.routes import App as GradioApp
 
         _point_gradio_constants_at(temp_dir)
         blocks = blocks_factory()

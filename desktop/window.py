@@ -472,7 +472,10 @@ def _boot(window: Any, state: _State, blocks_factory: Callable[[], Any], timings
     if _drop_pyside_import_hook():
         log.debug("PySide6's import hook removed")
     try:
-        import gradio  # noqa: F401  (the slow import, timed on its own)
+        from engine import long_lived
+
+        with long_lived.imports():
+            import gradio  # noqa: F401  (the slow import, timed on its own)
 
         timings.mark("gradio_imported")
         from desktop.server import serve

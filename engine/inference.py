@@ -126,13 +126,18 @@ class Engine:
 
     def _load(self, spec: ModelSpec) -> Any:
         folder = weights.model_dir(spec.name)  # WeightsMissing / WeightsDamaged say what to do
+        from . import long_lived
         from .cpu_share import first_look, fit_threads
 
+        model_class = spec.model_class()
+        ahead = model_class.read_ahead(folder)  # on another core while torch imports
         first_look()  # the load is the window of the first thread choice (no extra wait)
+        with long_lived.imports():
+            import torch  # noqa: F401  (the first and longest import)
         fit_threads()  # as `_fitted`, after the first look (no 0.1 s window of its own)
         started = time.perf_counter()
         with weights.load_guard(spec.name, folder):  # any load failure: one LoupeError line
-            model = spec.model_class().load(folder, self.placement_for(spec))
+            model = model_class.load(folder, self.placement_for(spec), ahead=ahead)
         self.load_seconds[spec.name] = time.perf_counter() - started
         _release_freed_memory()
         return model
@@ -157,10 +162,15 @@ class Engine:
             return self._preparers[spec.task]
 
     def unload(self) -> None:
+        """Drop the loaded models and preprocessing (their memory back to the OS)."""
         with self._load_lock:
             self._models.clear()
         with self._prepare_lock:
             self._preparers.clear()
+        from . import long_lived
+
+        long_lived.release()
+        _release_freed_memory()
 
     def model_ids(self) -> dict[str, str]:
         """What made a result: {task: "name@pin", "precision": ...}; part of the scan's settings key."""
@@ -464,3 +474,6 @@ def reset_engine() -> None:
     global _engine
     with _engine_guard:
         _engine = None
+    from . import long_lived
+
+    long_lived.release()  # the dropped engine's models, unless something still uses them

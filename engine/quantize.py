@@ -171,8 +171,9 @@ def cache_paths(folder: Path, name: str = "int8") -> tuple[Path, Path]:
     return folder / CACHE_DIR / f"{name}.pt", folder / CACHE_DIR / f"{name}.json"
 
 
-def cache_state(folder: Path, *, name: str = "int8") -> str:
-    """"valid", "missing" or why the cache would be rebuilt (stale or damaged); hashes the data."""
+def cache_state(folder: Path, *, name: str = "int8", hashed: Callable[[], "Hashed | None"] | None = None) -> str:
+    """"valid", "missing" or why the cache would be rebuilt (stale or damaged); hashes the data,
+    or takes `hashed` (`hash_cache_soon`'s) when the file is still the one it hashed."""
     from .files import sha256_file
 
     data, manifest_path = cache_paths(folder, name)
@@ -187,11 +188,59 @@ def cache_state(folder: Path, *, name: str = "int8") -> str:
     if changed:
         return "stale: " + ", ".join(changed) + " changed"
     try:
-        if data.stat().st_size != manifest.get("size") or sha256_file(data) != manifest.get("sha256"):
+        if data.stat().st_size != manifest.get("size"):
+            return "damaged: sha256 does not match"
+        early = hashed() if hashed is not None else None
+        sha = early.sha256 if early is not None and early.identity == _identity(data) else sha256_file(data)
+        if sha != manifest.get("sha256"):
             return "damaged: sha256 does not match"
     except OSError:
         return "data file missing"
     return "valid"
+
+
+class Hashed:
+    """What `hash_cache_soon` found: the data file's sha256 and its identity (size, mtime_ns,
+    inode, device) while it was read."""
+
+    def __init__(self, identity: tuple, sha256: str) -> None:
+        self.identity, self.sha256 = identity, sha256
+
+
+def _identity(path: Path) -> tuple:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev
+
+
+def hash_cache_soon(folder: Path, *, name: str = "int8") -> Callable[[], Hashed | None]:
+    """The cache's data file hashed on a thread begun now (sha256: ~0.4 s for BLIP's 0.33 GB,
+    outside the GIL, no torch needed), so that a cold start can begin it before torch is
+    imported; calling the result waits for it (None: unreadable, or changed while read).
+    `cache_state(hashed=...)` and `read_cache_soon(hashed=...)` take it."""
+    from .files import sha256_file
+
+    data = cache_paths(folder, name)[0]
+
+    def digest() -> Hashed | None:
+        try:
+            before = _identity(data)
+            sha = sha256_file(data)
+            return Hashed(before, sha) if _identity(data) == before else None
+        except OSError:
+            return None
+
+    return _soon(digest, "loupe-int8-hash")
+
+
+def _soon(work: Callable[[], Any], name: str) -> Callable[[], Any]:
+    """`work` on a thread of its own begun now; calling the result waits for its value."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix=name)
+    try:
+        return pool.submit(work).result
+    finally:
+        pool.shutdown(wait=False)  # the thread ends with its one task
 
 
 #: called with the weights folder once its float weights have loaded and are about to be
@@ -208,17 +257,18 @@ class CacheRead:
         self.state, self.saved = state, saved
 
 
-def read_cache_soon(folder: Path, *, name: str = "int8") -> Callable[[], CacheRead]:
+def read_cache_soon(folder: Path, *, name: str = "int8",
+                    hashed: Callable[[], Hashed | None] | None = None) -> Callable[[], CacheRead]:
     """The cache checked and read on a thread begun now; calling the result returns the
-    `CacheRead` (waiting for it). The check (sha256 over ~0.33 GB for BLIP) and packing the
-    int8 weights for fbgemm (~0.6-1 s for BLIP's 170 layers on an AVX2 core) run outside the
-    GIL: begun before transformers' imports (seconds of Python holding the GIL), they run on
-    the second core meanwhile and cost a cold start nothing. A read that fails leaves
-    `saved` None: `load_int8` reads again and reports the failure as it would have."""
-    from concurrent.futures import ThreadPoolExecutor
+    `CacheRead` (waiting for it). The check (sha256 over ~0.33 GB for BLIP, or `hashed`: that
+    hash begun earlier by `hash_cache_soon`) and packing the int8 weights for fbgemm (~0.6-1 s
+    for BLIP's 170 layers on an AVX2 core) run outside the GIL: begun before transformers'
+    imports (seconds of Python holding the GIL), they run on the second core meanwhile and cost
+    a cold start nothing. A read that fails leaves `saved` None: `load_int8` reads again and
+    reports the failure as it would have."""
 
     def read() -> CacheRead:
-        state = cache_state(folder, name=name)
+        state = cache_state(folder, name=name, hashed=hashed)
         if state != "valid":
             return CacheRead(state)
         try:
@@ -227,11 +277,7 @@ def read_cache_soon(folder: Path, *, name: str = "int8") -> Callable[[], CacheRe
             log.debug("int8 cache read ahead failed (%s); read again on load", exc)
             return CacheRead(state)
 
-    pool = ThreadPoolExecutor(1, thread_name_prefix="loupe-int8-read")
-    try:
-        return pool.submit(read).result
-    finally:
-        pool.shutdown(wait=False)  # the thread ends with its one task
+    return _soon(read, "loupe-int8-read")
 
 
 def _read_packed(data: Path) -> dict:

@@ -24,26 +24,6 @@ INT8 = Placement("cpu", "int8")
 
 
 @pytest.fixture
-def own_weights(tiny_sources, _installed_weights, loupe_home, tmp_path):
-    """The tiny models installed, in a weights folder of this test's own (the int8 cache is
-    written beside the weights, so the session's shared folder must not be used)."""
-    from engine import paths
-
-    dst = tmp_path / "models"
-    shutil.copytree(_installed_weights, dst, ignore=shutil.ignore_patterns(quantize.CACHE_DIR))
-    paths.save_setting("weights_dir", str(dst))
-    return dst
-
-
-@pytest.fixture
-def blip(tiny_dir, tmp_path):
-    """A private copy of the tiny BLIP folder (no install manifest: stamped by file hashes)."""
-    dst = tmp_path / "blip"
-    shutil.copytree(tiny_dir / "blip", dst)
-    return dst
-
-
-@pytest.fixture
 def images(tmp_path):
     out = []
     for i in range(3):

@@ -26,8 +26,16 @@ class Model(Generic[R]):
     input_size: int
 
     @classmethod
-    def load(cls, folder: Path, placement: Placement) -> "Model[R]":
+    def read_ahead(cls, folder: Path) -> Any:
+        """Begin, on a helper thread, what `load` will read from `folder` that needs no library
+        (hashing a cache file): the engine calls this before it imports torch, and hands the
+        result to `load` as `ahead`. None (the default): nothing to begin."""
+        return None
+
+    @classmethod
+    def load(cls, folder: Path, placement: Placement, ahead: Any = None) -> "Model[R]":
         """Load verified weights from `folder` onto `placement`'s device and precision.
+        `ahead`: what `read_ahead(folder)` began, or None.
 
         For precision "int8" a model with an int8 path (its registry `precisions` name int8)
         quantizes once through `engine.quantize.load_int8`, which caches the result beside the

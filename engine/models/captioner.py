@@ -30,16 +30,27 @@ class Captioner(Model[Caption]):
         self._tokenize_lock = threading.Lock()
 
     @classmethod
-    def load(cls, folder: Path, placement: Placement) -> "Captioner":
+    def read_ahead(cls, folder: Path) -> Any:
+        """The int8 cache's data file hashed while torch imports (when there is one; unused when
+        the placement turns out not to be int8)."""
+        from ..quantize import cache_paths, hash_cache_soon
+
+        return hash_cache_soon(folder) if cache_paths(folder)[0].is_file() else None
+
+    @classmethod
+    def load(cls, folder: Path, placement: Placement, ahead: Any = None) -> "Captioner":
         cache_read = None
         if placement.precision == "int8":
             from ..quantize import read_cache_soon
 
             # checking, reading and packing the int8 cache run on the other core while
             # transformers imports
-            cache_read = read_cache_soon(folder)
-        from transformers import BlipForConditionalGeneration, BlipProcessor
-        from transformers.utils import logging as hf_logging
+            cache_read = read_cache_soon(folder, hashed=ahead)
+        from .. import long_lived
+
+        with long_lived.imports():
+            from transformers import BlipForConditionalGeneration, BlipProcessor
+            from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # its "Loading weights" bar would clutter the CLI's stderr
 

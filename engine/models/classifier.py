@@ -24,9 +24,12 @@ class Classifier(Model[Labels]):
         self.input_size = int(resize[0] if isinstance(resize, (list, tuple)) else resize)
 
     @classmethod
-    def load(cls, folder: Path, placement: Placement) -> "Classifier":
-        import torch
-        from torchvision.models import ResNet18_Weights, resnet18
+    def load(cls, folder: Path, placement: Placement, ahead: Any = None) -> "Classifier":
+        from .. import long_lived
+
+        with long_lived.imports():
+            import torch
+            from torchvision.models import ResNet18_Weights, resnet18
 
         files = sorted(p for p in folder.iterdir() if p.suffix in (".pth", ".pt") and not p.name.startswith("."))
         if not files:
@@ -35,8 +38,10 @@ class Classifier(Model[Labels]):
             raise WeightsMissing(f"{folder}: no classifier weights file")
         # weights_only: a pickle from anywhere must not run code while loading.
         state = torch.load(files[0], map_location="cpu", weights_only=True)
-        module = resnet18(weights=None, num_classes=1000)
-        module.load_state_dict(state)
+        # Built on the meta device: its random initialisation (~0.1 s) would be overwritten.
+        with torch.device("meta"):
+            module = resnet18(weights=None, num_classes=1000)
+        module.load_state_dict(state, assign=True)
         meta = ResNet18_Weights.IMAGENET1K_V1
         return cls.from_module(module, meta.transforms(), meta.meta["categories"], placement)
 

@@ -61,10 +61,13 @@ class Encoder(Model[Any]):
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, folder: Path, placement: Placement) -> "Encoder":
+    def load(cls, folder: Path, placement: Placement, ahead: Any = None) -> "Encoder":
         """The vision tower from verified weights in `folder` (the text tower waits for the
         first query). int8: quantized once and cached in `folder/.int8/` (engine.quantize)."""
-        from transformers import SiglipVisionModel
+        from .. import long_lived
+
+        with long_lived.imports():
+            from transformers import SiglipVisionModel
 
         folder = Path(folder)
         vision = _load_tower(SiglipVisionModel, folder, placement, "int8-vision")
