@@ -120,6 +120,10 @@ class Engine:
                 self._models[spec.task] = compute_thread.call(self._load, spec)
             return self._models[spec.task]
 
+    def holds_models(self) -> bool:
+        """Whether any model (or the encoder's text tower) is loaded in this engine."""
+        return bool(self._models) or self._text_encoder is not None
+
     def is_loaded(self, key: str) -> bool:
         """Whether the model for a task or model name is in memory (the next request skips the load)."""
         return lookup(key).task in self._models
@@ -164,12 +168,13 @@ class Engine:
     def unload(self) -> None:
         """Drop the loaded models and preprocessing (their memory back to the OS)."""
         with self._load_lock:
+            dropped = bool(self._models)
             self._models.clear()
         with self._prepare_lock:
             self._preparers.clear()
         from . import long_lived
 
-        long_lived.release()
+        long_lived.release(dropped=dropped)
         _release_freed_memory()
 
     def model_ids(self) -> dict[str, str]:
@@ -473,7 +478,8 @@ def reset_engine() -> None:
     """Forget loaded models (tests, a changed weights folder or precision setting)."""
     global _engine
     with _engine_guard:
+        dropped = _engine is not None and _engine.holds_models()
         _engine = None
     from . import long_lived
 
-    long_lived.release()  # the dropped engine's models, unless something still uses them
+    long_lived.release(dropped=dropped)  # the dropped engine's models, unless something still uses them

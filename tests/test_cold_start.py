@@ -89,6 +89,30 @@ def test_an_unloaded_model_is_freed(own_weights):
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
+def test_a_model_is_freed_at_every_unload_and_reset(own_weights):
+    """Once the first unload has unfrozen everything, nothing is frozen any more: a model
+    loaded again, then unloaded (or its engine reset), must still go at once, not at the
+    collector's next full pass (the captioner's reference cycles kept ~0.35 GB per cycle)."""
+    out = _python("""
+        import gc, weakref
+        from engine.inference import get_engine, reset_engine
+
+        engine = get_engine()
+        engine.model("caption"), engine.model("classify")
+        engine.unload()  # the first: unfreezes
+        assert gc.get_freeze_count() == 0
+        caption = weakref.ref(engine.model("caption").model)
+        engine.unload()
+        assert caption() is None, "still in memory after the second unload"
+        caption = weakref.ref(engine.model("caption").model)
+        del engine  # the engine reset is the only one holding its models
+        reset_engine()
+        assert caption() is None, "still in memory after reset_engine"
+        print("ok")
+    """)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
 def test_the_cache_hashed_ahead_is_used_only_while_the_file_is_unchanged(blip, monkeypatch):
     from engine.files import sha256_file
     from engine.models.captioner import Captioner
