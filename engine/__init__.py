@@ -11,6 +11,7 @@ The map (each module one job; no import circle):
     inference.py        the engine: lazy loading, prepare -> infer, run, stream
     batching.py         the one batch loop (stream) and the Inference protocol
     images.py           load_image(), the one photo loader
+    long_lived.py       heavy library imports with the garbage collector paused, frozen after
     weights/            table, stamps, transfer, install, imports, guard of the registry's weights
     device.py           device and precision choice
     library/            folder scans as stages (plan, compute, write, record; scanner.py wires

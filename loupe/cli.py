@@ -259,8 +259,15 @@ def _leave_now(code: int) -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe (`loupe ... | head`): nothing more to say
+        except (BrokenPipeError, ValueError):  # `loupe ... | head` read what it wanted
             pass
+        except OSError as exc:  # a full disk: the output is lost, which must not exit 0
+            code = code or 1
+            try:
+                sys.stderr.write(f"loupe: the output could not be written ({exc.strerror or exc})\n")
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
     atexit._run_exitfuncs()  # what Python's exit runs first (logging.shutdown, ray.shutdown, ...)
     os._exit(code)
 
