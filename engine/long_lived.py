@@ -56,8 +56,8 @@ def release(*, dropped: bool = False) -> None:
     Transformers' models hold reference cycles, which only a full collection frees: frozen,
     never; unfrozen, only at the collector's next full pass, which with the ~0.4 million
     objects of torch and transformers alive comes rarely. Measured: an unloaded BLIP stayed
-    in memory without it (frozen at the first unload; at every later one, with nothing
-    frozen any more, until `dropped` made it collect)."""
+    in memory without it: at the first unload while frozen, at every later one (nothing
+    frozen any more) until `dropped` made it collect."""
     if gc.get_freeze_count():
         gc.unfreeze()
         gc.collect()
