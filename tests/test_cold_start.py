@@ -135,6 +135,26 @@ def test_the_cache_hashed_ahead_is_used_only_while_the_file_is_unchanged(blip, m
     assert data in calls, "the changed file is hashed again, not trusted from the early hash"
 
 
+def test_a_cache_folder_that_cannot_be_entered_begins_nothing(blip, monkeypatch):
+    """`read_ahead` runs before the load's error handling: a .int8 folder this user may not
+    enter (another user's, umask 077) must not fail the load there (the load copes, as before)."""
+    import errno
+    import pathlib
+
+    from engine.models.captioner import Captioner
+
+    (blip / quantize.CACHE_DIR).mkdir()
+    stat = pathlib.Path.stat
+
+    def denied(self, *args, **kwargs):
+        if quantize.CACHE_DIR in self.parts:  # what a stat as another user gets (the suite runs as root)
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "stat", denied)
+    assert Captioner.read_ahead(blip) is None
+
+
 @pytest.fixture
 def photo(tmp_path):
     path = tmp_path / "photo.jpg"

@@ -35,7 +35,11 @@ class Captioner(Model[Caption]):
         the placement turns out not to be int8)."""
         from ..quantize import cache_paths, hash_cache_soon
 
-        return hash_cache_soon(folder) if cache_paths(folder)[0].is_file() else None
+        try:
+            found = cache_paths(folder)[0].is_file()
+        except OSError:  # a .int8 folder this user may not enter: the load says what it means
+            return None
+        return hash_cache_soon(folder) if found else None
 
     @classmethod
     def load(cls, folder: Path, placement: Placement, ahead: Any = None) -> "Captioner":
