@@ -312,10 +312,13 @@ def load_int8(folder: Path, load_float: Callable[[], Any], build_empty: Callable
     read already begun by `read_cache_soon` (else both are made here)."""
     data, manifest_path = cache_paths(folder, name)
     ahead = read() if read is not None else CacheRead(cache_state(folder, name=name))
-    state = ahead.state
+    # Handed over, not kept: the read-ahead's future stays referenced from the loading frame,
+    # which a reference cycle made by the imports beside it can keep, frozen, for as long as
+    # the process lives (engine.long_lived); its copy of the weights (~0.1 GB for BLIP) must go.
+    state, saved, ahead.saved = ahead.state, ahead.saved, None
     if state == "valid":
         try:
-            return _from_cache(data, build_empty, ahead.saved)
+            return _from_cache(data, build_empty, saved)
         except _Misfit as exc:
             state = f"does not fit the model: {exc}"
     if state != "missing":

@@ -18,8 +18,8 @@ from image_corpus import gradient
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _python(script: str, *args: str, timeout: int = 240) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+def _python(script: str, *args: str, timeout: int = 240, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, **(env or {}), PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     return subprocess.run([sys.executable, "-c", textwrap.dedent(script), *args], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -111,6 +111,33 @@ def test_a_model_is_freed_at_every_unload_and_reset(own_weights):
         print("ok")
     """)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_the_int8_cache_read_ahead_is_not_kept(own_weights):
+    """The loading frame stays referenced, frozen, from a reference cycle that transformers'
+    imports make beside it (torch.fx's `wrap` keeps its own frame, and so its callers): what
+    the int8 read-ahead read (a copy of the weights: ~0.1 GB for BLIP) must not stay with it
+    in a long-lived process."""
+    script = """
+        import gc
+        from engine import quantize, weights
+        from engine.inference import get_engine
+        from engine.models.registry import lookup
+
+        cached = quantize.cache_paths(weights.model_dir(lookup("caption").name))[0].is_file()
+        get_engine().model("caption")
+        gc.unfreeze()  # to see what was frozen too
+        reads = [o for o in gc.get_objects() if isinstance(o, quantize.CacheRead)]
+        print(cached, len(reads), sum(o.saved is not None for o in reads))
+    """
+    env = {"LOUPE_PRECISION": "int8"}
+    first = _python(script, env=env)  # builds the cache
+    assert first.returncode == 0, first.stderr
+    out = _python(script, env=env)  # reads it ahead
+    assert out.returncode == 0, out.stderr
+    cached, reads, held = out.stdout.split()
+    assert cached == "True" and reads == "1", out.stdout  # read ahead, its future still referenced
+    assert held == "0", "the read-ahead's copy of the weights is still referenced"
 
 
 def test_the_cache_hashed_ahead_is_used_only_while_the_file_is_unchanged(blip, monkeypatch):
