@@ -134,7 +134,9 @@ class Engine:
         from .cpu_share import first_look, fit_threads
 
         model_class = spec.model_class()
-        ahead = model_class.read_ahead(folder)  # on another core while torch imports
+        # on another core while torch imports; not where the person chose a precision other
+        # than int8 (the placement itself needs torch: "auto" may still turn out not int8)
+        ahead = model_class.read_ahead(folder) if self._may_run_int8(spec) else None
         first_look()  # the load is the window of the first thread choice (no extra wait)
         with long_lived.imports():
             import torch  # noqa: F401  (the first and longest import)
@@ -145,6 +147,20 @@ class Engine:
         self.load_seconds[spec.name] = time.perf_counter() - started
         _release_freed_memory()
         return model
+
+    def _may_run_int8(self, spec: ModelSpec) -> bool:
+        """Whether `spec`'s model may load int8, known without importing torch: it has an int8
+        path and neither the engine's placement nor the asked precision rules it out."""
+        if "int8" not in spec.supported:
+            return False
+        if self._placement is not None:
+            return self._placement.precision == "int8"
+        from .device import asked_precision
+
+        try:
+            return asked_precision() in ("auto", "int8")
+        except LoupeError:  # a bad name: the placement says so, on the load's own path
+            return False
 
     def load(self, task: str) -> None:
         """`batching.Inference.load`: the model for `task` loaded now (WeightsMissing/Damaged)."""

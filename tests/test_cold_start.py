@@ -230,3 +230,24 @@ def test_loupe_ends_as_soon_as_its_command_is_done(own_weights, photo, loupe_hom
     assert out.returncode == 0 and out.stdout.startswith("loupe "), out.stderr
     assert (usual / "thread").read_text() == "done", "a running thread was cut off"
     assert (usual / "teardown").read_text() == "ran" and (usual / "atexit").read_text() == "ran"
+
+
+def test_no_early_hash_where_the_person_chose_another_precision(own_weights, monkeypatch):
+    """The early hash is for the int8 load: with fp32 chosen (setting or LOUPE_PRECISION) an
+    int8 cache left from before is not read (0.33 GB for BLIP) on every start."""
+    from engine.inference import Engine
+    from engine.models.captioner import Captioner
+
+    monkeypatch.setenv("LOUPE_PRECISION", "int8")
+    Engine().model("caption")  # the cache now exists
+    begun = []
+    real = Captioner.read_ahead.__func__
+    monkeypatch.setattr(Captioner, "read_ahead", classmethod(lambda cls, f: begun.append(f) or real(cls, f)))
+    Engine().model("caption")
+    assert len(begun) == 1  # int8 asked: hashed ahead
+    monkeypatch.setenv("LOUPE_PRECISION", "fp32")
+    assert Engine().model("caption").placement.precision == "fp32"
+    monkeypatch.setenv("LOUPE_PRECISION", "auto")
+    Engine().model("caption")  # auto may be int8 (the CPU class decides, after torch): begun
+    assert len(begun) == 2
+
