@@ -1,10 +1,11 @@
 """Imports of the heavy libraries (torch, torchvision, transformers' model code, gradio) with
 Python's cyclic garbage collector paused, and what they made frozen after.
 
-These imports create some 300,000 objects (functions, classes, module dicts) that live as long
-as the process. While they run, the collector's full passes walk all of them again and again,
-and at exit the interpreter's own passes walk them once more: together about a fifth of a cold
-`loupe classify` (`python -m bench.startup`). `gc.freeze` (as CPython's docs suggest for
+These imports create several hundred thousand objects (~670,000 for torch, torchvision and
+transformers' BLIP: functions, classes, module dicts) that live as long as the process. While
+they run, the collector's full passes walk all of them again and again, and at exit the
+interpreter's own passes walk them once more: about a quarter of a cold `loupe classify`
+(bench/README.md, "Cold start"). `gc.freeze` (as CPython's docs suggest for
 objects made at start-up) moves them out of every later pass; they are still freed by
 reference counting, so a frozen object that nothing refers to is released as before. What
 else is alive at that moment is frozen too (a model loaded earlier): `release` gives it back
