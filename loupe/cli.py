@@ -238,8 +238,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run `loupe` with `argv` (default: sys.argv[1:]); returns the exit code. Each command
     leaves one line in the log file the app also writes (engine.logs); the window logs itself."""
     code = _invoke(list(sys.argv[1:] if argv is None else argv))
-    if argv is None and code == 130:
-        _leave_if_torch_is_busy(code)
     if argv is None:
         _leave_now(code)
     return code
@@ -251,10 +249,18 @@ def _leave_now(code: int) -> None:
     teardown would then free torch's and transformers' modules one object at a time and run
     the native libraries' destructors: ~0.3 s of a 2.5 s `loupe classify` (bench.startup),
     with nothing left to save. Only when no other thread could still be writing (every one
-    left is a daemon: the compute thread, idle); else the process ends as usual."""
+    left is a daemon: the compute thread, idle); else the process ends as usual. Except when
+    interrupted (a second Ctrl-C stops waiting for the model load or pass in flight) while the
+    compute thread is still inside torch: then at once, whatever runs, because Python's exit
+    would tear the interpreter down around it (SIGABRT, "terminate called without an active
+    exception", exit 134 instead of 130) after waiting for the int8 cache's read-ahead thread."""
     import atexit
 
-    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+    from engine import compute_thread
+
+    torch_busy = code == 130 and compute_thread.busy()
+    others = any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread())
+    if others and not torch_busy:
         return
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -270,25 +276,6 @@ def _leave_now(code: int) -> None:
                 pass
     atexit._run_exitfuncs()  # what Python's exit runs first (logging.shutdown, ray.shutdown, ...)
     os._exit(code)
-
-
-def _leave_if_torch_is_busy(code: int) -> None:
-    """Interrupted (a second Ctrl-C stops waiting for the model load or pass in flight): when
-    the compute thread is still inside torch, leave at once. Python's exit would tear the
-    interpreter down around it (SIGABRT, "terminate called without an active exception", exit
-    134 instead of 130) and first wait for the int8 cache's read-ahead thread."""
-    from engine import compute_thread
-
-    if compute_thread.busy():
-        import logging
-
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        logging.shutdown()
-        os._exit(code)
 
 
 def _preparing(folder: Any) -> None:

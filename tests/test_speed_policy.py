@@ -55,6 +55,8 @@ def test_fixed_thread_count_and_a_real_neighbour(monkeypatch):
         monkeypatch.delenv("LOUPE_THREADS")
         monkeypatch.setattr(cpu_share, "MIN_WINDOW_S", 0.2)  # a measuring window, kept short
         cores = cpu_share._ceiling
+        if cores < 2:  # one thread is already the least Loupe takes: nothing a neighbour could lower
+            pytest.skip("a neighbour can leave Loupe fewer threads only where torch has 2 or more")
         neighbours = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(max(1, (os.cpu_count() or 2) // 2))]
         try:
             cpu_share.fit_threads()
@@ -64,7 +66,7 @@ def test_fixed_thread_count_and_a_real_neighbour(monkeypatch):
             for p in neighbours:
                 p.kill()
                 p.wait()
-        assert 1 <= chosen < max(2, cores)
+        assert 1 <= chosen < cores
     finally:
         torch.set_num_threads(before)
 
