@@ -120,10 +120,11 @@ def test_every_tab_passes_axe_in_the_window_and_an_export_is_saved(installed, lo
                                env=x.env(), timeout=10)
                 subprocess.run(["xdotool", "type", "--delay", "20", str(saved)], env=x.env(), timeout=30)
                 subprocess.run(["xdotool", "key", "Return"], env=x.env(), timeout=10)
-                assert wait_for(saved.is_file, 15), (proc.output[-2000:], log.read_text()[-2000:])
+                # Qt creates the file first and writes it after; the app logs the download once Qt
+                # reports it finished: read the file only then (clean-clone CI runs read the log
+                # too early once, and the file while still empty once)
+                assert wait_for(lambda: "saved a download to" in log.read_text(), 25), (proc.output[-2000:], log.read_text()[-2000:])
+                assert saved.is_file()
                 assert saved.read_text(encoding="utf-8").lstrip("\ufeff").startswith("path,"), saved.read_text()[:200]
-                # the app logs the download once Qt reports it finished, a moment after the file
-                # is in place (a clean-clone CI run read the log first once)
-                assert wait_for(lambda: "saved a download to" in log.read_text(), 10), log.read_text()[-2000:]
                 x.screenshot(artifacts / "a11y-window-export-saved.png")
             proc.stop()
